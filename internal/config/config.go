@@ -1,0 +1,120 @@
+package config
+
+import (
+	"time"
+)
+
+// Modes.
+const (
+	ModeObserve = "observe"
+	ModeEnforce = "enforce"
+)
+
+// Config is the whole file. Every field has a default (see defaults.go)
+// unless marked required.
+type Config struct {
+	// Mode is observe (log would-be denials, block nothing) or enforce.
+	// Required: a security device should not guess which one you meant.
+	Mode string `yaml:"mode"`
+	// Listen says where DNS and the HTTP API are served.
+	Listen Listen `yaml:"listen"`
+	// Upstreams are the resolvers fqdngate forwards allowed queries to, as
+	// IP or IP:port (port 53 if omitted). Names are not accepted: resolving
+	// them would need a resolver. Required.
+	Upstreams []string `yaml:"upstreams"`
+	// UpstreamTimeout bounds one exchange with one upstream.
+	UpstreamTimeout time.Duration `yaml:"upstream_timeout"`
+	// Region fills <region> in catalog entries ("East US 2" → "eastus2").
+	Region string `yaml:"region"`
+	// Cloud selects catalog variants: public, usgov or china.
+	Cloud string `yaml:"cloud"`
+	// Enforcer configures the kernel side.
+	Enforcer Enforcer `yaml:"enforcer"`
+	// Clients are the client groups; a source outside all of them is refused.
+	Clients []Client `yaml:"clients"`
+	// DenyResponse is the answer to denied names: nxdomain or refused.
+	DenyResponse string `yaml:"deny_response"`
+	// MaxInflight bounds the queries being worked on at once; beyond it new
+	// queries get SERVFAIL at once instead of queueing without bound.
+	MaxInflight int `yaml:"max_inflight"`
+	// StateDir holds persistent state.
+	StateDir string `yaml:"state_dir"`
+	// Log configures structured logging.
+	Log Log `yaml:"log"`
+
+	// Derived is filled by validation.
+	Derived Derived `yaml:"-"`
+}
+
+// Listen is the listen section.
+type Listen struct {
+	// DNS addresses (IP:port), served on UDP and TCP.
+	DNS []string `yaml:"dns"`
+	// API is the HTTP API address; loopback by default.
+	API string `yaml:"api"`
+}
+
+// Enforcer is the enforcer section.
+type Enforcer struct {
+	// Backend is nftables, or none (resolve and record only).
+	Backend string `yaml:"backend"`
+	// Table is the name of fqdngate's own `table inet`; nothing else is touched.
+	Table string `yaml:"table"`
+	// Hook is forward (a gateway for a device network) or output (the host
+	// is its own client).
+	Hook string `yaml:"hook"`
+	// Scope is client (an answer opens the address for the asking client
+	// only) or global (for every client). Hook output implies global.
+	Scope string `yaml:"scope"`
+	// MinTTL is the shortest lifetime an answer's addresses get.
+	MinTTL time.Duration `yaml:"min_ttl"`
+	// MaxTTL caps answer TTLs (the client is told the capped TTL too), so a
+	// week-long TTL does not hold an address open for a week.
+	MaxTTL time.Duration `yaml:"max_ttl"`
+	// Grace is added to every lifetime, for clients that use an answer a
+	// little after it expired.
+	Grace time.Duration `yaml:"grace"`
+	// MaxAddrsPerName caps the addresses kept per client and name; the
+	// oldest are evicted first.
+	MaxAddrsPerName int `yaml:"max_addrs_per_name"`
+	// MaxEntries caps the ledger as a whole; the entries closest to expiry
+	// are evicted first.
+	MaxEntries int `yaml:"max_entries"`
+	// Hold is how long an answer may wait for the kernel to acknowledge its
+	// rule; past it the client gets SERVFAIL.
+	Hold time.Duration `yaml:"hold"`
+	// NFLogGroup is the netlink log group dropped packets are sent to.
+	NFLogGroup uint16 `yaml:"nflog_group"`
+	// Mark is the firewall mark on fqdngate's own upstream traffic, so that
+	// hook output neither redirects nor drops it.
+	Mark uint32 `yaml:"mark"`
+}
+
+// Client is one client group.
+type Client struct {
+	Name string `yaml:"name"`
+	// CIDRs are the group's networks. Nested networks across groups are
+	// allowed (the longest prefix wins); the same network twice is an error.
+	CIDRs []string `yaml:"cidrs"`
+	// Profiles pull rules from the built-in catalog.
+	Profiles []string `yaml:"profiles"`
+	// Rules are the group's own rules.
+	Rules []Rule `yaml:"rules"`
+}
+
+// Rule is one user rule.
+type Rule struct {
+	Name string `yaml:"name"`
+	// FQDN patterns: exact names, "*.suffix" or "pre*.suffix".
+	FQDN []string `yaml:"fqdn"`
+	// Ports as tcp/443, udp/123 or tcp/8000-8100.
+	Ports []string `yaml:"ports"`
+}
+
+// Log is the log section.
+type Log struct {
+	// Format is text or json.
+	Format string `yaml:"format"`
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+}

@@ -1,0 +1,273 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/fqdngate/fqdngate/internal/policy"
+)
+
+// Params are the values catalog placeholders are filled from.
+type Params struct {
+	// Region is normalised: lower case, no spaces ("eastus2").
+	Region string
+	Cloud  string
+}
+
+// ProfileSource provides the rules of a named profile. The catalog
+// implements it; config does not import the catalog, the CLI wires it.
+type ProfileSource interface {
+	ProfileRules(name string, p Params) ([]*policy.Rule, error)
+}
+
+type options struct {
+	profiles ProfileSource
+}
+
+// Option changes how a file is loaded.
+type Option func(*options)
+
+// WithProfiles resolves `profiles:` entries through src.
+func WithProfiles(src ProfileSource) Option {
+	return func(o *options) { o.profiles = src }
+}
+
+// Derived holds values computed from the file during validation; it is
+// valid whenever Load or Parse returned no error.
+type Derived struct {
+	DNS       []netip.AddrPort
+	API       netip.AddrPort
+	Upstreams []netip.AddrPort
+	Region    string
+	Policy    *policy.Policy
+	LogLevel  slog.Level
+}
+
+var (
+	tableName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
+	groupName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+	regionStr = regexp.MustCompile(`^[A-Za-z0-9 ]{1,64}$`)
+)
+
+func oneOf(col *collector, p path, v string, allowed ...string) {
+	for _, a := range allowed {
+		if v == a {
+			return
+		}
+	}
+	col.add(p, "%q is not one of %s", v, strings.Join(allowed, ", "))
+}
+
+func (c *Config) validate(col *collector, o options) {
+	if c.Mode == "" {
+		col.add(path{"mode"}, "required: observe or enforce")
+	} else {
+		oneOf(col, path{"mode"}, c.Mode, ModeObserve, ModeEnforce)
+	}
+	c.Derived.DNS = parseAddrPorts(col, path{"listen", "dns"}, c.Listen.DNS, 0)
+	if ap, err := netip.ParseAddrPort(c.Listen.API); err != nil || ap.Port() == 0 {
+		col.add(path{"listen", "api"}, "%q is not IP:port", c.Listen.API)
+	} else {
+		c.Derived.API = ap
+	}
+	if len(c.Upstreams) == 0 {
+		col.add(path{"upstreams"}, "required: at least one resolver address, e.g. 198.51.100.53")
+	}
+	c.Derived.Upstreams = parseAddrPorts(col, path{"upstreams"}, c.Upstreams, 53)
+	if c.UpstreamTimeout < 0 || c.UpstreamTimeout > 30*time.Second {
+		col.add(path{"upstream_timeout"}, "%s is outside 1ms..30s", c.UpstreamTimeout)
+	}
+	if c.Region != "" {
+		if !regionStr.MatchString(c.Region) {
+			col.add(path{"region"}, "%q is not an Azure region name such as \"East US 2\" or eastus2", c.Region)
+		} else {
+			c.Derived.Region = NormalizeRegion(c.Region)
+		}
+	}
+	oneOf(col, path{"cloud"}, c.Cloud, "public", "usgov", "china")
+	c.validateEnforcer(col)
+	oneOf(col, path{"deny_response"}, c.DenyResponse, "nxdomain", "refused")
+	if c.MaxInflight < 1 || c.MaxInflight > 65536 {
+		col.add(path{"max_inflight"}, "%d is outside 1..65536", c.MaxInflight)
+	}
+	oneOf(col, path{"log", "format"}, c.Log.Format, "text", "json")
+	if err := c.Derived.LogLevel.UnmarshalText([]byte(c.Log.Level)); err != nil {
+		col.add(path{"log", "level"}, "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	c.validateClients(col, o)
+}
+
+// NormalizeRegion turns "East US 2" into "eastus2", the way Azure's
+// regional endpoint names are formed.
+func NormalizeRegion(r string) string {
+	return strings.ToLower(strings.ReplaceAll(r, " ", ""))
+}
+
+func (c *Config) validateEnforcer(col *collector) {
+	e := &c.Enforcer
+	p := path{"enforcer"}
+	oneOf(col, p.with("backend"), e.Backend, "nftables", "none")
+	if !tableName.MatchString(e.Table) {
+		col.add(p.with("table"), "%q is not a table name (letters, digits, '_' and '-', at most 32)", e.Table)
+	}
+	oneOf(col, p.with("hook"), e.Hook, "forward", "output")
+	oneOf(col, p.with("scope"), e.Scope, "client", "global")
+	if e.Hook == "output" && e.Scope == "client" {
+		col.add(p.with("scope"), "scope client needs hook forward: on the host the DNS client is loopback while connections leave from the interface address; use scope global")
+	}
+	if e.MinTTL < 0 || e.MinTTL > 24*time.Hour {
+		col.add(p.with("min_ttl"), "%s is outside 0..24h", e.MinTTL)
+	}
+	if e.MaxTTL < time.Second || e.MaxTTL > 7*24*time.Hour {
+		col.add(p.with("max_ttl"), "%s is outside 1s..168h", e.MaxTTL)
+	} else if e.MaxTTL < e.MinTTL {
+		col.add(p.with("max_ttl"), "%s is below min_ttl %s", e.MaxTTL, e.MinTTL)
+	}
+	if e.Grace < 0 || e.Grace > 24*time.Hour {
+		col.add(p.with("grace"), "%s is outside 0..24h", e.Grace)
+	}
+	if e.MaxAddrsPerName < 1 || e.MaxAddrsPerName > 65536 {
+		col.add(p.with("max_addrs_per_name"), "%d is outside 1..65536", e.MaxAddrsPerName)
+	}
+	if e.MaxEntries < 1 || e.MaxEntries > 1<<24 {
+		col.add(p.with("max_entries"), "%d is outside 1..16777216", e.MaxEntries)
+	}
+	if e.Hold < time.Millisecond || e.Hold > 30*time.Second {
+		col.add(p.with("hold"), "%s is outside 1ms..30s", e.Hold)
+	}
+}
+
+func parseAddrPorts(col *collector, p path, in []string, defaultPort uint16) []netip.AddrPort {
+	var out []netip.AddrPort
+	seen := make(map[netip.AddrPort]bool)
+	for i, s := range in {
+		ap, err := netip.ParseAddrPort(s)
+		if err != nil && defaultPort != 0 {
+			if a, aerr := netip.ParseAddr(s); aerr == nil {
+				ap, err = netip.AddrPortFrom(a, defaultPort), nil
+			}
+		}
+		switch {
+		case err != nil || ap.Port() == 0:
+			col.add(p.with(i), "%q is not an IP address with a port (e.g. 192.0.2.1:53 or [2001:db8::1]:53)", s)
+			continue
+		case ap.Addr().Zone() != "":
+			col.add(p.with(i), "%q: zoned addresses are not supported", s)
+			continue
+		case seen[ap]:
+			col.add(p.with(i), "%s is listed twice", ap)
+			continue
+		}
+		seen[ap] = true
+		// Unmap keeps ::ffff:a.b.c.d from hiding an IPv4 address.
+		out = append(out, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+	}
+	return out
+}
+
+func (c *Config) validateClients(col *collector, o options) {
+	var groups []*policy.Group
+	groupAt := make(map[string]int)
+	prefixAt := make(map[netip.Prefix]path)
+	params := Params{Region: c.Derived.Region, Cloud: c.Cloud}
+	for gi, cl := range c.Clients {
+		gp := path{"clients", gi}
+		g := &policy.Group{Name: cl.Name}
+		switch prev, dup := groupAt[cl.Name]; {
+		case !groupName.MatchString(cl.Name):
+			col.add(gp.with("name"), "%q is not a group name (letters, digits, '_', '.', '-')", cl.Name)
+		case dup:
+			col.add(gp.with("name"), "%q is already the name of clients[%d]", cl.Name, prev)
+		default:
+			groupAt[cl.Name] = gi
+		}
+		if len(cl.CIDRs) == 0 {
+			col.add(gp.with("cidrs"), "required: at least one network, e.g. 192.0.2.0/24")
+		}
+		for ci, s := range cl.CIDRs {
+			cp := gp.with("cidrs", ci)
+			pfx, err := netip.ParsePrefix(strings.TrimSpace(s))
+			if err != nil {
+				col.add(cp, "%q is not a network in CIDR form", s)
+				continue
+			}
+			if pfx != pfx.Masked() {
+				col.add(cp, "%s has host bits set; did you mean %s?", pfx, pfx.Masked())
+				continue
+			}
+			if prev, dup := prefixAt[pfx]; dup {
+				col.add(cp, "%s is already listed at %s (nested networks are fine, the same one twice is not)", pfx, prev)
+				continue
+			}
+			prefixAt[pfx] = cp
+			g.Prefixes = append(g.Prefixes, pfx)
+		}
+		for pi, name := range cl.Profiles {
+			if o.profiles == nil {
+				col.add(gp.with("profiles", pi), "unknown profile %q: no catalog is loaded", name)
+				continue
+			}
+			rules, err := o.profiles.ProfileRules(name, params)
+			if err != nil {
+				col.add(gp.with("profiles", pi), "%v", err)
+				continue
+			}
+			g.Rules = append(g.Rules, rules...)
+		}
+		ruleAt := make(map[string]int)
+		for ri, r := range cl.Rules {
+			rp := gp.with("rules", ri)
+			rule := &policy.Rule{Name: r.Name, Source: "config"}
+			switch prev, dup := ruleAt[r.Name]; {
+			case r.Name == "":
+				col.add(rp.with("name"), "required")
+			case dup:
+				col.add(rp.with("name"), "%q is already the name of rules[%d] in this group", r.Name, prev)
+			default:
+				ruleAt[r.Name] = ri
+			}
+			if len(r.FQDN) == 0 {
+				col.add(rp.with("fqdn"), "required: at least one name pattern")
+			}
+			for fi, s := range r.FQDN {
+				pat, err := policy.ParsePattern(s)
+				if err != nil {
+					col.add(rp.with("fqdn", fi), "%v", err)
+					continue
+				}
+				rule.Patterns = append(rule.Patterns, pat)
+			}
+			if len(r.Ports) == 0 {
+				col.add(rp.with("ports"), "required: at least one port, e.g. tcp/443")
+			}
+			for pi, s := range r.Ports {
+				pr, err := policy.ParsePort(s)
+				if err != nil {
+					col.add(rp.with("ports", pi), "%v", err)
+					continue
+				}
+				rule.Ports = append(rule.Ports, pr)
+			}
+			g.Rules = append(g.Rules, rule)
+		}
+		groups = append(groups, g)
+	}
+	if len(col.errs) > 0 {
+		return
+	}
+	pol, err := policy.New(groups)
+	if err != nil {
+		col.add(path{"clients"}, "%v", err)
+		return
+	}
+	c.Derived.Policy = pol
+}
+
+// String is for errors and logs.
+func (p Params) String() string {
+	return fmt.Sprintf("region=%q cloud=%q", p.Region, p.Cloud)
+}
