@@ -1,0 +1,364 @@
+package enforce
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
+
+	"github.com/fqdngate/fqdngate/internal/ledger"
+)
+
+// Tuning of the writer. A transaction holds at most maxBatchElems
+// elements so that it stays far below the netlink socket buffer (google/
+// nftables issue 350); elements go maxMsgElems to a message so that one
+// message stays under 64 KiB even for IPv6 range keys.
+const (
+	queueLen      = 1024
+	maxBatchElems = 4096
+	maxMsgElems   = 256
+	mirrorGCEvery = time.Minute
+)
+
+// NFT is the nftables Enforcer.
+type NFT struct {
+	spec  Spec
+	cc    *nftables.Conn
+	table *nftables.Table
+	sets  map[string]*nftables.Set
+	log   *slog.Logger
+	now   func() time.Time
+	// readdRefreshes: the kernel refreshes an element's timeout when it is
+	// added again (Linux 6.12+). Older kernels keep the old expiry, so a
+	// refresh there is add (to be sure it exists), delete, add.
+	readdRefreshes bool
+
+	reqs chan *request
+	done chan struct{}
+	// mirror is the kernel's elements and their expiry as this writer set
+	// them; only the writer goroutine touches it.
+	mirror map[ledger.Elem]time.Time
+}
+
+type request struct {
+	grants  []Grant
+	revokes []ledger.Elem
+	result  chan error // buffered: the writer never blocks on a caller that gave up
+}
+
+// Option changes an NFT enforcer.
+type Option func(*NFT)
+
+// WithConn uses cc instead of a new netlink connection (tests dial into a
+// network namespace or a fake).
+func WithConn(cc *nftables.Conn) Option { return func(n *NFT) { n.cc = cc } }
+
+// WithLegacyRefresh forces the delete-and-add refresh that kernels before
+// 6.12 need, to test it on newer kernels.
+func WithLegacyRefresh() Option { return func(n *NFT) { n.readdRefreshes = false } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(n *NFT) { n.log = l } }
+
+// WithClock sets the clock used for timeouts.
+func WithClock(now func() time.Time) Option { return func(n *NFT) { n.now = now } }
+
+// Open builds the table (replacing an older one of the same name in one
+// transaction) and starts the writer.
+func Open(spec Spec, opts ...Option) (*NFT, error) {
+	n := &NFT{
+		spec:           spec,
+		log:            slog.Default(),
+		now:            time.Now,
+		readdRefreshes: kernelRefreshesOnReadd(),
+		reqs:           make(chan *request, queueLen),
+		done:           make(chan struct{}),
+		mirror:         make(map[ledger.Elem]time.Time),
+	}
+	for _, o := range opts {
+		o(n)
+	}
+	if n.cc == nil {
+		cc, err := nftables.New(nftables.AsLasting())
+		if err != nil {
+			return nil, fmt.Errorf("enforce: open netlink: %w", err)
+		}
+		n.cc = cc
+	}
+	n.table = build(n.cc, spec)
+	if err := n.cc.Flush(); err != nil {
+		return nil, fmt.Errorf("enforce: create table inet %s: %w", spec.Table, err)
+	}
+	n.sets = make(map[string]*nftables.Set)
+	for _, s := range allowSets(n.table, spec.Global) {
+		n.sets[s.Name] = s
+	}
+	go n.writer()
+	return n, nil
+}
+
+// Allow implements Enforcer.
+func (n *NFT) Allow(ctx context.Context, grants []Grant) error {
+	return n.submit(ctx, &request{grants: grants, result: make(chan error, 1)})
+}
+
+// Revoke implements Enforcer.
+func (n *NFT) Revoke(ctx context.Context, elems []ledger.Elem) error {
+	if len(elems) == 0 {
+		return nil
+	}
+	return n.submit(ctx, &request{revokes: elems, result: make(chan error, 1)})
+}
+
+func (n *NFT) submit(ctx context.Context, r *request) error {
+	select {
+	case n.reqs <- r:
+	case <-n.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return fmt.Errorf("%w: queue full: %w", ErrHoldTimeout, ctx.Err())
+	}
+	select {
+	case err := <-r.result:
+		return err
+	case <-n.done:
+		return ErrClosed
+	case <-ctx.Done():
+		// The transaction may still land; that only keeps an address open
+		// that the client was not told, for its lifetime.
+		return fmt.Errorf("%w: %w", ErrHoldTimeout, ctx.Err())
+	}
+}
+
+// writer is the only goroutine that writes to the kernel. It takes one
+// request, then whatever else is already queued, and commits them in one
+// transaction (group commit: under load, many answers share one netlink
+// round trip).
+func (n *NFT) writer() {
+	lastGC := n.now()
+	for {
+		var first *request
+		select {
+		case first = <-n.reqs:
+		case <-n.done:
+			return
+		}
+		batch := []*request{first}
+		elems := len(first.grants) + len(first.revokes)
+	drain:
+		for elems < maxBatchElems {
+			select {
+			case r := <-n.reqs:
+				batch = append(batch, r)
+				elems += len(r.grants) + len(r.revokes)
+			default:
+				break drain
+			}
+		}
+		now := n.now()
+		if err := n.commit(now, batch); err != nil && len(batch) > 1 {
+			// One bad request must not fail the answers it shared a
+			// transaction with: retry each on its own.
+			for _, r := range batch {
+				r.result <- n.commit(now, []*request{r})
+			}
+		} else {
+			for _, r := range batch {
+				r.result <- err
+			}
+		}
+		if now.Sub(lastGC) > mirrorGCEvery {
+			for e, exp := range n.mirror {
+				if !now.Before(exp) {
+					delete(n.mirror, e)
+				}
+			}
+			lastGC = now
+		}
+	}
+}
+
+// commit writes a batch in one transaction and updates the mirror when
+// the kernel acknowledged it.
+func (n *NFT) commit(now time.Time, batch []*request) error {
+	adds := make(map[string][]nftables.SetElement)
+	dels := make(map[string][]nftables.SetElement)
+	readds := make(map[string][]nftables.SetElement)
+	updates := make(map[ledger.Elem]time.Time)
+	var removed []ledger.Elem
+	granted := make(map[ledger.Elem]bool)
+	for _, r := range batch {
+		for _, g := range r.grants {
+			granted[g.Elem] = true
+		}
+	}
+	for _, r := range batch {
+		for _, e := range r.revokes {
+			if exp, ok := n.mirror[e]; !ok || !now.Before(exp) || granted[e] {
+				// Gone already (deleting it would fail the batch), or an
+				// answer in this same batch needs it again.
+				continue
+			}
+			el, err := setElement(e, n.spec.Global)
+			if err != nil {
+				return err
+			}
+			// Add first, so the delete cannot fail if the kernel aged the
+			// element out a moment before our clock did.
+			adds[setFor(e)] = append(adds[setFor(e)], el)
+			dels[setFor(e)] = append(dels[setFor(e)], el)
+			removed = append(removed, e)
+		}
+		for _, g := range r.grants {
+			have, ok := n.mirror[g.Elem]
+			if ok && !have.Before(g.Expires) {
+				continue // the kernel already holds it at least that long
+			}
+			if u, ok := updates[g.Elem]; ok && !u.Before(g.Expires) {
+				continue
+			}
+			timeout := g.Expires.Sub(now).Truncate(time.Millisecond)
+			if timeout < time.Millisecond {
+				continue // expired before it was written; nothing to allow
+			}
+			el, err := setElement(g.Elem, n.spec.Global)
+			if err != nil {
+				return err
+			}
+			el.Timeout = timeout
+			set := setFor(g.Elem)
+			live := ok && now.Before(have)
+			if live && !n.readdRefreshes {
+				dels[set] = append(dels[set], el)
+				readds[set] = append(readds[set], el)
+			}
+			adds[set] = append(adds[set], el)
+			updates[g.Elem] = g.Expires
+		}
+	}
+	if len(adds)+len(dels) == 0 {
+		return nil
+	}
+	for _, phase := range []struct {
+		m   map[string][]nftables.SetElement
+		add bool
+	}{{adds, true}, {dels, false}, {readds, true}} {
+		for name, els := range phase.m {
+			for len(els) > 0 {
+				k := min(len(els), maxMsgElems)
+				var err error
+				if phase.add {
+					err = n.cc.SetAddElements(n.sets[name], els[:k])
+				} else {
+					err = n.cc.SetDeleteElements(n.sets[name], els[:k])
+				}
+				if err != nil {
+					return fmt.Errorf("enforce: encode set %s: %w", name, err)
+				}
+				els = els[k:]
+			}
+		}
+	}
+	if err := n.cc.Flush(); err != nil {
+		return fmt.Errorf("enforce: table inet %s: %w", n.spec.Table, err)
+	}
+	for e, exp := range updates {
+		n.mirror[e] = exp
+	}
+	for _, e := range removed {
+		delete(n.mirror, e)
+	}
+	return nil
+}
+
+// Counters implements Enforcer.
+func (n *NFT) Counters() (Counters, error) {
+	objs, err := n.cc.GetObjects(n.table)
+	if err != nil {
+		return Counters{}, fmt.Errorf("enforce: read counters: %w", err)
+	}
+	var c Counters
+	for _, o := range objs {
+		co, ok := o.(*nftables.CounterObj)
+		if !ok {
+			continue
+		}
+		switch co.Name {
+		case ctrDrops:
+			c.Drops = co.Packets
+		case ctrWouldDrops:
+			c.WouldDrops = co.Packets
+		case ctrDoTDrops:
+			c.DoTDrops = co.Packets
+		case ctrDNSRedirects:
+			c.DNSRedirects = co.Packets
+		}
+	}
+	return c, nil
+}
+
+// Close stops the writer. The table and its elements stay in the kernel:
+// existing flows and unexpired answers keep working while fqdngate is
+// down (fail closed for new names). Teardown removes them.
+func (n *NFT) Close() error {
+	select {
+	case <-n.done:
+		return nil
+	default:
+	}
+	close(n.done)
+	return n.cc.CloseLasting()
+}
+
+// Teardown deletes fqdngate's table, and only it. A missing table is not
+// an error.
+func Teardown(table string, cc *nftables.Conn) error {
+	if cc == nil {
+		var err error
+		if cc, err = nftables.New(); err != nil {
+			return fmt.Errorf("teardown: open netlink: %w", err)
+		}
+	}
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: table}
+	cc.DelTable(t)
+	if err := cc.Flush(); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return fmt.Errorf("teardown: delete table inet %s: %w", table, err)
+	}
+	return nil
+}
+
+// kernelRefreshesOnReadd reports whether this kernel (6.12 or later)
+// refreshes a set element's timeout when the element is added again.
+func kernelRefreshesOnReadd() bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return false
+	}
+	return releaseAtLeast(unix.ByteSliceToString(u.Release[:]), 6, 12)
+}
+
+func releaseAtLeast(release string, major, minor int) bool {
+	parts := strings.SplitN(release, ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	ma, err1 := strconv.Atoi(parts[0])
+	digits := parts[1]
+	if i := strings.IndexFunc(digits, func(r rune) bool { return r < '0' || r > '9' }); i >= 0 {
+		digits = digits[:i]
+	}
+	mi, err2 := strconv.Atoi(digits)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
+}

@@ -1,0 +1,175 @@
+package lab
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Prefix starts the name of every namespace the lab makes, so that
+// leftovers of a crashed run can be found and removed (Sweep).
+const Prefix = "fqg-"
+
+// NS is a named network namespace (/run/netns/NAME).
+type NS struct {
+	Name string
+	fd   int
+}
+
+// NewNS creates a namespace named Prefix+role+"-"+random, with loopback up.
+func NewNS(role string) (*NS, error) {
+	var rnd [3]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return nil, err
+	}
+	name := Prefix + role + "-" + hex.EncodeToString(rnd[:])
+	if _, err := run("ip", "netns", "add", name); err != nil {
+		return nil, err
+	}
+	fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		_, _ = run("ip", "netns", "del", name)
+		return nil, fmt.Errorf("open namespace %s: %w", name, err)
+	}
+	ns := &NS{Name: name, fd: fd}
+	if _, err := ns.Run("ip", "link", "set", "lo", "up"); err != nil {
+		ns.Delete()
+		return nil, err
+	}
+	return ns, nil
+}
+
+// FD is the namespace's file descriptor, for nftables.WithNetNSFd.
+func (ns *NS) FD() int { return ns.fd }
+
+// Delete removes the namespace; its links and nftables tables go with it.
+func (ns *NS) Delete() error {
+	if ns.fd > 0 {
+		unix.Close(ns.fd)
+		ns.fd = 0
+	}
+	_, err := run("ip", "netns", "del", ns.Name)
+	return err
+}
+
+// Run runs a command inside the namespace and returns its output.
+func (ns *NS) Run(name string, args ...string) (string, error) {
+	return run("ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
+}
+
+// Command returns a command that runs inside the namespace.
+func (ns *NS) Command(name string, args ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
+}
+
+// Do runs f on an OS thread that is inside the namespace. Sockets f opens
+// stay in the namespace after Do returns.
+func (ns *NS) Do(f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- fmt.Errorf("open own namespace: %w", err)
+			runtime.UnlockOSThread()
+			return
+		}
+		defer unix.Close(orig)
+		if err := unix.Setns(ns.fd, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("enter namespace %s: %w", ns.Name, err)
+			runtime.UnlockOSThread()
+			return
+		}
+		ferr := f()
+		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
+			// Leave the thread locked: the goroutine exits and the runtime
+			// throws the thread away instead of reusing it in the wrong
+			// namespace.
+			errc <- errors.Join(ferr, fmt.Errorf("leave namespace %s: %w", ns.Name, err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// Veth joins two namespaces with a veth pair named a and b.
+func Veth(nsA *NS, a string, nsB *NS, b string) error {
+	tmpA, tmpB := "fqgtmp"+a, "fqgtmp"+b
+	tmpA, tmpB = tmpA[:min(len(tmpA), 15)], tmpB[:min(len(tmpB), 15)]
+	if _, err := nsA.Run("ip", "link", "add", tmpA, "type", "veth", "peer", "name", tmpB, "netns", nsB.Name); err != nil {
+		return err
+	}
+	if _, err := nsA.Run("ip", "link", "set", tmpA, "name", a, "up"); err != nil {
+		return err
+	}
+	_, err := nsB.Run("ip", "link", "set", tmpB, "name", b, "up")
+	return err
+}
+
+// Sweep deletes every namespace whose name starts with Prefix, and
+// returns their names.
+func Sweep() ([]string, error) {
+	out, err := run("ip", "netns", "list")
+	if err != nil {
+		return nil, err
+	}
+	var gone []string
+	var errs error
+	for _, line := range strings.Split(out, "\n") {
+		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+		if strings.HasPrefix(name, Prefix) {
+			if _, err := run("ip", "netns", "del", name); err != nil {
+				errs = errors.Join(errs, err)
+				continue
+			}
+			gone = append(gone, name)
+		}
+	}
+	return gone, errs
+}
+
+// Namespaces lists the lab's namespaces that exist now.
+func Namespaces() ([]string, error) {
+	out, err := run("ip", "netns", "list")
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, line := range strings.Split(out, "\n") {
+		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+		if strings.HasPrefix(name, Prefix) {
+			names = append(names, name)
+		}
+	}
+	return names, nil
+}
+
+func run(name string, args ...string) (string, error) {
+	cmd := exec.Command(name, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return string(out), nil
+}
+
+// Sysctl sets a sysctl inside the namespace.
+func (ns *NS) Sysctl(key, value string) error {
+	_, err := ns.Run("sysctl", "-q", "-w", key+"="+value)
+	return err
+}
+
+// IsRoot reports whether the process can make namespaces.
+func IsRoot() bool { return os.Geteuid() == 0 }

@@ -1,0 +1,128 @@
+package ledger
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/fqdngate/fqdngate/internal/policy"
+)
+
+var (
+	t0      = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	devA    = netip.MustParseAddr("192.0.2.10")
+	devB    = netip.MustParseAddr("192.0.2.11")
+	tcp443  = policy.PortRange{Proto: policy.ProtoTCP, Lo: 443, Hi: 443}
+	tcp8883 = policy.PortRange{Proto: policy.ProtoTCP, Lo: 8883, Hi: 8883}
+)
+
+func addrs(ss ...string) []netip.Addr {
+	out := make([]netip.Addr, len(ss))
+	for i, s := range ss {
+		out[i] = netip.MustParseAddr(s)
+	}
+	return out
+}
+
+func answer(client netip.Addr, name string, expires time.Time, as ...string) Answer {
+	return Answer{
+		Client: client, Group: "g", Name: name, Chain: []string{"edge.example.net", "a1.cdn.example"},
+		Addrs: addrs(as...), Rules: []string{"r"}, Ports: []policy.PortRange{tcp443, tcp8883},
+		TTL: 20 * time.Second, Expires: expires,
+	}
+}
+
+func TestElemsOfScope(t *testing.T) {
+	a := answer(devA, "x.example.com", t0.Add(time.Minute), "203.0.113.1", "2001:db8::1")
+	if got := New(Options{}).ElemsOf(a); len(got) != 4 || got[0].Client != devA {
+		t.Fatalf("client scope elems = %+v", got)
+	}
+	for _, e := range New(Options{Global: true}).ElemsOf(a) {
+		if e.Client.IsValid() {
+			t.Fatalf("global scope elem has client %v", e.Client)
+		}
+	}
+}
+
+func TestRecordLookupAndExpiry(t *testing.T) {
+	l := New(Options{Retention: 10 * time.Minute})
+	l.Record(t0, answer(devA, "x.example.com", t0.Add(2*time.Minute), "203.0.113.1"))
+	l.Record(t0, answer(devB, "y.example.com", t0.Add(5*time.Minute), "203.0.113.1"))
+
+	got := l.Lookup(netip.MustParseAddr("203.0.113.1"), netip.Addr{})
+	if len(got) != 2 || got[0].Name != "y.example.com" || got[1].Name != "x.example.com" {
+		t.Fatalf("lookup = %+v, want newest expiry first", got)
+	}
+	if got := l.Lookup(netip.MustParseAddr("203.0.113.1"), devA); len(got) != 1 || got[0].Chain[1] != "a1.cdn.example" {
+		t.Fatalf("lookup for devA = %+v", got)
+	}
+	// A repeat answer extends, never shortens.
+	l.Record(t0.Add(time.Minute), answer(devA, "x.example.com", t0.Add(90*time.Second), "203.0.113.1"))
+	if e := l.Lookup(netip.MustParseAddr("203.0.113.1"), devA)[0]; !e.Expires.Equal(t0.Add(2 * time.Minute)) {
+		t.Errorf("expiry shortened to %v", e.Expires)
+	}
+	l.Record(t0.Add(time.Minute), answer(devA, "x.example.com", t0.Add(3*time.Minute), "203.0.113.1"))
+	if e := l.Lookup(netip.MustParseAddr("203.0.113.1"), devA)[0]; !e.Expires.Equal(t0.Add(3 * time.Minute)) {
+		t.Errorf("expiry not extended: %v", e.Expires)
+	}
+
+	// Expired entries stay for the retention period, for explanations.
+	if n := l.GC(t0.Add(4 * time.Minute)); n != 0 {
+		t.Errorf("GC removed %d entries still within retention", n)
+	}
+	if n := l.GC(t0.Add(13*time.Minute + time.Second)); n != 1 {
+		t.Errorf("GC removed %d, want devA's entry", n)
+	}
+	if n := l.GC(t0.Add(16 * time.Minute)); n != 1 || l.Stats().Entries != 0 {
+		t.Errorf("GC removed %d, entries left %d", n, l.Stats().Entries)
+	}
+}
+
+func TestPerNameCapEvictsOldestAndRevokes(t *testing.T) {
+	l := New(Options{MaxPerName: 2})
+	l.Record(t0, answer(devA, "x.example.com", t0.Add(1*time.Minute), "203.0.113.1"))
+	l.Record(t0, answer(devA, "x.example.com", t0.Add(2*time.Minute), "203.0.113.2"))
+	revoke := l.Record(t0, answer(devA, "x.example.com", t0.Add(3*time.Minute), "203.0.113.3"))
+	if len(revoke) != 2 || revoke[0].Addr != netip.MustParseAddr("203.0.113.1") || revoke[0].Client != devA {
+		t.Fatalf("revoke = %+v, want 203.0.113.1 on both ports", revoke)
+	}
+	if s := l.Stats(); s.Entries != 2 || s.EvictedPerName != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+	// Other clients and names are not counted against the cap.
+	if r := l.Record(t0, answer(devB, "x.example.com", t0.Add(time.Minute), "203.0.113.9")); len(r) != 0 {
+		t.Fatalf("devB's first answer evicted %+v", r)
+	}
+}
+
+func TestEvictionKeepsElementsOtherEntriesCover(t *testing.T) {
+	l := New(Options{MaxEntries: 2})
+	// Two names on one CDN address for one client: evicting one must not
+	// remove the element the other still needs.
+	l.Record(t0, answer(devA, "a.example.com", t0.Add(1*time.Minute), "203.0.113.1"))
+	l.Record(t0, answer(devA, "b.example.com", t0.Add(5*time.Minute), "203.0.113.1"))
+	revoke := l.Record(t0, answer(devA, "c.example.com", t0.Add(5*time.Minute), "203.0.113.7"))
+	if len(revoke) != 0 {
+		t.Fatalf("revoked %+v although b.example.com still covers it", revoke)
+	}
+	if s := l.Stats(); s.EvictedGlobal != 1 || s.Entries != 2 {
+		t.Fatalf("stats %+v", s)
+	}
+	// Evicting an already expired entry revokes nothing: the kernel aged it out.
+	l2 := New(Options{MaxEntries: 1})
+	l2.Record(t0, answer(devA, "a.example.com", t0.Add(time.Minute), "203.0.113.1"))
+	if r := l2.Record(t0.Add(2*time.Minute), answer(devA, "b.example.com", t0.Add(3*time.Minute), "203.0.113.2")); len(r) != 0 {
+		t.Fatalf("revoked expired %+v", r)
+	}
+}
+
+func TestGlobalScopeCoverageIgnoresClient(t *testing.T) {
+	l := New(Options{MaxPerName: 1, Global: true})
+	l.Record(t0, answer(devB, "x.example.com", t0.Add(5*time.Minute), "203.0.113.1"))
+	l.Record(t0, answer(devA, "x.example.com", t0.Add(1*time.Minute), "203.0.113.1"))
+	// devA's entry is evicted by its next answer; devB's entry still covers
+	// the global element.
+	if r := l.Record(t0, answer(devA, "x.example.com", t0.Add(2*time.Minute), "203.0.113.2")); len(r) != 0 {
+		t.Fatalf("revoked %+v although devB's entry covers it in global scope", r)
+	}
+}
