@@ -1,0 +1,19 @@
+// Package dnsproxy is fqdngate's DNS side: the UDP and TCP listeners, the
+// upstream pool, and the path of one query:
+//
+//	validate ─▶ client group ─▶ policy ─deny─▶ NXDOMAIN, built here; nothing goes upstream
+//	                              │allow
+//	                              ▼
+//	                     upstream exchange (failover, TCP on truncation)
+//	                              ▼
+//	                     walk: CNAME chain → A/AAAA (+ HTTPS/SVCB hints); strip the rest
+//	                              ▼
+//	                     enforcer.Allow (bounded by the hold budget) ─fail─▶ SERVFAIL
+//	                              ▼
+//	                     ledger.Record, then the answer is released
+//
+// The answer never leaves before the kernel holds its addresses for this
+// client (invariant 1); a denied name never reaches an upstream in enforce
+// mode (invariant 2); sources outside every client group are refused
+// (invariant 7).
+package dnsproxy

@@ -1,0 +1,284 @@
+package dnsproxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/fqdngate/fqdngate/internal/enforce"
+	"github.com/fqdngate/fqdngate/internal/ledger"
+	"github.com/fqdngate/fqdngate/internal/policy"
+)
+
+// Options set the handler's behaviour; they come from the configuration.
+type Options struct {
+	// Observe answers denied names too (logged as would-deny).
+	Observe bool
+	// DenyRcode is dns.RcodeNameError or dns.RcodeRefused.
+	DenyRcode int
+	MinTTL    time.Duration
+	MaxTTL    time.Duration
+	Grace     time.Duration
+	// Hold bounds the wait for the kernel's acknowledgement.
+	Hold time.Duration
+	// MaxInflight bounds the queries being worked on at once.
+	MaxInflight int
+}
+
+// Upstream is what the handler needs of a Pool.
+type Upstream interface {
+	Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, netip.AddrPort, error)
+}
+
+// Handler serves DNS for the clients of a policy.
+type Handler struct {
+	policy   atomic.Pointer[policy.Policy]
+	upstream Upstream
+	ledger   *ledger.Ledger
+	enforcer enforce.Enforcer
+	opts     Options
+	log      *slog.Logger
+	now      func() time.Time
+	inflight chan struct{}
+	stats    Stats
+}
+
+// Stats counts outcomes; read with Snapshot.
+type Stats struct {
+	Allowed, Denied, WouldDeny, Refused, Malformed, UpstreamFail, EnforceFail, Busy atomic.Uint64
+}
+
+// NewHandler wires a handler. now may be nil for time.Now.
+func NewHandler(p *policy.Policy, up Upstream, l *ledger.Ledger, e enforce.Enforcer, o Options, log *slog.Logger, now func() time.Time) *Handler {
+	if now == nil {
+		now = time.Now
+	}
+	if o.MaxInflight <= 0 {
+		o.MaxInflight = 1024
+	}
+	if o.DenyRcode == 0 {
+		o.DenyRcode = dns.RcodeNameError
+	}
+	h := &Handler{upstream: up, ledger: l, enforcer: e, opts: o, log: log, now: now,
+		inflight: make(chan struct{}, o.MaxInflight)}
+	h.policy.Store(p)
+	return h
+}
+
+// SetPolicy swaps the policy; queries in flight finish with the old one.
+func (h *Handler) SetPolicy(p *policy.Policy) { h.policy.Store(p) }
+
+// Stats returns the handler's counters.
+func (h *Handler) Stats() *Stats { return &h.stats }
+
+// ServeDNS implements dns.Handler.
+func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	client := addrOf(w.RemoteAddr())
+	var resp *dns.Msg
+	select {
+	case h.inflight <- struct{}{}:
+		resp = h.Resolve(context.Background(), client, req)
+		<-h.inflight
+	default:
+		// Full: answer at once rather than queue without bound.
+		h.stats.Busy.Add(1)
+		resp = reply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeOther, "fqdngate: busy")
+	}
+	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
+		size := dns.MinMsgSize
+		if opt := req.IsEdns0(); opt != nil {
+			size = int(opt.UDPSize())
+		}
+		resp.Truncate(size)
+	}
+	_ = w.WriteMsg(resp)
+}
+
+// Resolve answers one query from client. It never returns nil.
+func (h *Handler) Resolve(ctx context.Context, client netip.Addr, req *dns.Msg) *dns.Msg {
+	// 1. Only well-formed queries: one question, class IN, opcode QUERY.
+	if rcode, why := validate(req); rcode != dns.RcodeSuccess {
+		h.stats.Malformed.Add(1)
+		return reply(req, rcode, dns.ExtendedErrorCodeOther, why)
+	}
+	q := req.Question[0]
+
+	// 2. No open resolver: a source outside every client group is refused.
+	pol := h.policy.Load()
+	dec := pol.Match(client, q.Name)
+	if dec.Group == nil {
+		h.stats.Refused.Add(1)
+		h.log.Debug("refused: client in no group", "client", client, "qname", q.Name)
+		return reply(req, dns.RcodeRefused, dns.ExtendedErrorCodeProhibited, "fqdngate: client not served")
+	}
+
+	// 3. Denied names are answered here and never leave (enforce mode).
+	if !dec.Allowed() {
+		if !h.opts.Observe {
+			h.stats.Denied.Add(1)
+			h.log.Info("denied", "client", client, "group", dec.Group.Name, "qname", q.Name, "qtype", dns.TypeToString[q.Qtype])
+			return reply(req, h.opts.DenyRcode, dns.ExtendedErrorCodeBlocked, "fqdngate: name not allowed")
+		}
+		h.stats.WouldDeny.Add(1)
+		h.log.Info("would deny", "client", client, "group", dec.Group.Name, "qname", q.Name, "qtype", dns.TypeToString[q.Qtype])
+	}
+
+	// 4. Ask an upstream.
+	resp, up, err := h.upstream.Exchange(ctx, upstreamQuery(req))
+	if err != nil {
+		h.stats.UpstreamFail.Add(1)
+		h.log.Warn("upstream failed", "qname", q.Name, "err", err)
+		return reply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeNetworkError, "fqdngate: no upstream answered")
+	}
+
+	// 5. Learn the chain and its addresses; drop addresses we cannot vouch for.
+	walked := Walk(q.Name, resp.Answer)
+	strip(resp, q.Name, walked)
+	clampTTLs(resp, h.opts.MaxTTL)
+	ttl := min(time.Duration(walked.MinTTL)*time.Second, h.opts.MaxTTL)
+
+	// 6. Rule before answer: the kernel must hold every address first.
+	if dec.Allowed() && len(walked.Addrs) > 0 {
+		now := h.now()
+		name, _ := policy.NormalizeName(q.Name)
+		ans := ledger.Answer{
+			Client: client, Group: dec.Group.Name, Name: name, Chain: walked.Chain,
+			Addrs: walked.Addrs, Rules: dec.RuleNames(), Ports: dec.Ports(), TTL: ttl,
+			Expires: now.Add(max(ttl, h.opts.MinTTL) + h.opts.Grace),
+		}
+		if err := h.install(ctx, ans); err != nil {
+			h.stats.EnforceFail.Add(1)
+			h.log.Error("rule not installed; answer withheld", "client", client, "qname", q.Name, "err", err)
+			return reply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeOther, "fqdngate: firewall rule not installed")
+		}
+		// 7. Record who was told what, for explanations and caps.
+		if revoke := h.ledger.Record(now, ans); len(revoke) > 0 {
+			if err := h.enforcer.Revoke(ctx, revoke); err != nil {
+				h.log.Warn("evicted addresses not removed; they expire on their own", "n", len(revoke), "err", err)
+			}
+		}
+	}
+	if dec.Allowed() {
+		h.stats.Allowed.Add(1)
+	}
+	h.log.Debug("answered", "client", client, "qname", q.Name, "qtype", dns.TypeToString[q.Qtype],
+		"rcode", dns.RcodeToString[resp.Rcode], "upstream", up, "chain", walked.Chain, "addrs", walked.Addrs)
+
+	// 8. Release, with the client's ID, question and EDNS.
+	return clientReply(req, resp)
+}
+
+func (h *Handler) install(ctx context.Context, a ledger.Answer) error {
+	elems := h.ledger.ElemsOf(a)
+	grants := make([]enforce.Grant, len(elems))
+	for i, e := range elems {
+		grants[i] = enforce.Grant{Elem: e, Expires: a.Expires}
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.opts.Hold)
+	defer cancel()
+	return h.enforcer.Allow(ctx, grants)
+}
+
+// validate returns RcodeSuccess for a query fqdngate will work on.
+func validate(req *dns.Msg) (int, string) {
+	switch {
+	case req.Response:
+		return dns.RcodeFormatError, "fqdngate: not a query"
+	case req.Opcode != dns.OpcodeQuery:
+		return dns.RcodeNotImplemented, "fqdngate: only standard queries"
+	case len(req.Question) != 1:
+		return dns.RcodeFormatError, "fqdngate: exactly one question"
+	case req.Question[0].Qclass != dns.ClassINET:
+		return dns.RcodeRefused, "fqdngate: class IN only"
+	}
+	switch req.Question[0].Qtype {
+	case dns.TypeANY, dns.TypeAXFR, dns.TypeIXFR:
+		return dns.RcodeNotImplemented, "fqdngate: ANY and zone transfers are not served"
+	}
+	return dns.RcodeSuccess, ""
+}
+
+// upstreamQuery is the client's question with our own EDNS: the client's
+// DO bit is kept, the buffer size is ours.
+func upstreamQuery(req *dns.Msg) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetQuestion(req.Question[0].Name, req.Question[0].Qtype)
+	m.RecursionDesired = true
+	m.CheckingDisabled = req.CheckingDisabled
+	do := false
+	if opt := req.IsEdns0(); opt != nil {
+		do = opt.Do()
+	}
+	m.SetEdns0(upstreamUDPSize, do)
+	return m
+}
+
+// clientReply turns an upstream reply into the client's: the client's ID
+// and question (its case, for 0x20), and EDNS only if the client used it.
+func clientReply(req, resp *dns.Msg) *dns.Msg {
+	out := resp.Copy()
+	out.Id = req.Id
+	out.Question = req.Question
+	out.Response = true
+	out.RecursionDesired = req.RecursionDesired
+	out.RecursionAvailable = true
+	out.Authoritative = false
+	extra := out.Extra[:0]
+	for _, rr := range out.Extra {
+		if _, isOPT := rr.(*dns.OPT); !isOPT {
+			extra = append(extra, rr)
+		}
+	}
+	out.Extra = extra
+	if opt := req.IsEdns0(); opt != nil {
+		out.SetEdns0(upstreamUDPSize, opt.Do())
+	}
+	return out
+}
+
+// reply builds a local answer with an Extended DNS Error (RFC 8914) when
+// the client speaks EDNS, so that `dig` shows why.
+func reply(req *dns.Msg, rcode int, ede uint16, text string) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetRcode(req, rcode)
+	m.RecursionAvailable = true
+	if opt := req.IsEdns0(); opt != nil {
+		m.SetEdns0(upstreamUDPSize, opt.Do())
+		m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_EDE{InfoCode: ede, ExtraText: text})
+	}
+	return m
+}
+
+func clampTTLs(m *dns.Msg, maxTTL time.Duration) {
+	limit := uint32(maxTTL / time.Second)
+	for _, sec := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
+		for _, rr := range sec {
+			if h := rr.Header(); h.Rrtype != dns.TypeOPT && h.Ttl > limit {
+				h.Ttl = limit
+			}
+		}
+	}
+}
+
+func addrOf(a net.Addr) netip.Addr {
+	switch v := a.(type) {
+	case *net.UDPAddr:
+		return v.AddrPort().Addr().Unmap()
+	case *net.TCPAddr:
+		return v.AddrPort().Addr().Unmap()
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// IsHoldTimeout reports whether err is the enforcer's hold timeout.
+func IsHoldTimeout(err error) bool { return errors.Is(err, enforce.ErrHoldTimeout) }

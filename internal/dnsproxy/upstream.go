@@ -1,0 +1,93 @@
+package dnsproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
+)
+
+// upstreamUDPSize is the EDNS buffer fqdngate offers upstreams: the DNS
+// flag day 2020 value, which avoids IP fragmentation.
+const upstreamUDPSize = 1232
+
+// ErrNoUpstream is returned when every upstream failed.
+var ErrNoUpstream = errors.New("no upstream answered")
+
+// Pool forwards queries to a list of upstreams, starting each query at
+// the next upstream in turn and failing over to the others.
+type Pool struct {
+	addrs   []netip.AddrPort
+	timeout time.Duration
+	udp     *dns.Client
+	tcp     *dns.Client
+	next    atomic.Uint32
+}
+
+// NewPool makes a pool. mark, when not zero, is set as SO_MARK on every
+// upstream socket so that fqdngate's own rules recognise its traffic.
+func NewPool(addrs []netip.AddrPort, timeout time.Duration, mark uint32) *Pool {
+	dialer := &net.Dialer{Timeout: timeout}
+	if mark != 0 {
+		dialer.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
+			}); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	return &Pool{
+		addrs:   addrs,
+		timeout: timeout,
+		udp:     &dns.Client{Net: "udp", Dialer: dialer, Timeout: timeout, UDPSize: upstreamUDPSize},
+		tcp:     &dns.Client{Net: "tcp", Dialer: dialer, Timeout: timeout},
+	}
+}
+
+// Exchange sends q and returns the first valid reply and who gave it.
+// q's ID is replaced by a fresh random one per attempt.
+func (p *Pool) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, netip.AddrPort, error) {
+	start := int(p.next.Add(1))
+	var errs error
+	for i := range p.addrs {
+		up := p.addrs[(start+i)%len(p.addrs)]
+		r, err := p.exchangeOne(ctx, q, up)
+		if err == nil {
+			return r, up, nil
+		}
+		errs = errors.Join(errs, fmt.Errorf("%s: %w", up, err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, netip.AddrPort{}, fmt.Errorf("%w: %w", ErrNoUpstream, errs)
+}
+
+func (p *Pool) exchangeOne(ctx context.Context, q *dns.Msg, up netip.AddrPort) (*dns.Msg, error) {
+	m := q.Copy()
+	m.Id = dns.Id()
+	r, _, err := p.udp.ExchangeContext(ctx, m, up.String())
+	if err == nil && r.Truncated {
+		m.Id = dns.Id()
+		r, _, err = p.tcp.ExchangeContext(ctx, m, up.String())
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(r.Question) != 1 || !strings.EqualFold(r.Question[0].Name, m.Question[0].Name) ||
+		r.Question[0].Qtype != m.Question[0].Qtype || r.Question[0].Qclass != m.Question[0].Qclass {
+		return nil, errors.New("reply does not match the question")
+	}
+	return r, nil
+}
