@@ -29,6 +29,10 @@ type Options struct {
 	Hold time.Duration
 	// MaxInflight bounds the queries being worked on at once.
 	MaxInflight int
+	// Global is scope global: elements are not keyed by client, so
+	// addresses of both families can be enforced whatever the query came
+	// over.
+	Global bool
 }
 
 // Upstream is what the handler needs of a Pool.
@@ -139,6 +143,12 @@ func (h *Handler) Resolve(ctx context.Context, client netip.Addr, req *dns.Msg) 
 
 	// 5. Learn the chain and its addresses; drop addresses we cannot vouch for.
 	walked := Walk(q.Name, resp.Answer)
+	if !h.opts.Global && dec.Allowed() {
+		if n := walked.KeepFamily(client.Is4()); n > 0 {
+			h.log.Debug("addresses of the other family withheld: ask over that family to use them",
+				"client", client, "qname", q.Name, "withheld", n)
+		}
+	}
 	strip(resp, q.Name, walked)
 	clampTTLs(resp, h.opts.MaxTTL)
 	ttl := min(time.Duration(walked.MinTTL)*time.Second, h.opts.MaxTTL)

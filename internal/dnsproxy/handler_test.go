@@ -113,7 +113,8 @@ func cdnRecords() map[string][]string {
 		"api.svc.example.com.": {
 			"api.svc.example.com. 7200 IN HTTPS 1 . alpn=h2 ipv4hint=203.0.113.20 ipv6hint=2001:db8:cd::20",
 		},
-		"long.svc.example.com.": {"long.svc.example.com. 604800 IN A 203.0.113.30"},
+		"long.svc.example.com.":  {"long.svc.example.com. 604800 IN A 203.0.113.30"},
+		"v6.svc.example.com.":    {"v6.svc.example.com. 20 IN AAAA 2001:db8:cd::40"},
 		"exfil.svc.example.com.": {},
 	}
 }
@@ -227,8 +228,10 @@ func TestResolveOutcomes(t *testing.T) {
 			client: devA, req: query("prod.update.sphere.azure.net.", dns.TypeA, true), rcode: dns.RcodeServerFailure, upstream: 1},
 		{name: "upstream down", setup: func(e *env) { e.up.err = errors.New("timeout") }, client: devA,
 			req: query("prod.update.sphere.azure.net.", dns.TypeA, true), rcode: dns.RcodeServerFailure, ede: "fqdngate: no upstream answered", upstream: 1},
-		{name: "HTTPS hints are learnt", client: devA, req: query("api.svc.example.com.", dns.TypeHTTPS, false),
-			rcode: dns.RcodeSuccess, upstream: 1, installed: 2},
+		{name: "HTTPS hints are learnt, own family in client scope", client: devA, req: query("api.svc.example.com.", dns.TypeHTTPS, false),
+			rcode: dns.RcodeSuccess, upstream: 1, installed: 1},
+		{name: "HTTPS hints of both families in global scope", mutate: func(o *Options) { o.Global = true }, client: devA,
+			req: query("api.svc.example.com.", dns.TypeHTTPS, false), rcode: dns.RcodeSuccess, upstream: 1, installed: 2},
 		{name: "allowed NXDOMAIN passes", client: devA, req: query("nothing.svc.example.com.", dns.TypeA, false),
 			rcode: dns.RcodeNameError, upstream: 1},
 		{name: "class CH refused", client: devA, req: func() *dns.Msg {
@@ -291,5 +294,23 @@ func TestEDNSOnlyWhenClientUsesIt(t *testing.T) {
 	}
 	if r := e.h.Resolve(context.Background(), devA, query("prod.update.sphere.azure.net.", dns.TypeA, true)); r.IsEdns0() == nil {
 		t.Error("no OPT in reply to an EDNS query")
+	}
+}
+
+// An IPv4 client cannot be given an IPv6 address in client scope: the
+// element would need its IPv6 address, which the query did not show.
+func TestOtherFamilyWithheldInClientScope(t *testing.T) {
+	e := newEnv(t, nil)
+	resp := e.h.Resolve(context.Background(), devA, query("v6.svc.example.com.", dns.TypeAAAA, false))
+	if resp.Rcode != dns.RcodeSuccess || len(resp.Answer) != 0 || len(e.enf.Elems) != 0 {
+		t.Fatalf("v4 client got %v with %d elements, want an empty NOERROR and nothing installed", resp.Answer, len(e.enf.Elems))
+	}
+	resp = e.h.Resolve(context.Background(), devA, query("api.svc.example.com.", dns.TypeHTTPS, false))
+	if h := resp.Answer[0].(*dns.HTTPS).String(); strings.Contains(h, "ipv6hint") || !strings.Contains(h, `ipv4hint="203.0.113.20"`) {
+		t.Fatalf("released HTTPS record %q: want the IPv4 hint only", h)
+	}
+	g := newEnv(t, func(o *Options) { o.Global = true })
+	if resp := g.h.Resolve(context.Background(), devA, query("v6.svc.example.com.", dns.TypeAAAA, false)); len(resp.Answer) != 1 {
+		t.Fatalf("global scope withheld the AAAA record: %v", resp.Answer)
 	}
 }

@@ -1,7 +1,9 @@
 package dnsproxy
 
 import (
+	"net"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -118,11 +120,32 @@ func carriesAddress(rr dns.RR) bool {
 	return false
 }
 
-// strip removes every address-carrying record that Walk did not learn:
-// A/AAAA off the chain in the answer, and all of them in the additional
-// section (glue for MX or SRV targets). A client must ask for those names
-// itself, so that they pass the policy and the enforcer.
+// KeepFamily narrows a walk to the addresses of one family (IPv4 when
+// v4). A client-scoped element is keyed by the client's address, and a
+// query tells only the address of the family it came over: an IPv6
+// address learnt by an IPv4 client could not be enforced for it.
+func (w *Walked) KeepFamily(v4 bool) (dropped int) {
+	kept := w.Addrs[:0]
+	for _, a := range w.Addrs {
+		if a.Is4() == v4 {
+			kept = append(kept, a)
+		}
+	}
+	dropped = len(w.Addrs) - len(kept)
+	w.Addrs = kept
+	return dropped
+}
+
+// strip removes every address that the walk w does not hold: A/AAAA off
+// the chain or of another family in the answer, such hints of HTTPS/SVCB
+// records, and all address records in the additional section (glue for MX
+// or SRV targets). A client must ask for those names itself, so that they
+// pass the policy and the enforcer.
 func strip(m *dns.Msg, qname string, w Walked) {
+	learnt := make(map[netip.Addr]bool, len(w.Addrs))
+	for _, a := range w.Addrs {
+		learnt[a] = true
+	}
 	onChain := map[string]bool{strings.ToLower(qname): true}
 	for _, c := range w.Chain {
 		onChain[c] = true
@@ -134,15 +157,25 @@ func strip(m *dns.Msg, qname string, w Walked) {
 	kept := m.Answer[:0]
 	for _, rr := range m.Answer {
 		name := strings.ToLower(rr.Header().Name)
-		switch rr.(type) {
-		case *dns.A, *dns.AAAA:
-			if name != end {
+		switch v := rr.(type) {
+		case *dns.A:
+			if a, _ := netip.AddrFromSlice(v.A.To4()); name != end || !learnt[a] {
 				continue
 			}
-		case *dns.HTTPS, *dns.SVCB:
+		case *dns.AAAA:
+			if a, _ := netip.AddrFromSlice(v.AAAA.To16()); name != end || !learnt[a.Unmap()] {
+				continue
+			}
+		case *dns.HTTPS:
 			if !onChain[name] {
 				continue
 			}
+			keepHints(&v.SVCB, learnt)
+		case *dns.SVCB:
+			if !onChain[name] {
+				continue
+			}
+			keepHints(v, learnt)
 		}
 		kept = append(kept, rr)
 	}
@@ -154,4 +187,32 @@ func strip(m *dns.Msg, qname string, w Walked) {
 		}
 	}
 	m.Extra = extra
+}
+
+// keepHints removes hint addresses that were not learnt, and hint keys
+// left empty.
+func keepHints(s *dns.SVCB, learnt map[netip.Addr]bool) {
+	values := s.Value[:0]
+	for _, kv := range s.Value {
+		switch h := kv.(type) {
+		case *dns.SVCBIPv4Hint:
+			h.Hint = slices.DeleteFunc(h.Hint, func(ip net.IP) bool {
+				a, _ := netip.AddrFromSlice(ip.To4())
+				return !learnt[a]
+			})
+			if len(h.Hint) == 0 {
+				continue
+			}
+		case *dns.SVCBIPv6Hint:
+			h.Hint = slices.DeleteFunc(h.Hint, func(ip net.IP) bool {
+				a, _ := netip.AddrFromSlice(ip.To16())
+				return !learnt[a.Unmap()]
+			})
+			if len(h.Hint) == 0 {
+				continue
+			}
+		}
+		values = append(values, kv)
+	}
+	s.Value = values
 }

@@ -1,0 +1,136 @@
+// Package gateway assembles fqdngate from a validated configuration and
+// runs it until its context ends. It is the wiring the CLI calls; the
+// parts themselves live in their own packages.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/fqdngate/fqdngate/internal/config"
+	"github.com/fqdngate/fqdngate/internal/dnsproxy"
+	"github.com/fqdngate/fqdngate/internal/enforce"
+	"github.com/fqdngate/fqdngate/internal/ledger"
+)
+
+// gcEvery is how often expired ledger entries are collected; the kernel
+// ages elements out on its own, so this only bounds memory.
+const gcEvery = 30 * time.Second
+
+// shutdownGrace bounds how long in-flight queries may take at shutdown.
+const shutdownGrace = 5 * time.Second
+
+// Run serves DNS and enforces until ctx is cancelled. ready, if not nil,
+// is called once DNS is being served.
+func Run(ctx context.Context, c *config.Config, log *slog.Logger, ready func()) error {
+	e := c.Enforcer
+	led := ledger.New(ledger.Options{MaxPerName: e.MaxAddrsPerName, MaxEntries: e.MaxEntries, Global: e.Scope == "global"})
+
+	enf, err := openEnforcer(c, log)
+	if err != nil {
+		return err
+	}
+	defer enf.Close() // the table stays in the kernel: fail closed, flows kept
+
+	deny := dns.RcodeNameError
+	if c.DenyResponse == "refused" {
+		deny = dns.RcodeRefused
+	}
+	h := dnsproxy.NewHandler(c.Derived.Policy,
+		dnsproxy.NewPool(c.Derived.Upstreams, c.UpstreamTimeout, upstreamMark(c)),
+		led, enf,
+		dnsproxy.Options{
+			Observe: c.Mode == config.ModeObserve, DenyRcode: deny,
+			MinTTL: e.MinTTL, MaxTTL: e.MaxTTL, Grace: e.Grace, Hold: e.Hold, MaxInflight: c.MaxInflight,
+			Global: e.Scope == "global",
+		}, log, nil)
+
+	srv, err := dnsproxy.Listen(c.Derived.DNS, h)
+	if err != nil {
+		return err
+	}
+	log.Info("serving", "mode", c.Mode, "dns", c.Listen.DNS, "upstreams", c.Upstreams,
+		"backend", e.Backend, "table", e.Table, "hook", e.Hook, "scope", e.Scope)
+	if ready != nil {
+		ready()
+	}
+
+	tick := time.NewTicker(gcEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down: finishing queries in flight")
+			sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		case err := <-srv.Err():
+			return fmt.Errorf("dns listener stopped: %w", err)
+		case now := <-tick.C:
+			if n := led.GC(now); n > 0 {
+				log.Debug("ledger gc", "removed", n, "entries", led.Stats().Entries)
+			}
+		}
+	}
+}
+
+func openEnforcer(c *config.Config, log *slog.Logger) (enforce.Enforcer, error) {
+	e := c.Enforcer
+	if e.Backend == "none" {
+		return enforce.None{}, nil
+	}
+	if e.Hook == "forward" {
+		if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); err == nil && strings.TrimSpace(string(b)) != "1" {
+			log.Warn("hook forward, but IPv4 forwarding is off (net.ipv4.ip_forward=0): devices cannot pass through this host")
+		}
+	}
+	spec := enforce.Spec{
+		Table: e.Table, Hook: e.Hook, Global: e.Scope == "global", Observe: c.Mode == config.ModeObserve,
+		Clients: c.Derived.Policy.Prefixes(), NFLogGroup: e.NFLogGroup, Mark: e.Mark,
+	}
+	spec.DNS4, spec.DNS6 = redirectTargets(c.Derived.DNS, e.Hook, log)
+	n, err := enforce.Open(spec, enforce.WithLogger(log))
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("%w (fqdngate needs CAP_NET_ADMIN; or set enforcer.backend: none)", err)
+		}
+		return nil, err
+	}
+	return n, nil
+}
+
+// redirectTargets picks where clients' DNS is redirected: the first
+// listen address of each family. Forwarded packets cannot be sent to a
+// loopback listener, so on hook forward those are skipped with a warning.
+func redirectTargets(dnsAddrs []netip.AddrPort, hook string, log *slog.Logger) (v4, v6 netip.AddrPort) {
+	for _, a := range dnsAddrs {
+		if hook == "forward" && a.Addr().IsLoopback() {
+			log.Warn("listen address is loopback: clients' DNS to other servers cannot be redirected to it", "addr", a)
+			continue
+		}
+		if a.Addr().Is4() && !v4.IsValid() {
+			v4 = a
+		}
+		if a.Addr().Is6() && !v6.IsValid() {
+			v6 = a
+		}
+	}
+	return v4, v6
+}
+
+// upstreamMark is set on upstream sockets on hook output, so that the
+// host's own redirect and filter rules let fqdngate's queries through.
+func upstreamMark(c *config.Config) uint32 {
+	if c.Enforcer.Backend == "nftables" && c.Enforcer.Hook == "output" {
+		return c.Enforcer.Mark
+	}
+	return 0
+}
