@@ -79,7 +79,7 @@ func newTopo(t *testing.T, mode string) *topo {
 		}
 	}
 	// Device network: a bridge on the gateway, one veth per device.
-	must(tp.gw.Run("ip", "link", "add", "br0", "type", "bridge"))
+	must(tp.gw.Run("ip", "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"))
 	must(tp.gw.Run("ip", "link", "set", "br0", "up"))
 	must(tp.gw.Run("ip", "addr", "add", gwDevAddr4+"/24", "dev", "br0"))
 	must(tp.gw.Run("ip", "addr", "add", gwDevAddr6+"/64", "dev", "br0", "nodad"))
@@ -116,6 +116,12 @@ func newTopo(t *testing.T, mode string) *topo {
 	must(tp.inet.Run("ip", "-6", "route", "add", "local", "2001:db8:cd::/64", "dev", "lo"))
 	must(tp.inet.Run("ip", "route", "add", "192.0.2.0/24", "via", "198.51.100.1"))
 	must(tp.inet.Run("ip", "-6", "route", "add", "2001:db8:1::/64", "via", "2001:db8:ff::1"))
+
+	for _, ns := range []*lab.NS{tp.gw, tp.devA, tp.devB, tp.inet} {
+		if err := ns.WaitIPv6(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	tp.auth = startAuth(t, tp.inet)
 	for _, port := range []int{443, 8443, 853} {
@@ -167,6 +173,10 @@ log:
 		}
 		if t.Failed() {
 			t.Logf("fqdngate log:\n%s", tp.stderr.String())
+			for _, cmd := range [][]string{{"nft", "list", "table", "inet", "fqdngate"}, {"ip", "-6", "neigh"}, {"ip", "-6", "addr"}} {
+				out, err := tp.gw.Run(cmd[0], cmd[1:]...)
+				t.Logf("gateway$ %s (%v)\n%s", strings.Join(cmd, " "), err, out)
+			}
 		}
 	})
 	// Ready when it answers: a denied probe name gets NXDOMAIN.

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -43,6 +44,14 @@ func NewNS(role string) (*NS, error) {
 	if _, err := ns.Run("ip", "link", "set", "lo", "up"); err != nil {
 		ns.Delete()
 		return nil, err
+	}
+	// A lab has no duplicate addresses to detect, and DAD would hold every
+	// IPv6 address (link-local ones too) tentative for a second or more.
+	for _, key := range []string{"net.ipv6.conf.all.accept_dad", "net.ipv6.conf.default.accept_dad"} {
+		if err := ns.Sysctl(key, "0"); err != nil {
+			ns.Delete()
+			return nil, err
+		}
 	}
 	return ns, nil
 }
@@ -169,6 +178,24 @@ func run(name string, args ...string) (string, error) {
 func (ns *NS) Sysctl(key, value string) error {
 	_, err := ns.Run("sysctl", "-q", "-w", key+"="+value)
 	return err
+}
+
+// WaitIPv6 waits until no IPv6 address in the namespace is tentative.
+func (ns *NS) WaitIPv6(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		out, err := ns.Run("ip", "-6", "addr", "show", "tentative")
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(out) == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: IPv6 addresses still tentative after %s:\n%s", ns.Name, timeout, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // IsRoot reports whether the process can make namespaces.
