@@ -24,7 +24,7 @@ var (
 	tcpRng  = policy.PortRange{Proto: policy.ProtoTCP, Lo: 8000, Hi: 8100}
 )
 
-func openInNS(t *testing.T, ns *lab.NS, spec Spec, opts ...Option) *NFT {
+func openInNS(t testing.TB, ns *lab.NS, spec Spec, opts ...Option) *NFT {
 	t.Helper()
 	cc, err := nftables.New(nftables.WithNetNSFd(ns.FD()), nftables.AsLasting())
 	if err != nil {

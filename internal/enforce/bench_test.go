@@ -1,0 +1,42 @@
+package enforce
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/fqdngate/fqdngate/internal/lab/labtest"
+	"github.com/fqdngate/fqdngate/internal/ledger"
+	"github.com/fqdngate/fqdngate/internal/policy"
+)
+
+// BenchmarkAllowOneAnswer is the answer-to-kernel-ack path for one answer
+// of two addresses on two ports (four elements), one caller at a time:
+// the latency a query pays for "rule before answer".
+func BenchmarkAllowOneAnswer(b *testing.B) {
+	labtest.Require(b, "ip", "nft")
+	ns := labtest.NS(b, "bench")
+	n := openInNS(b, ns, testSpec())
+	exp := time.Now().Add(time.Hour)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		a := [4]byte{203, 0, byte(i >> 8), byte(i)}
+		c := netip.AddrFrom4([4]byte{192, 0, 2, byte(i >> 16)})
+		var grants []Grant
+		for _, addr := range []netip.Addr{netip.AddrFrom4(a), netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)})} {
+			for _, p := range []uint16{443, 8883} {
+				grants = append(grants, Grant{ledger.Elem{Client: c, Addr: addr, Port: tcp443WithPort(p)}, exp})
+			}
+		}
+		if err := n.Allow(context.Background(), grants); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func tcp443WithPort(p uint16) policy.PortRange {
+	r := tcp443
+	r.Lo, r.Hi = p, p
+	return r
+}
