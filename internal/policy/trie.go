@@ -25,12 +25,8 @@ func (t *trie) insert(p Pattern, rule int) {
 	n := &t.root
 	base := p.Base
 	for base != "" {
-		label := base
-		if i := lastDot(base); i >= 0 {
-			label, base = base[i+1:], base[:i]
-		} else {
-			base = ""
-		}
+		var label string
+		label, base = cutLastLabel(base)
 		child := n.children[label]
 		if child == nil {
 			if n.children == nil {
@@ -69,18 +65,22 @@ func (t *trie) match(name string, dst []int) []int {
 				}
 			}
 		}
-		label := rest
-		if i := lastDot(rest); i >= 0 {
-			label, rest = rest[i+1:], rest[:i]
-		} else {
-			rest = ""
-		}
+		var label string
+		label, rest = cutLastLabel(rest)
 		child := n.children[label]
 		if child == nil {
 			return dst
 		}
 		n = child
 	}
+}
+
+// cutLastLabel splits off the rightmost label: "a.b.c" → "c", "a.b".
+func cutLastLabel(s string) (label, rest string) {
+	if i := lastDot(s); i >= 0 {
+		return s[i+1:], s[:i]
+	}
+	return s, ""
 }
 
 func lastDot(s string) int {
