@@ -149,7 +149,7 @@ func (h *Handler) Resolve(ctx context.Context, client netip.Addr, req *dns.Msg) 
 				"client", client, "qname", q.Name, "withheld", n)
 		}
 	}
-	strip(resp, q.Name, walked)
+	strip(resp, walked)
 	clampTTLs(resp, h.opts.MaxTTL)
 	ttl := min(time.Duration(walked.MinTTL)*time.Second, h.opts.MaxTTL)
 

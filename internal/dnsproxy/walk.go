@@ -14,6 +14,8 @@ const maxChain = 16
 
 // Walked is what an answer says about a queried name.
 type Walked struct {
+	// Name is the queried name, lower case.
+	Name string
 	// Chain is the CNAME targets from the query name, in order.
 	Chain []string
 	// Addrs are the A/AAAA addresses at the end of the chain and the
@@ -25,9 +27,9 @@ type Walked struct {
 
 // Walk follows qname's CNAME chain through the answer section.
 func Walk(qname string, answer []dns.RR) Walked {
-	var w Walked
-	onChain := map[string]bool{strings.ToLower(qname): true}
-	cur := strings.ToLower(qname)
+	w := Walked{Name: strings.ToLower(qname)}
+	onChain := map[string]bool{w.Name: true}
+	cur := w.Name
 	first := true
 	lower := func(ttl uint32) {
 		if first || ttl < w.MinTTL {
@@ -67,13 +69,11 @@ func Walk(qname string, answer []dns.RR) Walked {
 		}
 		switch v := rr.(type) {
 		case *dns.A:
-			if strings.EqualFold(h.Name, cur) {
-				a, _ := netip.AddrFromSlice(v.A.To4())
+			if a, ok := ipAddr(v.A); ok && strings.EqualFold(h.Name, cur) {
 				add(a, h.Ttl)
 			}
 		case *dns.AAAA:
-			if strings.EqualFold(h.Name, cur) {
-				a, _ := netip.AddrFromSlice(v.AAAA.To16())
+			if a, ok := ipAddr(v.AAAA); ok && strings.EqualFold(h.Name, cur) {
 				add(a, h.Ttl)
 			}
 		case *dns.HTTPS:
@@ -89,22 +89,46 @@ func Walk(qname string, answer []dns.RR) Walked {
 	return w
 }
 
+// ipAddr converts an address from a record, unmapping ::ffff:a.b.c.d.
+func ipAddr(ip net.IP) (netip.Addr, bool) {
+	if v4 := ip.To4(); v4 != nil {
+		return netip.AddrFromSlice(v4)
+	}
+	a, ok := netip.AddrFromSlice(ip.To16())
+	return a.Unmap(), ok
+}
+
+func appendAddrs(out []netip.Addr, ips []net.IP) []netip.Addr {
+	for _, ip := range ips {
+		if a, ok := ipAddr(ip); ok {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// end is the name the chain ends at, which owns the A/AAAA records.
+func (w Walked) end() string {
+	if len(w.Chain) > 0 {
+		return w.Chain[len(w.Chain)-1]
+	}
+	return w.Name
+}
+
+// onChain reports whether a lower-case name is the query name or one of
+// its CNAME targets.
+func (w Walked) onChain(name string) bool {
+	return name == w.Name || slices.Contains(w.Chain, name)
+}
+
 func svcbHints(s *dns.SVCB) []netip.Addr {
 	var out []netip.Addr
 	for _, kv := range s.Value {
 		switch h := kv.(type) {
 		case *dns.SVCBIPv4Hint:
-			for _, ip := range h.Hint {
-				if a, ok := netip.AddrFromSlice(ip.To4()); ok {
-					out = append(out, a)
-				}
-			}
+			out = appendAddrs(out, h.Hint)
 		case *dns.SVCBIPv6Hint:
-			for _, ip := range h.Hint {
-				if a, ok := netip.AddrFromSlice(ip.To16()); ok {
-					out = append(out, a)
-				}
-			}
+			out = appendAddrs(out, h.Hint)
 		}
 	}
 	return out
@@ -141,38 +165,31 @@ func (w *Walked) KeepFamily(v4 bool) (dropped int) {
 // records, and all address records in the additional section (glue for MX
 // or SRV targets). A client must ask for those names itself, so that they
 // pass the policy and the enforcer.
-func strip(m *dns.Msg, qname string, w Walked) {
+func strip(m *dns.Msg, w Walked) {
 	learnt := make(map[netip.Addr]bool, len(w.Addrs))
 	for _, a := range w.Addrs {
 		learnt[a] = true
 	}
-	onChain := map[string]bool{strings.ToLower(qname): true}
-	for _, c := range w.Chain {
-		onChain[c] = true
-	}
-	end := strings.ToLower(qname)
-	if len(w.Chain) > 0 {
-		end = w.Chain[len(w.Chain)-1]
-	}
+	end := w.end()
 	kept := m.Answer[:0]
 	for _, rr := range m.Answer {
 		name := strings.ToLower(rr.Header().Name)
 		switch v := rr.(type) {
 		case *dns.A:
-			if a, _ := netip.AddrFromSlice(v.A.To4()); name != end || !learnt[a] {
+			if a, _ := ipAddr(v.A); name != end || !learnt[a] {
 				continue
 			}
 		case *dns.AAAA:
-			if a, _ := netip.AddrFromSlice(v.AAAA.To16()); name != end || !learnt[a.Unmap()] {
+			if a, _ := ipAddr(v.AAAA); name != end || !learnt[a] {
 				continue
 			}
 		case *dns.HTTPS:
-			if !onChain[name] {
+			if !w.onChain(name) {
 				continue
 			}
 			keepHints(&v.SVCB, learnt)
 		case *dns.SVCB:
-			if !onChain[name] {
+			if !w.onChain(name) {
 				continue
 			}
 			keepHints(v, learnt)
@@ -197,7 +214,7 @@ func keepHints(s *dns.SVCB, learnt map[netip.Addr]bool) {
 		switch h := kv.(type) {
 		case *dns.SVCBIPv4Hint:
 			h.Hint = slices.DeleteFunc(h.Hint, func(ip net.IP) bool {
-				a, _ := netip.AddrFromSlice(ip.To4())
+				a, _ := ipAddr(ip)
 				return !learnt[a]
 			})
 			if len(h.Hint) == 0 {
@@ -205,8 +222,8 @@ func keepHints(s *dns.SVCB, learnt map[netip.Addr]bool) {
 			}
 		case *dns.SVCBIPv6Hint:
 			h.Hint = slices.DeleteFunc(h.Hint, func(ip net.IP) bool {
-				a, _ := netip.AddrFromSlice(ip.To16())
-				return !learnt[a.Unmap()]
+				a, _ := ipAddr(ip)
+				return !learnt[a]
 			})
 			if len(h.Hint) == 0 {
 				continue
