@@ -37,6 +37,8 @@ Usage:
   fqdngate run      [--config FILE]   serve DNS and enforce (or observe)
   fqdngate validate  --config FILE    check a configuration; print the effective policy
   fqdngate teardown [--table NAME]    remove fqdngate's nftables table
+  fqdngate catalog   list | show NAME | export NAME --format yaml|json|csv|config
+                                      the built-in Azure endpoint catalog
   fqdngate version                    print the version
 
 Without --config, run observes this host's queries on 127.0.0.1:5353,
@@ -63,6 +65,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(rest, stdout, stderr)
 	case "teardown":
 		return cmdTeardown(rest, stdout, stderr)
+	case "catalog":
+		return cmdCatalog(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "fqdngate", versionString())
 		return exitOK

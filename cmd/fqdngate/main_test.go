@@ -30,6 +30,20 @@ func TestExitCodesAndMessages(t *testing.T) {
 		{[]string{"validate", "--config", filepath.Join(t.TempDir(), "absent.yaml")}, exitRuntime, "", "absent.yaml: no such file"},
 		{[]string{"validate", "--config", "../../examples/gateway.yaml"}, exitOK, "client group sphere-devices: 192.0.2.0/26", ""},
 		{[]string{"teardown", "extra"}, exitUsage, "", `unexpected argument "extra"`},
+		{[]string{"catalog"}, exitUsage, "", "fqdngate catalog list"},
+		{[]string{"catalog", "--help"}, exitOK, "", "fqdngate catalog export NAME --format F"},
+		{[]string{"catalog", "list"}, exitOK, "azure-stack-hci-recommended", ""},
+		{[]string{"catalog", "lst"}, exitUsage, "", `unknown command "lst"`},
+		{[]string{"catalog", "show"}, exitUsage, "", "a profile NAME is required"},
+		{[]string{"catalog", "show", "azure-spere"}, exitUsage, "", `unknown profile "azure-spere" (did you mean "azure-sphere"?)`},
+		{[]string{"catalog", "show", "azure-sphere", "--cloud", "mars"}, exitUsage, "", `--cloud "mars" is not one of public, usgov, china`},
+		{[]string{"catalog", "show", "azure-arc-k8s", "--region", "East US 2"}, exitOK, "eastus2.dp.kubernetesconfiguration.azure.com", ""},
+		{[]string{"catalog", "show", "azure-sphere", "--param", "hub"}, exitUsage, "", `"hub" is not NAME=VALUE`},
+		{[]string{"catalog", "export", "azure-sphere"}, exitUsage, "", `--format "" is not one of yaml, json, csv, config`},
+		{[]string{"catalog", "export", "azure-iot-hub", "--format", "config"}, exitUsage, "", `needs parameter "iot_hub"`},
+		{[]string{"catalog", "export", "azure-iot-hub", "--format", "config", "--param", "iot_hub=contoso-hub"}, exitOK, `fqdn: ["contoso-hub.azure-devices.net"]`, ""},
+		{[]string{"catalog", "export", "azure-sphere", "--format", "config", "--cloud", "china"}, exitUsage, "", `has no endpoints for cloud "china"`},
+		{[]string{"catalog", "export", "azure-sphere-ntp", "--format", "csv"}, exitOK, "azure-sphere-ntp,azure-sphere-ntp,prod.time.sphere.azure.net,,udp/123", ""},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

@@ -28,6 +28,9 @@ type Config struct {
 	Region string `yaml:"region"`
 	// Cloud selects catalog variants: public, usgov or china.
 	Cloud string `yaml:"cloud"`
+	// Params fill catalog placeholders other than the region, e.g.
+	// iot_hub or witness_storage_account.
+	Params map[string]string `yaml:"params"`
 	// Enforcer configures the kernel side.
 	Enforcer Enforcer `yaml:"enforcer"`
 	// Clients are the client groups; a source outside all of them is refused.
@@ -98,6 +101,9 @@ type Client struct {
 	CIDRs []string `yaml:"cidrs"`
 	// Profiles pull rules from the built-in catalog.
 	Profiles []string `yaml:"profiles"`
+	// Params fill the profiles' placeholders for this group, over the
+	// top-level params (e.g. a group's own IoT hub).
+	Params map[string]string `yaml:"params"`
 	// Rules are the group's own rules.
 	Rules []Rule `yaml:"rules"`
 }

@@ -3,12 +3,17 @@ package config
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fqdngate/fqdngate/internal/catalog"
+	"github.com/fqdngate/fqdngate/internal/policy"
 )
 
 const minimal = `mode: enforce
@@ -131,9 +136,37 @@ deny_response: drop
 			want: []string{"t.yaml:5:10: enforcer.scope: scope client needs hook forward"},
 		},
 		{
-			name: "unknown profile without catalog",
-			file: "mode: observe\nupstreams: [198.51.100.53]\nclients:\n  - name: a\n    cidrs: [192.0.2.0/24]\n    profiles: [azure-sphere]\n",
-			want: []string{`t.yaml:6:16: clients[0].profiles[0]: unknown profile "azure-sphere": no catalog is loaded`},
+			name: "catalog profiles and params",
+			file: `mode: observe
+upstreams: [198.51.100.53]
+cloud: usgov
+params:
+  region: westus
+  iot_hub: "-bad-"
+  hub: x
+clients:
+  - name: a
+    cidrs: [192.0.2.0/24]
+    profiles: [azure-spere, azure-iot-hub, azure-sphere, azure-arc-k8s]
+  - name: b
+    cidrs: [198.51.100.0/24]
+    params: {iot_hub: contoso-hub}
+    profiles: [azure-iot-hub]
+`,
+			want: []string{
+				`t.yaml:5:11: params.region: the region is set with the top-level region: key`,
+				`t.yaml:7:8: params.hub: unknown parameter "hub"; the catalog knows region, iot_hub, witness_storage_account, scvmm_server, vcenter_server`,
+				`t.yaml:6:12: params.iot_hub: parameter iot_hub: "-bad-" is not a single DNS label`,
+				`t.yaml:11:16: clients[0].profiles[0]: unknown profile "azure-spere" (did you mean "azure-sphere"?)`,
+				`t.yaml:11:29: clients[0].profiles[1]: profile "azure-iot-hub" needs parameter "iot_hub" for <iot_hub>.azure-devices.us: set params.iot_hub`,
+				`t.yaml:11:44: clients[0].profiles[2]: profile "azure-sphere" has no endpoints for cloud "usgov", only for public`,
+				`t.yaml:11:58: clients[0].profiles[3]: profile "azure-arc-k8s" has no endpoints for cloud "usgov", only for public`,
+			},
+		},
+		{
+			name: "region placeholder without region",
+			file: "mode: observe\nupstreams: [198.51.100.53]\nclients:\n  - name: a\n    cidrs: [192.0.2.0/24]\n    profiles: [azure-arc-servers]\n",
+			want: []string{`t.yaml:6:16: clients[0].profiles[0]: profile "azure-arc-servers" needs parameter "region" for telemetry.<region>.arcdataservices.com: set region: (the Azure region`},
 		},
 		{
 			name: "yaml syntax",
@@ -201,12 +234,109 @@ func TestExampleConfigIsValid(t *testing.T) {
 	}
 }
 
-func TestNormalizeRegion(t *testing.T) {
-	for in, want := range map[string]string{"East US 2": "eastus2", "westeurope": "westeurope", "West Central US": "westcentralus"} {
-		if got := NormalizeRegion(in); got != want {
-			t.Errorf("NormalizeRegion(%q) = %q, want %q", in, got, want)
+func TestProfiles(t *testing.T) {
+	c, err := Parse("t.yaml", []byte(`mode: enforce
+upstreams: [198.51.100.53]
+region: East US 2
+params: {iot_hub: fleet-hub}
+clients:
+  - name: sphere
+    cidrs: [192.0.2.0/26]
+    profiles: [azure-sphere, azure-iot-hub]
+  - name: lab
+    cidrs: [192.0.2.64/26]
+    params: {iot_hub: lab-hub}
+    profiles: [azure-iot-hub, azure-arc-servers-sql]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := c.Derived.Policy
+	tests := []struct {
+		client, name string
+		allowed      bool
+		source       string
+	}{
+		{"192.0.2.10", "prod.core.sphere.azure.net", true, "catalog azure-sphere, seed 001 line 15"},
+		{"192.0.2.10", "fleet-hub.azure-devices.net", true, "catalog azure-iot-hub, seed 001 line 22"},
+		{"192.0.2.10", "lab-hub.azure-devices.net", false, ""},
+		{"192.0.2.70", "lab-hub.azure-devices.net", true, "catalog azure-iot-hub, seed 001 line 22"},
+		{"192.0.2.70", "fleet-hub.azure-devices.net", false, ""},
+		{"192.0.2.70", "san-af-eastus2-prod.azurewebsites.net", true, "catalog azure-arc-servers-sql, seed 002 line 137"},
+		{"192.0.2.70", "prod.core.sphere.azure.net", false, ""},
+	}
+	for _, tc := range tests {
+		d := pol.Match(netip.MustParseAddr(tc.client), tc.name)
+		if d.Allowed() != tc.allowed {
+			t.Errorf("%s asking %s: allowed %v, want %v", tc.client, tc.name, d.Allowed(), tc.allowed)
+			continue
+		}
+		if tc.allowed && d.Rules[0].Source != tc.source {
+			t.Errorf("%s: source %q, want %q", tc.name, d.Rules[0].Source, tc.source)
 		}
 	}
+	var b bytes.Buffer
+	if err := c.WriteEffective(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"catalog azure-iot-hub, seed 001 line 22           lab-hub.azure-devices.net              tcp/8883 tcp/5671 tcp/443",
+		"region:        eastus2",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("effective policy lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+// TestCatalogExportIsConfig pastes `catalog export --format config` of
+// every profile into a client group and checks that the group then allows
+// exactly what `profiles:` would.
+func TestCatalogExportIsConfig(t *testing.T) {
+	cat, err := catalog.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := map[string]string{"region": "eastus2", "iot_hub": "hub1", "witness_storage_account": "w1",
+		"scvmm_server": "scvmm.corp.example", "vcenter_server": "vc.corp.example"}
+	for _, p := range cat.Profiles() {
+		for _, cloud := range cat.Clouds(p.Name) {
+			var snippet bytes.Buffer
+			if err := cat.Export(&snippet, p.Name, catalog.FormatConfig, cloud, values); err != nil {
+				t.Fatalf("%s/%s: %v", p.Name, cloud, err)
+			}
+			file := "mode: enforce\nupstreams: [198.51.100.53]\nclients:\n  - name: g\n    cidrs: [192.0.2.0/24]\n" +
+				indent(snippet.String(), "    ")
+			c, err := Parse("export.yaml", []byte(file))
+			if err != nil {
+				t.Fatalf("%s/%s: export does not load: %v\n%s", p.Name, cloud, err, file)
+			}
+			want, _ := cat.ProfileRules(p.Name, cloud, values)
+			if got, w := ruleSet(c.Derived.Policy.Groups()[0].Rules), ruleSet(want); got != w {
+				t.Errorf("%s/%s: export allows\n%s\nprofile allows\n%s", p.Name, cloud, got, w)
+			}
+		}
+	}
+}
+
+func indent(s, pre string) string {
+	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	for i := range lines {
+		lines[i] = pre + lines[i]
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
+
+// ruleSet renders rules as sorted "pattern ports" lines.
+func ruleSet(rules []*policy.Rule) string {
+	var out []string
+	for _, r := range rules {
+		for _, p := range r.Patterns {
+			out = append(out, fmt.Sprintf("%s %v", p, r.Ports))
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(slices.Compact(out), "\n")
 }
 
 func FuzzParse(f *testing.F) {

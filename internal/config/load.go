@@ -10,6 +10,8 @@ import (
 	"strconv"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/fqdngate/fqdngate/internal/catalog"
 )
 
 // maxFileSize bounds what Load reads; a real configuration is a few KiB.
@@ -41,6 +43,13 @@ func Parse(name string, data []byte, opts ...Option) (*Config, error) {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.profiles == nil {
+		cat, err := catalog.Default()
+		if err != nil {
+			return nil, fmt.Errorf("built-in catalog: %w", err)
+		}
+		o.profiles = cat
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {

@@ -1,27 +1,26 @@
 package config
 
 import (
-	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/fqdngate/fqdngate/internal/catalog"
 	"github.com/fqdngate/fqdngate/internal/policy"
 )
 
-// Params are the values catalog placeholders are filled from.
-type Params struct {
-	// Region is normalised: lower case, no spaces ("eastus2").
-	Region string
-	Cloud  string
-}
-
-// ProfileSource provides the rules of a named profile. The catalog
-// implements it; config does not import the catalog, the CLI wires it.
+// ProfileSource provides the rules of a named profile. The built-in
+// catalog is the default; tests may give another.
 type ProfileSource interface {
-	ProfileRules(name string, p Params) ([]*policy.Rule, error)
+	// ProfileRules resolves a profile for a cloud, filling placeholders
+	// from values ("region" is the normalised region).
+	ProfileRules(name, cloud string, values map[string]string) ([]*policy.Rule, error)
+	// CheckParam validates one `params:` entry.
+	CheckParam(name, value string) error
 }
 
 type options struct {
@@ -31,7 +30,8 @@ type options struct {
 // Option changes how a file is loaded.
 type Option func(*options)
 
-// WithProfiles resolves `profiles:` entries through src.
+// WithProfiles resolves `profiles:` entries through src instead of the
+// built-in catalog.
 func WithProfiles(src ProfileSource) Option {
 	return func(o *options) { o.profiles = src }
 }
@@ -50,7 +50,6 @@ type Derived struct {
 var (
 	tableName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
 	groupName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
-	regionStr = regexp.MustCompile(`^[A-Za-z0-9 ]{1,64}$`)
 )
 
 func oneOf(col *collector, p path, v string, allowed ...string) {
@@ -82,10 +81,10 @@ func (c *Config) validate(col *collector, o options) {
 		col.add(path{"upstream_timeout"}, "%s is outside 1ms..30s", c.UpstreamTimeout)
 	}
 	if c.Region != "" {
-		if !regionStr.MatchString(c.Region) {
+		if err := o.profiles.CheckParam("region", c.Region); err != nil {
 			col.add(path{"region"}, "%q is not an Azure region name such as \"East US 2\" or eastus2", c.Region)
 		} else {
-			c.Derived.Region = NormalizeRegion(c.Region)
+			c.Derived.Region = catalog.NormalizeRegion(c.Region)
 		}
 	}
 	oneOf(col, path{"cloud"}, c.Cloud, "public", "usgov", "china")
@@ -99,12 +98,6 @@ func (c *Config) validate(col *collector, o options) {
 		col.add(path{"log", "level"}, "%q is not one of debug, info, warn, error", c.Log.Level)
 	}
 	c.validateClients(col, o)
-}
-
-// NormalizeRegion turns "East US 2" into "eastus2", the way Azure's
-// regional endpoint names are formed.
-func NormalizeRegion(r string) string {
-	return strings.ToLower(strings.ReplaceAll(r, " ", ""))
 }
 
 func (c *Config) validateEnforcer(col *collector) {
@@ -173,9 +166,10 @@ func (c *Config) validateClients(col *collector, o options) {
 	var groups []*policy.Group
 	groupAt := make(map[string]int)
 	prefixAt := make(map[netip.Prefix]path)
-	params := Params{Region: c.Derived.Region, Cloud: c.Cloud}
+	global := c.checkParams(col, path{"params"}, c.Params, nil, o)
 	for gi, cl := range c.Clients {
 		gp := path{"clients", gi}
+		values := c.checkParams(col, gp.with("params"), cl.Params, global, o)
 		g := &policy.Group{Name: cl.Name}
 		switch prev, dup := groupAt[cl.Name]; {
 		case !groupName.MatchString(cl.Name):
@@ -207,11 +201,7 @@ func (c *Config) validateClients(col *collector, o options) {
 			g.Prefixes = append(g.Prefixes, pfx)
 		}
 		for pi, name := range cl.Profiles {
-			if o.profiles == nil {
-				col.add(gp.with("profiles", pi), "unknown profile %q: no catalog is loaded", name)
-				continue
-			}
-			rules, err := o.profiles.ProfileRules(name, params)
+			rules, err := o.profiles.ProfileRules(name, c.Cloud, values)
 			if err != nil {
 				col.add(gp.with("profiles", pi), "%v", err)
 				continue
@@ -267,7 +257,28 @@ func (c *Config) validateClients(col *collector, o options) {
 	c.Derived.Policy = pol
 }
 
-// String is for errors and logs.
-func (p Params) String() string {
-	return fmt.Sprintf("region=%q cloud=%q", p.Region, p.Cloud)
+// checkParams validates a `params:` map and returns it merged over base,
+// with the region added, as the catalog's placeholder values.
+func (c *Config) checkParams(col *collector, p path, params, base map[string]string, o options) map[string]string {
+	out := make(map[string]string, len(base)+len(params)+1)
+	for k, v := range base {
+		out[k] = v
+	}
+	if c.Derived.Region != "" {
+		out["region"] = c.Derived.Region
+	}
+	for _, k := range slices.Sorted(maps.Keys(params)) {
+		v := params[k]
+		switch {
+		case k == "region":
+			col.add(p.with(k), "the region is set with the top-level region: key")
+		default:
+			if err := o.profiles.CheckParam(k, v); err != nil {
+				col.add(p.with(k), "%v", err)
+				continue
+			}
+			out[k] = v
+		}
+	}
+	return out
 }
