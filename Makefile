@@ -1,15 +1,28 @@
-# fqdngate: the two set-up commands of README.md are `sudo make demo`-style
-# targets below; `make test` is what CI runs.
+# fqdngate. README.md's two commands are `sudo make demo` (the CDN lab,
+# side by side with a classic FQDN firewall) and `sudo make test` (what CI
+# runs). Both install the system tools they need first.
 GO ?= go
 BIN := bin
+# What the lab, the gateway and the tests run: nft, ip, sysctl/pgrep.
+DEBS := nftables iproute2 procps ca-certificates
 
-.PHONY: build test fuzz lint clean
+.PHONY: build deps demo test fuzz lint clean
 
 build:
 	$(GO) build -o $(BIN)/fqdngate ./cmd/fqdngate
+	$(GO) build -o $(BIN)/fqdnlab ./cmd/fqdnlab
+
+# Installs the Debian packages when a tool is missing (needs root).
+deps:
+	@command -v nft >/dev/null && command -v ip >/dev/null && command -v sysctl >/dev/null && command -v pgrep >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBS); }
+
+# The lab demo: about 70 s, root, no network.
+demo: deps build
+	$(BIN)/fqdnlab demo
 
 # Unit, fuzz-seed and end-to-end tests (end-to-end needs root, ip and nft).
-test:
+test: deps
 	$(GO) test -race -count=1 ./...
 
 # Run each fuzz target for FUZZTIME (default 30s).
@@ -18,6 +31,7 @@ fuzz:
 	$(GO) test ./internal/policy -run '^$$' -fuzz '^FuzzParsePattern$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/policy -run '^$$' -fuzz '^FuzzParsePort$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/catalog -run '^$$' -fuzz '^FuzzCheckParam$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/dnsproxy -run '^$$' -fuzz '^FuzzResolve$$' -fuzztime $(FUZZTIME)
 
 lint:

@@ -26,8 +26,10 @@ import (
 	"github.com/fqdngate/fqdngate/internal/lab/labtest"
 )
 
-// binary is the fqdngate under test, built once by TestMain.
-var binary string
+// binary is the fqdngate under test and labBinary the fqdnlab, built
+// once by TestMain into the same directory (where fqdnlab looks for
+// fqdngate).
+var binary, labBinary string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "fqdngate-e2e-")
@@ -36,11 +38,14 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "fqdngate")
-	build := exec.Command("go", "build", "-race", "-o", binary, "../cmd/fqdngate")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build fqdngate:", err)
-		os.Exit(1)
+	labBinary = filepath.Join(dir, "fqdnlab")
+	for _, b := range []struct{ out, pkg string }{{binary, "../cmd/fqdngate"}, {labBinary, "../cmd/fqdnlab"}} {
+		build := exec.Command("go", "build", "-race", "-o", b.out, b.pkg)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build:", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -125,30 +126,40 @@ func Veth(nsA *NS, a string, nsB *NS, b string) error {
 	return err
 }
 
-// Sweep deletes every namespace whose name starts with Prefix, and
+// LabPrefix starts the names of the CDN lab's namespaces (fqdnlab), so
+// that `fqdnlab down` removes a lab without touching the namespaces of
+// tests running at the same time.
+const LabPrefix = Prefix + "lab-"
+
+// Sweep deletes every namespace whose name starts with prefix, after
+// killing the processes still in it (a gateway left by a killed run), and
 // returns their names.
-func Sweep() ([]string, error) {
-	out, err := run("ip", "netns", "list")
+func Sweep(prefix string) ([]string, error) {
+	names, err := Namespaces(prefix)
 	if err != nil {
 		return nil, err
 	}
 	var gone []string
 	var errs error
-	for _, line := range strings.Split(out, "\n") {
-		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
-		if strings.HasPrefix(name, Prefix) {
-			if _, err := run("ip", "netns", "del", name); err != nil {
-				errs = errors.Join(errs, err)
-				continue
+	for _, name := range names {
+		if pids, err := run("ip", "netns", "pids", name); err == nil {
+			for _, f := range strings.Fields(pids) {
+				if pid, err := strconv.Atoi(f); err == nil {
+					_ = unix.Kill(pid, unix.SIGKILL)
+				}
 			}
-			gone = append(gone, name)
 		}
+		if _, err := run("ip", "netns", "del", name); err != nil {
+			errs = errors.Join(errs, err)
+			continue
+		}
+		gone = append(gone, name)
 	}
 	return gone, errs
 }
 
-// Namespaces lists the lab's namespaces that exist now.
-func Namespaces() ([]string, error) {
+// Namespaces lists the namespaces whose name starts with prefix.
+func Namespaces(prefix string) ([]string, error) {
 	out, err := run("ip", "netns", "list")
 	if err != nil {
 		return nil, err
@@ -156,7 +167,7 @@ func Namespaces() ([]string, error) {
 	var names []string
 	for _, line := range strings.Split(out, "\n") {
 		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
-		if strings.HasPrefix(name, Prefix) {
+		if strings.HasPrefix(name, prefix) {
 			names = append(names, name)
 		}
 	}

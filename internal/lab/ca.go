@@ -1,0 +1,116 @@
+package lab
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"math/big"
+	"strings"
+	"sync"
+	"time"
+)
+
+// CA is the lab's certificate authority. The fake services present
+// certificates it issues for whatever name the client sends in SNI, and
+// lab devices trust only it, so a device's TLS handshake proves it reached
+// a lab service under the name it asked for.
+type CA struct {
+	Name string
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pool *x509.CertPool
+
+	mu    sync.Mutex
+	leafs map[string]*tls.Certificate
+}
+
+// maxLeafs bounds the issued-certificate cache; lab names are few.
+const maxLeafs = 4096
+
+// NewCA makes a CA valid for a day, with the given common name.
+func NewCA(name string) (*CA, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: name, Organization: []string{"fqdngate lab"}},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, fmt.Errorf("lab CA: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &CA{Name: name, cert: cert, key: key, pool: pool, leafs: make(map[string]*tls.Certificate)}, nil
+}
+
+// Pool holds the CA certificate, for clients.
+func (ca *CA) Pool() *x509.CertPool { return ca.pool }
+
+// Certificate is the CA's own certificate.
+func (ca *CA) Certificate() *x509.Certificate { return ca.cert }
+
+// ServerConfig presents a certificate for the SNI name the client asks for.
+func (ca *CA) ServerConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if hello.ServerName == "" {
+				return nil, fmt.Errorf("no SNI")
+			}
+			return ca.Leaf(hello.ServerName)
+		},
+	}
+}
+
+// Leaf returns a certificate for name, issuing it on first use.
+func (ca *CA) Leaf(name string) (*tls.Certificate, error) {
+	name = strings.ToLower(name)
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	if c, ok := ca.leafs[name]; ok {
+		return c, nil
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: name},
+		DNSNames:     []string{name},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		return nil, fmt.Errorf("lab CA: issue %s: %w", name, err)
+	}
+	c := &tls.Certificate{Certificate: [][]byte{der, ca.cert.Raw}, PrivateKey: key}
+	if len(ca.leafs) >= maxLeafs {
+		clear(ca.leafs)
+	}
+	ca.leafs[name] = c
+	return c, nil
+}
