@@ -224,7 +224,7 @@ func TestExampleConfigIsValid(t *testing.T) {
 	if err := c.WriteEffective(&b); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"mode:", "enforce", "client group sphere-devices: 192.0.2.0/26", "our-iot-hub", "contoso-hub.azure-devices.net", "tcp/8883 tcp/443"} {
+	for _, want := range []string{"mode:", "enforce", "client group sphere-devices: 192.0.2.0/26", "catalog azure-iot-hub, seed 001 line 22", "contoso-hub.azure-devices.net", "tcp/8883 tcp/5671 tcp/443", "vendor-telemetry", "client group arc-servers"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("effective policy lacks %q:\n%s", want, b.String())
 		}

@@ -24,6 +24,7 @@ const (
 	maxBatchElems = 4096
 	maxMsgElems   = 256
 	mirrorGCEvery = time.Minute
+	mirrorKeep    = time.Minute
 )
 
 // NFT is the nftables Enforcer.
@@ -41,10 +42,24 @@ type NFT struct {
 
 	reqs chan *request
 	done chan struct{}
-	// mirror is the kernel's elements and their expiry as this writer set
-	// them; only the writer goroutine touches it.
-	mirror map[ledger.Elem]time.Time
+	// mirror is the kernel's elements, their expiry and the timeout they
+	// were given, as this writer set them; only the writer goroutine
+	// touches it. Entries stay a while after expiry (mirrorKeep), because
+	// the kernel may still hold an expired element it has not collected.
+	mirror map[ledger.Elem]mirrored
 }
+
+type mirrored struct {
+	expires time.Time
+	timeout time.Duration
+}
+
+// timeoutStep is the least difference between an element's timeout and
+// the one it is refreshed with. Linux (6.12+) updates an existing element
+// only when it is given a timeout other than the one it holds, compared in
+// jiffies (10 ms at HZ=100): refreshing with the same lifetime would leave
+// the old expiry in place and drop the device's next connection.
+const timeoutStep = 20 * time.Millisecond
 
 type request struct {
 	grants  []Grant
@@ -79,7 +94,7 @@ func Open(spec Spec, opts ...Option) (*NFT, error) {
 		readdRefreshes: kernelRefreshesOnReadd(),
 		reqs:           make(chan *request, queueLen),
 		done:           make(chan struct{}),
-		mirror:         make(map[ledger.Elem]time.Time),
+		mirror:         make(map[ledger.Elem]mirrored),
 	}
 	for _, o := range opts {
 		o(n)
@@ -174,8 +189,8 @@ func (n *NFT) writer() {
 			}
 		}
 		if now.Sub(lastGC) > mirrorGCEvery {
-			for e, exp := range n.mirror {
-				if !now.Before(exp) {
+			for e, m := range n.mirror {
+				if now.Sub(m.expires) > mirrorKeep {
 					delete(n.mirror, e)
 				}
 			}
@@ -190,7 +205,7 @@ func (n *NFT) commit(now time.Time, batch []*request) error {
 	adds := make(map[string][]nftables.SetElement)
 	dels := make(map[string][]nftables.SetElement)
 	readds := make(map[string][]nftables.SetElement)
-	updates := make(map[ledger.Elem]time.Time)
+	updates := make(map[ledger.Elem]mirrored)
 	var removed []ledger.Elem
 	granted := make(map[ledger.Elem]bool)
 	for _, r := range batch {
@@ -200,7 +215,7 @@ func (n *NFT) commit(now time.Time, batch []*request) error {
 	}
 	for _, r := range batch {
 		for _, e := range r.revokes {
-			if exp, ok := n.mirror[e]; !ok || !now.Before(exp) || granted[e] {
+			if m, ok := n.mirror[e]; !ok || !now.Before(m.expires) || granted[e] {
 				// Gone already (deleting it would fail the batch), or an
 				// answer in this same batch needs it again.
 				continue
@@ -216,16 +231,24 @@ func (n *NFT) commit(now time.Time, batch []*request) error {
 			removed = append(removed, e)
 		}
 		for _, g := range r.grants {
-			have, ok := n.mirror[g.Elem]
-			if ok && !have.Before(g.Expires) {
+			have, known := n.mirror[g.Elem]
+			if known && !have.expires.Before(g.Expires) {
 				continue // the kernel already holds it at least that long
 			}
-			if u, ok := updates[g.Elem]; ok && !u.Before(g.Expires) {
+			if u, ok := updates[g.Elem]; ok && !u.expires.Before(g.Expires) {
 				continue
 			}
 			timeout := g.Expires.Sub(now).Truncate(time.Millisecond)
 			if timeout < time.Millisecond {
 				continue // expired before it was written; nothing to allow
+			}
+			if u, ok := updates[g.Elem]; ok {
+				have, known = u, true
+			}
+			if known && n.readdRefreshes {
+				if d := timeout - have.timeout; d > -timeoutStep && d < timeoutStep {
+					timeout = have.timeout + timeoutStep
+				}
 			}
 			el, err := setElement(g.Elem, n.spec.Global)
 			if err != nil {
@@ -233,13 +256,15 @@ func (n *NFT) commit(now time.Time, batch []*request) error {
 			}
 			el.Timeout = timeout
 			set := setFor(g.Elem)
-			live := ok && now.Before(have)
-			if live && !n.readdRefreshes {
+			if known && !n.readdRefreshes {
+				// Older kernels keep the old expiry of an element that is
+				// added again, live or expired and not yet collected:
+				// add (so the delete cannot fail), delete, add.
 				dels[set] = append(dels[set], el)
 				readds[set] = append(readds[set], el)
 			}
 			adds[set] = append(adds[set], el)
-			updates[g.Elem] = g.Expires
+			updates[g.Elem] = mirrored{expires: now.Add(timeout), timeout: timeout}
 		}
 	}
 	if len(adds)+len(dels) == 0 {
@@ -268,8 +293,8 @@ func (n *NFT) commit(now time.Time, batch []*request) error {
 	if err := n.cc.Flush(); err != nil {
 		return fmt.Errorf("enforce: table inet %s: %w", n.spec.Table, err)
 	}
-	for e, exp := range updates {
-		n.mirror[e] = exp
+	for e, m := range updates {
+		n.mirror[e] = m
 	}
 	for _, e := range removed {
 		delete(n.mirror, e)

@@ -191,3 +191,37 @@ func TestReleaseAtLeast(t *testing.T) {
 		}
 	}
 }
+
+// TestNFTRefreshWithTheSameLifetime: Linux updates an existing element only
+// when it is given a timeout other than the one it holds, so a device that
+// re-resolves a name and gets the same lifetime again must still see its
+// element extended (found by the CDN lab: front-door addresses recurring
+// across names were dropped at their first expiry).
+func TestNFTRefreshWithTheSameLifetime(t *testing.T) {
+	labtest.Require(t, "ip", "nft")
+	for _, legacy := range []bool{false, true} {
+		t.Run("legacy="+strconv.FormatBool(legacy), func(t *testing.T) {
+			ns := labtest.NS(t, "enf")
+			var opts []Option
+			if legacy {
+				opts = append(opts, WithLegacyRefresh())
+			}
+			n := openInNS(t, ns, testSpec(), opts...)
+			ctx := context.Background()
+			e := ledger.Elem{Client: client4, Addr: netip.MustParseAddr("203.0.113.27"), Port: tcp443}
+			const life = 2 * time.Second
+			if err := n.Allow(ctx, []Grant{{e, time.Now().Add(life)}}); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Second)
+			for range 3 { // the same lifetime, again and again
+				if err := n.Allow(ctx, []Grant{{e, time.Now().Add(life)}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if d, ok := expiresIn(t, ns, "allow4", "192.0.2.10 . 203.0.113.27 . tcp . 443"); !ok || d < life-300*time.Millisecond {
+				t.Fatalf("refresh with the same lifetime: expires in %v (present %v), want about %v", d, ok, life)
+			}
+		})
+	}
+}

@@ -179,7 +179,7 @@ func (d *Device) attempt(ctx context.Context, st *Stat) {
 	case errors.Is(err, errBlocked) || isTimeout(err):
 		st.Blocked++
 		st.BlockedAddrs[addr]++
-		st.LastErr = fmt.Sprintf("%s: %v", addr, err)
+		st.LastErr = fmt.Sprintf("%s at %s: %v", addr, time.Now().Format("15:04:05.000"), err)
 	default:
 		st.Failed++
 		st.LastErr = fmt.Sprintf("%s: %v", addr, err)

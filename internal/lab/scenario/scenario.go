@@ -138,6 +138,8 @@ clients:
   - name: sphere-devices
     cidrs: ["%s"]
     profiles: [%s]
+log:
+  level: debug  # every answer with its addresses: shown when a run fails
 `, lab.GateGW, lab.UpstreamDNS, Hub, lab.GateDevNet, strings.Join(Profiles, ", "))
 }
 
