@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -69,7 +68,7 @@ type topo struct {
 	gw, devA, devB *lab.NS
 	inet           *lab.NS
 	auth           *authServer
-	stderr         *lockedBuffer
+	stderr         *lab.SyncBuffer
 	proc           *exec.Cmd
 }
 
@@ -160,7 +159,7 @@ log:
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tp.stderr = &lockedBuffer{}
+	tp.stderr = &lab.SyncBuffer{}
 	tp.proc = tp.gw.Command(binary, "run", "--config", path)
 	tp.proc.Stderr = tp.stderr
 	if err := tp.proc.Start(); err != nil {
@@ -397,23 +396,6 @@ func startEcho(t *testing.T, ns *lab.NS, port int) {
 			}()
 		}
 	}()
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // dropped reports whether a connection attempt failed the way a silent

@@ -162,19 +162,29 @@ func preflight() error {
 	return nil
 }
 
-func cmdDemo(args []string, stdout, stderr io.Writer) int {
-	f := newFlags("demo", stderr, true)
+// prepare parses a lab command's flags and checks the machine; stop is
+// true, with the exit code, when the command should end here.
+func prepare(name string, args []string, stderr io.Writer, withDuration bool) (opt scenario.Options, code int, stop bool) {
+	f := newFlags(name, stderr, withDuration)
 	if code, stop := f.parse(args); stop {
-		return code
+		return opt, code, true
 	}
 	opt, err := f.options(stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "fqdnlab:", err)
-		return exitUsage
+		return opt, exitUsage, true
 	}
 	if err := preflight(); err != nil {
 		fmt.Fprintln(stderr, "fqdnlab:", err)
-		return exitRuntime
+		return opt, exitRuntime, true
+	}
+	return opt, 0, false
+}
+
+func cmdDemo(args []string, stdout, stderr io.Writer) int {
+	opt, code, quit := prepare("demo", args, stderr, true)
+	if quit {
+		return code
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -192,7 +202,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "fqdnlab:", err)
 		return exitRuntime
 	}
-	if scenario.Sum(res.Gate).OK != scenario.Sum(res.Gate).Attempts || res.GateExfilUpstream > 0 || !res.Gate.Session.Survived() {
+	if !res.GateHeld() {
 		fmt.Fprintf(stderr, "fqdnlab: fqdngate did not hold up; its log:\n%s", res.GateLog)
 		return exitVerdict
 	}
@@ -200,18 +210,9 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdUp(args []string, stdout, stderr io.Writer) int {
-	f := newFlags("up", stderr, false)
-	if code, stop := f.parse(args); stop {
+	opt, code, quit := prepare("up", args, stderr, false)
+	if quit {
 		return code
-	}
-	opt, err := f.options(stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, "fqdnlab:", err)
-		return exitUsage
-	}
-	if err := preflight(); err != nil {
-		fmt.Fprintln(stderr, "fqdnlab:", err)
-		return exitRuntime
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

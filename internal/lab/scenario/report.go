@@ -112,6 +112,13 @@ func sessionLine(s lab.SessionStat) string {
 	return fmt.Sprintf("broken: opened %d time(s), %d messages, %d failures (last: %s)", s.Opened, s.Messages, s.Failures, s.LastErr)
 }
 
+// GateHeld reports whether fqdngate kept the demo's promise: every allowed
+// connection went through, the session survived, nothing leaked.
+func (r *Result) GateHeld() bool {
+	t := Sum(r.Gate)
+	return t.Attempts > 0 && t.OK == t.Attempts && r.Gate.Session.Survived() && r.GateExfilUpstream == 0
+}
+
 // Verdict is the one-line conclusion.
 func (r *Result) Verdict() string {
 	ct, gt := Sum(r.Classic), Sum(r.Gate)

@@ -5,7 +5,6 @@
 package scenario
 
 import (
-	"bytes"
 	"context"
 	"encoding/base32"
 	"errors"
@@ -276,7 +275,7 @@ func exfilName(serial string) string {
 type gate struct {
 	ns   *lab.NS
 	cmd  *exec.Cmd
-	log  *lockedBuffer
+	log  *lab.SyncBuffer
 	dir  string
 	done chan error
 }
@@ -294,7 +293,7 @@ func startGate(ctx context.Context, l *lab.Lab, binary string) (*gate, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	g := &gate{ns: l.GateGW, log: &lockedBuffer{}, dir: dir, done: make(chan error, 1)}
+	g := &gate{ns: l.GateGW, log: &lab.SyncBuffer{}, dir: dir, done: make(chan error, 1)}
 	g.cmd = l.GateGW.Command(binary, "run", "--config", cfg)
 	g.cmd.Stderr = g.log
 	// If fqdnlab dies, so does the gateway it started.
@@ -353,21 +352,4 @@ func (g *gate) stop() error {
 		_ = g.cmd.Process.Kill()
 		return fmt.Errorf("fqdngate did not stop within 10s of SIGTERM")
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
