@@ -72,7 +72,23 @@ type topo struct {
 	proc           *exec.Cmd
 }
 
+// defaultClients is the gateway's client section: every device in one
+// group allowed three test names on tcp/443.
+const defaultClients = `clients:
+  - name: devices
+    cidrs: ["192.0.2.0/24", "2001:db8:1::/64"]
+    rules:
+      - name: web
+        fqdn: ["www.example.com", "rot.example.com", "short.example.com"]
+        ports: ["tcp/443"]
+`
+
 func newTopo(t *testing.T, mode string) *topo {
+	return newTopoClients(t, mode, defaultClients)
+}
+
+// newTopoClients is newTopo with another clients: section.
+func newTopoClients(t *testing.T, mode, clients string) *topo {
 	labtest.Require(t, "ip", "nft", "sysctl")
 	tp := &topo{t: t,
 		gw: labtest.NS(t, "gw"), devA: labtest.NS(t, "deva"), devB: labtest.NS(t, "devb"), inet: labtest.NS(t, "inet")}
@@ -131,11 +147,11 @@ func newTopo(t *testing.T, mode string) *topo {
 	for _, port := range []int{443, 8443, 853} {
 		startEcho(t, tp.inet, port)
 	}
-	tp.startGateway(mode)
+	tp.startGateway(mode, clients)
 	return tp
 }
 
-func (tp *topo) startGateway(mode string) {
+func (tp *topo) startGateway(mode, clients string) {
 	t := tp.t
 	cfg := fmt.Sprintf(`mode: %s
 listen:
@@ -145,16 +161,10 @@ enforcer:
   min_ttl: 0s
   grace: 1s
   hold: 2s
-clients:
-  - name: devices
-    cidrs: ["192.0.2.0/24", "2001:db8:1::/64"]
-    rules:
-      - name: web
-        fqdn: ["www.example.com", "rot.example.com", "short.example.com"]
-        ports: ["tcp/443"]
+%s
 log:
   level: info
-`, mode, gwDevAddr4, gwDevAddr6, upstreamAddr)
+`, mode, gwDevAddr4, gwDevAddr6, upstreamAddr, clients)
 	path := filepath.Join(t.TempDir(), "gw.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -39,6 +39,9 @@ Usage:
   fqdngate teardown [--table NAME]    remove fqdngate's nftables table
   fqdngate catalog   list | show NAME | export NAME --format yaml|json|csv|config
                                       the built-in Azure endpoint catalog
+  fqdngate explain  ADDR [--client IP] [--port tcp/443] [--json]
+                                      why the running daemon drops (or allows) an address
+  fqdngate suggest                    a configuration allowing what the daemon has seen
   fqdngate version                    print the version
 
 Without --config, run observes this host's queries on 127.0.0.1:5353,
@@ -67,6 +70,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdTeardown(rest, stdout, stderr)
 	case "catalog":
 		return cmdCatalog(rest, stdout, stderr)
+	case "explain":
+		return cmdExplain(rest, stdout, stderr)
+	case "suggest":
+		return cmdSuggest(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "fqdngate", versionString())
 		return exitOK

@@ -35,6 +35,43 @@ type Options struct {
 	Global bool
 }
 
+// Decisions a query can end in, as Outcome.Decision.
+const (
+	DecisionAllowed      = "allowed"
+	DecisionDenied       = "denied"
+	DecisionWouldDeny    = "would-deny"
+	DecisionRefused      = "refused"
+	DecisionMalformed    = "malformed"
+	DecisionBusy         = "busy"
+	DecisionUpstreamFail = "upstream-fail"
+	DecisionEnforceFail  = "enforce-fail"
+)
+
+// Outcome is what became of one query, for metrics and the event log.
+type Outcome struct {
+	Time     time.Time
+	Client   netip.Addr
+	Group    string // empty when the client is in no group
+	Name     string // the question's name, as asked
+	QType    uint16
+	Decision string
+	// Answer is set when addresses were learnt (allowed, installed).
+	Answer *ledger.Answer
+	// Install is how long the kernel took to acknowledge the answer's
+	// elements (answer received → kernel ack); zero when none.
+	Install time.Duration
+}
+
+// Observer hears every query's outcome. It is called on the query's
+// goroutine before the answer is released, so it must not block.
+type Observer interface {
+	Query(Outcome)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Query(Outcome) {}
+
 // Upstream is what the handler needs of a Pool.
 type Upstream interface {
 	Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, netip.AddrPort, error)
@@ -51,6 +88,7 @@ type Handler struct {
 	now      func() time.Time
 	inflight chan struct{}
 	stats    Stats
+	obs      Observer
 }
 
 // Stats counts outcomes; read with Snapshot.
@@ -70,10 +108,13 @@ func NewHandler(p *policy.Policy, up Upstream, l *ledger.Ledger, e enforce.Enfor
 		o.DenyRcode = dns.RcodeNameError
 	}
 	h := &Handler{upstream: up, ledger: l, enforcer: e, opts: o, log: log, now: now,
-		inflight: make(chan struct{}, o.MaxInflight)}
+		inflight: make(chan struct{}, o.MaxInflight), obs: nopObserver{}}
 	h.policy.Store(p)
 	return h
 }
+
+// SetObserver sets who hears the outcomes; call it before serving.
+func (h *Handler) SetObserver(o Observer) { h.obs = o }
 
 // SetPolicy swaps the policy; queries in flight finish with the old one.
 func (h *Handler) SetPolicy(p *policy.Policy) { h.policy.Store(p) }
@@ -92,6 +133,7 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	default:
 		// Full: answer at once rather than queue without bound.
 		h.stats.Busy.Add(1)
+		h.obs.Query(Outcome{Time: h.now(), Client: client, Decision: DecisionBusy})
 		resp = reply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeOther, "fqdngate: busy")
 	}
 	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
@@ -106,9 +148,22 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 
 // Resolve answers one query from client. It never returns nil.
 func (h *Handler) Resolve(ctx context.Context, client netip.Addr, req *dns.Msg) *dns.Msg {
+	out := Outcome{Client: client}
+	resp := h.resolve(ctx, client, req, &out)
+	out.Time = h.now()
+	if len(req.Question) > 0 {
+		out.Name, out.QType = req.Question[0].Name, req.Question[0].Qtype
+	}
+	h.obs.Query(out)
+	return resp
+}
+
+// resolve is the query path, top to bottom; it fills out as it goes.
+func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, out *Outcome) *dns.Msg {
 	// 1. Only well-formed queries: one question, class IN, opcode QUERY.
 	if rcode, why := validate(req); rcode != dns.RcodeSuccess {
 		h.stats.Malformed.Add(1)
+		out.Decision = DecisionMalformed
 		return reply(req, rcode, dns.ExtendedErrorCodeOther, why)
 	}
 	q := req.Question[0]
@@ -118,18 +173,24 @@ func (h *Handler) Resolve(ctx context.Context, client netip.Addr, req *dns.Msg) 
 	dec := pol.Match(client, q.Name)
 	if dec.Group == nil {
 		h.stats.Refused.Add(1)
+		out.Decision = DecisionRefused
 		h.log.Debug("refused: client in no group", "client", client, "qname", q.Name)
 		return reply(req, dns.RcodeRefused, dns.ExtendedErrorCodeProhibited, "fqdngate: client not served")
 	}
 
+	out.Group = dec.Group.Name
+
 	// 3. Denied names are answered here and never leave (enforce mode).
+	out.Decision = DecisionAllowed
 	if !dec.Allowed() {
 		if !h.opts.Observe {
 			h.stats.Denied.Add(1)
+			out.Decision = DecisionDenied
 			h.log.Info("denied", "client", client, "group", dec.Group.Name, "qname", q.Name, "qtype", dns.TypeToString[q.Qtype])
 			return reply(req, h.opts.DenyRcode, dns.ExtendedErrorCodeBlocked, "fqdngate: name not allowed")
 		}
 		h.stats.WouldDeny.Add(1)
+		out.Decision = DecisionWouldDeny
 		h.log.Info("would deny", "client", client, "group", dec.Group.Name, "qname", q.Name, "qtype", dns.TypeToString[q.Qtype])
 	}
 
@@ -138,6 +199,7 @@ func (h *Handler) Resolve(ctx context.Context, client netip.Addr, req *dns.Msg) 
 	if err != nil {
 		h.stats.UpstreamFail.Add(1)
 		h.log.Warn("upstream failed", "qname", q.Name, "err", err)
+		out.Decision = DecisionUpstreamFail
 		return reply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeNetworkError, "fqdngate: no upstream answered")
 	}
 
@@ -157,16 +219,24 @@ func (h *Handler) Resolve(ctx context.Context, client netip.Addr, req *dns.Msg) 
 	if dec.Allowed() && len(walked.Addrs) > 0 {
 		now := h.now()
 		name, _ := policy.NormalizeName(q.Name)
+		chain := make([]string, len(walked.Chain))
+		for i, c := range walked.Chain {
+			chain[i], _ = policy.NormalizeName(c)
+		}
 		ans := ledger.Answer{
-			Client: client, Group: dec.Group.Name, Name: name, Chain: walked.Chain,
+			Client: client, Group: dec.Group.Name, Name: name, Chain: chain,
 			Addrs: walked.Addrs, Rules: dec.RuleNames(), Ports: dec.Ports(), TTL: ttl,
 			Expires: now.Add(max(ttl, h.opts.MinTTL) + h.opts.Grace),
 		}
-		if err := h.install(ctx, ans); err != nil {
+		err := h.install(ctx, ans)
+		out.Install = h.now().Sub(now)
+		if err != nil {
 			h.stats.EnforceFail.Add(1)
+			out.Decision = DecisionEnforceFail
 			h.log.Error("rule not installed; answer withheld", "client", client, "qname", q.Name, "err", err)
 			return reply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeOther, "fqdngate: firewall rule not installed")
 		}
+		out.Answer = &ans
 		// 7. Record who was told what, for explanations and caps.
 		if revoke := h.ledger.Record(now, ans); len(revoke) > 0 {
 			if err := h.enforcer.Revoke(ctx, revoke); err != nil {

@@ -192,7 +192,7 @@ func TestResolveAllowedInstallsBeforeRelease(t *testing.T) {
 	}
 	entries := e.led.Lookup(netip.MustParseAddr("203.0.113.7"), devA)
 	if len(entries) != 1 || entries[0].Name != "prod.update.sphere.azure.net" ||
-		strings.Join(entries[0].Chain, ",") != "prod-update.azureedge.example.,a1.akamai.example." || entries[0].TTL != 20*time.Second {
+		strings.Join(entries[0].Chain, ",") != "prod-update.azureedge.example,a1.akamai.example" || entries[0].TTL != 20*time.Second {
 		t.Errorf("ledger = %+v", entries)
 	}
 }

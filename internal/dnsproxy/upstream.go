@@ -30,7 +30,12 @@ type Pool struct {
 	udp     *dns.Client
 	tcp     *dns.Client
 	next    atomic.Uint32
+	observe func(up netip.AddrPort, rtt time.Duration, err error)
 }
+
+// SetObserver sets a function told every exchange with every upstream
+// (failed ones too), for metrics; call it before use.
+func (p *Pool) SetObserver(f func(up netip.AddrPort, rtt time.Duration, err error)) { p.observe = f }
 
 // NewPool makes a pool. mark, when not zero, is set as SO_MARK on every
 // upstream socket so that fqdngate's own rules recognise its traffic.
@@ -62,7 +67,11 @@ func (p *Pool) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, netip.AddrPo
 	var errs error
 	for i := range p.addrs {
 		up := p.addrs[(start+i)%len(p.addrs)]
+		t0 := time.Now()
 		r, err := p.exchangeOne(ctx, q, up)
+		if p.observe != nil {
+			p.observe(up, time.Since(t0), err)
+		}
 		if err == nil {
 			return r, up, nil
 		}

@@ -387,3 +387,22 @@ func releaseAtLeast(release string, major, minor int) bool {
 	}
 	return ma > major || ma == major && mi >= minor
 }
+
+// Elements counts the elements in fqdngate's sets, read from the kernel
+// (the truth, expired elements not yet collected aside). It lists every
+// element: meant for scrapes, not for the query path.
+func (n *NFT) Elements() (int, error) {
+	total := 0
+	for name, s := range n.sets {
+		els, err := n.cc.GetSetElements(s)
+		if err != nil {
+			return 0, fmt.Errorf("enforce: list set %s: %w", name, err)
+		}
+		for _, e := range els {
+			if !e.IntervalEnd {
+				total++
+			}
+		}
+	}
+	return total, nil
+}

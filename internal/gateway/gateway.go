@@ -15,10 +15,13 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/fqdngate/fqdngate/internal/api"
 	"github.com/fqdngate/fqdngate/internal/config"
 	"github.com/fqdngate/fqdngate/internal/dnsproxy"
 	"github.com/fqdngate/fqdngate/internal/enforce"
 	"github.com/fqdngate/fqdngate/internal/ledger"
+	"github.com/fqdngate/fqdngate/internal/metrics"
+	"github.com/fqdngate/fqdngate/internal/monitor"
 )
 
 // gcEvery is how often expired ledger entries are collected; the kernel
@@ -44,17 +47,40 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, ready func()) 
 	if c.DenyResponse == "refused" {
 		deny = dns.RcodeRefused
 	}
-	h := dnsproxy.NewHandler(c.Derived.Policy,
-		dnsproxy.NewPool(c.Derived.Upstreams, c.UpstreamTimeout, upstreamMark(c)),
-		led, enf,
+	mon := monitor.New(led, monitor.Options{Global: e.Scope == "global", MinTTL: e.MinTTL, Grace: e.Grace}, log)
+	src := metrics.Sources{Ledger: led.Stats, Drops: mon.Counts}
+	if n, ok := enf.(*enforce.NFT); ok {
+		src.Kernel, src.Elements = n.Counters, n.Elements
+	}
+	met := metrics.New(src)
+	pool := dnsproxy.NewPool(c.Derived.Upstreams, c.UpstreamTimeout, upstreamMark(c))
+	pool.SetObserver(met.Upstream)
+	h := dnsproxy.NewHandler(c.Derived.Policy, pool, led, enf,
 		dnsproxy.Options{
 			Observe: c.Mode == config.ModeObserve, DenyRcode: deny,
 			MinTTL: e.MinTTL, MaxTTL: e.MaxTTL, Grace: e.Grace, Hold: e.Hold, MaxInflight: c.MaxInflight,
 			Global: e.Scope == "global",
 		}, log, nil)
+	h.SetObserver(observers{mon, met})
+
+	if e.Backend == "nftables" {
+		go func() {
+			if err := mon.ReadNFLOG(ctx, e.NFLogGroup); err != nil {
+				log.Warn("drops are counted but cannot be explained", "err", err)
+			}
+		}()
+	}
 
 	srv, err := dnsproxy.Listen(c.Derived.DNS, h)
 	if err != nil {
+		return err
+	}
+	apiSrv, err := api.Listen(c.Derived.API, api.Handler(api.Deps{
+		Ledger: led, Monitor: mon, Registry: met.Registry, Log: log,
+		Ready: func() (bool, string) { return tableReady(enf) },
+	}))
+	if err != nil {
+		_ = srv.Shutdown(context.Background())
 		return err
 	}
 	log.Info("serving", "mode", c.Mode, "dns", c.Listen.DNS, "upstreams", c.Upstreams,
@@ -71,15 +97,35 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, ready func()) 
 			log.Info("shutting down: finishing queries in flight")
 			sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 			defer cancel()
-			return srv.Shutdown(sctx)
+			return errors.Join(srv.Shutdown(sctx), apiSrv.Shutdown(sctx))
 		case err := <-srv.Err():
 			return fmt.Errorf("dns listener stopped: %w", err)
+		case err := <-apiSrv.Err():
+			return fmt.Errorf("api listener stopped: %w", err)
 		case now := <-tick.C:
 			if n := led.GC(now); n > 0 {
 				log.Debug("ledger gc", "removed", n, "entries", led.Stats().Entries)
 			}
 		}
 	}
+}
+
+// observers tells every observer of a query's outcome.
+type observers []dnsproxy.Observer
+
+func (o observers) Query(out dnsproxy.Outcome) {
+	for _, x := range o {
+		x.Query(out)
+	}
+}
+
+// tableReady: DNS is served once Run reaches the API, so readiness is the
+// kernel table: its counters must be readable.
+func tableReady(enf enforce.Enforcer) (bool, string) {
+	if _, err := enf.Counters(); err != nil {
+		return false, "nftables table not readable: " + err.Error()
+	}
+	return true, ""
 }
 
 func openEnforcer(c *config.Config, log *slog.Logger) (enforce.Enforcer, error) {

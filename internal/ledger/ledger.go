@@ -290,3 +290,43 @@ func (h *expiryHeap) Pop() any {
 	e.index = -1
 	return e
 }
+
+// Filter selects ledger entries; zero fields match everything.
+type Filter struct {
+	Client, Addr netip.Addr
+	// Name is normalised (lower case, no trailing dot).
+	Name string
+}
+
+// Select returns copies of up to limit entries matching f, newest expiry
+// first, and whether more matched.
+func (l *Ledger) Select(f Filter, limit int) ([]Entry, bool) {
+	l.mu.Lock()
+	var out []Entry
+	add := func(e *Entry) {
+		if (f.Client.IsValid() && e.Client != f.Client) || (f.Addr.IsValid() && e.Addr != f.Addr.Unmap()) || (f.Name != "" && e.Name != f.Name) {
+			return
+		}
+		out = append(out, *e)
+	}
+	switch {
+	case f.Addr.IsValid():
+		for _, e := range l.byAddr[f.Addr.Unmap()] {
+			add(e)
+		}
+	case f.Client.IsValid() && f.Name != "":
+		for _, e := range l.byName[nameKey{f.Client, f.Name}] {
+			add(e)
+		}
+	default:
+		for _, e := range l.entries {
+			add(e)
+		}
+	}
+	l.mu.Unlock()
+	slices.SortFunc(out, func(x, y Entry) int { return y.Expires.Compare(x.Expires) })
+	if len(out) > limit {
+		return out[:limit], true
+	}
+	return out, false
+}

@@ -1,0 +1,140 @@
+// Package metrics exposes fqdngate's state to Prometheus, every name
+// prefixed fqdngate_. Counters the handler and the pool see are kept here;
+// the ledger, the kernel and the drop attribution are read at scrape time
+// from the parts that own them.
+package metrics
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/fqdngate/fqdngate/internal/dnsproxy"
+	"github.com/fqdngate/fqdngate/internal/enforce"
+	"github.com/fqdngate/fqdngate/internal/ledger"
+	"github.com/fqdngate/fqdngate/internal/monitor"
+)
+
+// Sources are read at every scrape.
+type Sources struct {
+	Ledger func() ledger.Stats
+	// Drops is the attribution's counts (monitor.Counts); nil without it.
+	Drops func() (drops, wouldDrops map[monitor.Reason]uint64, lost, overruns uint64)
+	// Kernel is the table's named counters; nil with backend none.
+	Kernel func() (enforce.Counters, error)
+	// Elements is the number of set elements; nil with backend none.
+	Elements func() (int, error)
+}
+
+// Metrics is the registry and the counters fed from the query path.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	queries     *prometheus.CounterVec
+	upstreamRTT *prometheus.HistogramVec
+	upstreamErr *prometheus.CounterVec
+	install     prometheus.Histogram
+}
+
+// latency buckets from 50 µs to 2.5 s: the install path lives in the
+// tens of microseconds, upstreams in milliseconds.
+var buckets = prometheus.ExponentialBuckets(50e-6, 2.5, 13)
+
+// New registers fqdngate's metrics, and the Go and process collectors.
+func New(src Sources) *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fqdngate_dns_queries_total", Help: "DNS queries by decision (allowed, denied, would-deny, refused, malformed, busy, upstream-fail, enforce-fail) and client group.",
+		}, []string{"decision", "group"}),
+		upstreamRTT: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "fqdngate_upstream_duration_seconds", Help: "Time of one exchange with one upstream, failed ones included.", Buckets: buckets,
+		}, []string{"upstream"}),
+		upstreamErr: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fqdngate_upstream_errors_total", Help: "Failed exchanges by upstream (timeouts, mismatched replies).",
+		}, []string{"upstream"}),
+		install: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "fqdngate_rule_install_duration_seconds", Help: "From the upstream's answer to the kernel's acknowledgement of its elements.", Buckets: buckets,
+		}),
+	}
+	m.Registry.MustRegister(m.queries, m.upstreamRTT, m.upstreamErr, m.install,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&scraped{src: src})
+	return m
+}
+
+// Query implements dnsproxy.Observer.
+func (m *Metrics) Query(o dnsproxy.Outcome) {
+	m.queries.WithLabelValues(o.Decision, o.Group).Inc()
+	if o.Install > 0 {
+		m.install.Observe(o.Install.Seconds())
+	}
+}
+
+// Upstream is the pool's observer.
+func (m *Metrics) Upstream(up netip.AddrPort, rtt time.Duration, err error) {
+	m.upstreamRTT.WithLabelValues(up.String()).Observe(rtt.Seconds())
+	if err != nil {
+		m.upstreamErr.WithLabelValues(up.String()).Inc()
+	}
+}
+
+// scraped reads the other parts' state at scrape time.
+type scraped struct{ src Sources }
+
+var (
+	descLedger     = prometheus.NewDesc("fqdngate_ledger_entries", "Addresses told to clients and remembered (live, and expired ones kept for explanations).", nil, nil)
+	descLearnt     = prometheus.NewDesc("fqdngate_ledger_learnt_total", "Ledger entries created.", nil, nil)
+	descEvicted    = prometheus.NewDesc("fqdngate_ledger_evictions_total", "Entries evicted by a cap: per_name (max_addrs_per_name) or global (max_entries).", []string{"cap"}, nil)
+	descElements   = prometheus.NewDesc("fqdngate_set_elements", "Elements in fqdngate's nftables sets, read from the kernel at scrape time.", nil, nil)
+	descDrops      = prometheus.NewDesc("fqdngate_drops_total", "Dropped packets by attributed reason.", []string{"reason"}, nil)
+	descWould      = prometheus.NewDesc("fqdngate_would_drops_total", "Packets observe mode let through that enforce mode would drop, by reason.", []string{"reason"}, nil)
+	descLost       = prometheus.NewDesc("fqdngate_drop_events_unattributed_total", "Logged drops not attributed because the attribution queue was full (they are in the kernel counters).", nil, nil)
+	descOverruns   = prometheus.NewDesc("fqdngate_nflog_overruns_total", "Times the kernel could not deliver drop logs (socket buffer overrun).", nil, nil)
+	descKernel     = prometheus.NewDesc("fqdngate_kernel_packets_total", "fqdngate's nftables counters: drops, would_drops, dot_drops, dns_redirects.", []string{"counter"}, nil)
+	descKernelFail = prometheus.NewDesc("fqdngate_kernel_counters_up", "1 when the kernel counters could be read.", nil, nil)
+)
+
+func (s *scraped) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descLedger, descLearnt, descEvicted, descElements, descDrops, descWould, descLost, descOverruns, descKernel, descKernelFail} {
+		ch <- d
+	}
+}
+
+func (s *scraped) Collect(ch chan<- prometheus.Metric) {
+	if s.src.Ledger != nil {
+		st := s.src.Ledger()
+		ch <- prometheus.MustNewConstMetric(descLedger, prometheus.GaugeValue, float64(st.Entries))
+		ch <- prometheus.MustNewConstMetric(descLearnt, prometheus.CounterValue, float64(st.Learnt))
+		ch <- prometheus.MustNewConstMetric(descEvicted, prometheus.CounterValue, float64(st.EvictedPerName), "per_name")
+		ch <- prometheus.MustNewConstMetric(descEvicted, prometheus.CounterValue, float64(st.EvictedGlobal), "global")
+	}
+	if s.src.Elements != nil {
+		if n, err := s.src.Elements(); err == nil {
+			ch <- prometheus.MustNewConstMetric(descElements, prometheus.GaugeValue, float64(n))
+		}
+	}
+	if s.src.Drops != nil {
+		drops, would, lost, overruns := s.src.Drops()
+		for _, r := range monitor.Reasons {
+			ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(drops[r]), string(r))
+			ch <- prometheus.MustNewConstMetric(descWould, prometheus.CounterValue, float64(would[r]), string(r))
+		}
+		ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(lost))
+		ch <- prometheus.MustNewConstMetric(descOverruns, prometheus.CounterValue, float64(overruns))
+	}
+	if s.src.Kernel != nil {
+		c, err := s.src.Kernel()
+		up := 1.0
+		if err != nil {
+			up = 0
+		} else {
+			for name, v := range map[string]uint64{"drops": c.Drops, "would_drops": c.WouldDrops, "dot_drops": c.DoTDrops, "dns_redirects": c.DNSRedirects} {
+				ch <- prometheus.MustNewConstMetric(descKernel, prometheus.CounterValue, float64(v), name)
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(descKernelFail, prometheus.GaugeValue, up)
+	}
+}

@@ -1,0 +1,79 @@
+package monitor
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// Event kinds.
+const (
+	KindQuery = "query" // a DNS decision: allowed, denied, would-deny, refused, ...
+	KindDrop  = "drop"  // a dropped (or would-be dropped) packet, attributed
+)
+
+// Event is one entry of the event log. Its JSON is the API's.
+type Event struct {
+	Seq  uint64    `json:"seq"`
+	Time time.Time `json:"time"`
+	Kind string    `json:"kind"`
+	// Query events.
+	Decision string       `json:"decision,omitempty"`
+	Client   netip.Addr   `json:"client,omitzero"`
+	Group    string       `json:"group,omitempty"`
+	Name     string       `json:"name,omitempty"`
+	QType    string       `json:"qtype,omitempty"`
+	Addrs    []netip.Addr `json:"addrs,omitempty"`
+	Chain    []string     `json:"chain,omitempty"`
+	// Drop events: the attribution; WouldDrop in observe mode.
+	Drop      *Explanation `json:"drop,omitempty"`
+	WouldDrop bool         `json:"would_drop,omitempty"`
+}
+
+// Ring is a bounded, in-memory event log: the newest Cap events, each
+// with a sequence number so that a reader can ask for what came since.
+type Ring struct {
+	mu   sync.Mutex
+	buf  []Event
+	next uint64 // sequence number of the next event; the first is 1
+}
+
+// NewRing makes a ring holding up to capacity events.
+func NewRing(capacity int) *Ring {
+	return &Ring{buf: make([]Event, 0, capacity), next: 1}
+}
+
+// Add appends e, dropping the oldest event when full, and returns its
+// sequence number.
+func (r *Ring) Add(e Event) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e.Seq = r.next
+	r.next++
+	if len(r.buf) < cap(r.buf) {
+		r.buf = append(r.buf, e)
+	} else {
+		r.buf[int((e.Seq-1)%uint64(cap(r.buf)))] = e
+	}
+	return e.Seq
+}
+
+// Since returns up to limit events with a sequence number above seq,
+// oldest first, and whether older ones than those returned were lost.
+func (r *Ring) Since(seq uint64, limit int) (events []Event, lost bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := uint64(len(r.buf))
+	if n == 0 {
+		return nil, false
+	}
+	first := r.next - n // oldest sequence number held
+	if seq+1 < first {
+		lost = seq > 0 || first > 1
+		seq = first - 1
+	}
+	for s := seq + 1; s < r.next && len(events) < limit; s++ {
+		events = append(events, r.buf[int((s-1)%uint64(cap(r.buf)))])
+	}
+	return events, lost
+}
