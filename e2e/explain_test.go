@@ -18,6 +18,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/fqdngate/fqdngate/internal/api"
+	"github.com/fqdngate/fqdngate/internal/lab"
 	"github.com/fqdngate/fqdngate/internal/monitor"
 )
 
@@ -253,7 +254,7 @@ func TestExplain(t *testing.T) {
 		m := tp.waitDrops(t, 7+5)
 		c := tp.counter(t, "drops")
 		wantM := map[string]float64{
-			`fqdngate_drops_total{reason="never-resolved"}`:                 float64(c) - m[`fqdngate_drops_total{reason="other-client"}`] - m[`fqdngate_drops_total{reason="port"}`] - m[`fqdngate_drops_total{reason="denied-name"}`] - m[`fqdngate_drops_total{reason="expired"}`],
+			`fqdngate_drops_total{reason="never-resolved"}`: float64(c) - m[`fqdngate_drops_total{reason="other-client"}`] - m[`fqdngate_drops_total{reason="port"}`] - m[`fqdngate_drops_total{reason="denied-name"}`] - m[`fqdngate_drops_total{reason="expired"}`],
 			// The readiness probe and A's evil.example.com.
 			`fqdngate_dns_queries_total{decision="denied",group="devices"}`: 2,
 			`fqdngate_dns_queries_total{decision="allowed",group="lab"}`:    2,
@@ -346,5 +347,74 @@ func TestDropFlood(t *testing.T) {
 	tp.apiGet(t, "/api/v1/events?since=0&limit=10000", &evs)
 	if len(evs.Events) > 4096 {
 		t.Errorf("%d events kept; the ring holds 4096", len(evs.Events))
+	}
+}
+
+// TestObserveWithoutConfigThenSuggest: `fqdngate run` without a
+// configuration observes a host's queries, enforcing nothing, and
+// `fqdngate suggest` turns what it saw into a configuration naming the
+// catalog profile the names belong to.
+func TestObserveWithoutConfigThenSuggest(t *testing.T) {
+	tp := newTopo(t, "enforce")
+	host := tp.devA
+	// ip netns exec mounts /etc/netns/NAME/resolv.conf over /etc/resolv.conf:
+	// the observer's upstream is the lab's, never this machine's resolver.
+	dir := "/etc/netns/" + host.Name
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.WriteFile(dir+"/resolv.conf", []byte("nameserver "+upstreamAddr+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	proc := host.Command(binary, "run")
+	var log lab.SyncBuffer
+	proc.Stderr = &log
+	if err := proc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = proc.Process.Signal(os.Interrupt)
+		_ = proc.Wait()
+		if t.Failed() {
+			t.Logf("observer log:\n%s", log.String())
+		}
+	})
+	names := []string{"prod.core.sphere.azure.net.", "www.msftconnecttest.com.", "prod.update.sphere.azure.net.", "api.vendor.example."}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, n := range names {
+		for {
+			var r *dns.Msg
+			err := host.Do(func() error {
+				m := new(dns.Msg)
+				m.SetQuestion(n, dns.TypeA)
+				var err error
+				r, _, err = (&dns.Client{Timeout: time.Second}).Exchange(m, "127.0.0.1:5353")
+				return err
+			})
+			if err == nil && r != nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("observer not answering %s: %v", n, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	out, err := host.Run(binary, "suggest")
+	if err != nil {
+		t.Fatalf("suggest: %v\n%s", err, out)
+	}
+	for _, want := range []string{"mode: observe", "- azure-sphere  # 3 names seen", `fqdn: ["api.vendor.example"]`, `"127.0.0.1/32"`, `upstreams: ["` + upstreamAddr + `:53"]`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("suggestion lacks %q:\n%s", want, out)
+		}
+	}
+	file := t.TempDir() + "/suggested.yaml"
+	if err := os.WriteFile(file, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := host.Run(binary, "validate", "--config", file); err != nil {
+		t.Errorf("suggested config does not validate: %v\n%s", err, v)
 	}
 }

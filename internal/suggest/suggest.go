@@ -123,6 +123,7 @@ func Build(seen []monitor.NameSeen, cat *catalog.Catalog) Suggestion {
 		}
 		cands = slices.Delete(cands, best, best+1)
 	}
+	slices.SortFunc(s.Profiles, func(a, b Pick) int { return strings.Compare(a.Profile, b.Profile) })
 	for n := range uncovered {
 		s.Other = append(s.Other, n)
 	}

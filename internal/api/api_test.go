@@ -1,0 +1,109 @@
+package api
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fqdngate/fqdngate/internal/dnsproxy"
+	"github.com/fqdngate/fqdngate/internal/ledger"
+	"github.com/fqdngate/fqdngate/internal/metrics"
+	"github.com/fqdngate/fqdngate/internal/monitor"
+	"github.com/fqdngate/fqdngate/internal/policy"
+)
+
+func newAPI(t *testing.T, ready bool) (http.Handler, *ledger.Ledger, *monitor.Monitor) {
+	t.Helper()
+	led := ledger.New(ledger.Options{})
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	mon := monitor.New(led, monitor.Options{}, log)
+	met := metrics.New(metrics.Sources{Ledger: led.Stats, Drops: mon.Counts})
+	h := Handler(Deps{Ledger: led, Monitor: mon, Registry: met.Registry, Log: log,
+		Ready: func() (bool, string) { return ready, "table missing" }})
+	now := time.Now()
+	a := ledger.Answer{Client: netip.MustParseAddr("192.0.2.10"), Group: "devices", Name: "www.example.com",
+		Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.5")}, Rules: []string{"web"},
+		Ports: []policy.PortRange{{Proto: unix.IPPROTO_TCP, Lo: 443, Hi: 443}}, TTL: 20 * time.Second, Expires: now.Add(time.Minute)}
+	led.Record(now, a)
+	mon.Query(dnsproxy.Outcome{Time: now, Client: a.Client, Group: "devices", Name: "www.example.com.", Decision: dnsproxy.DecisionAllowed, Answer: &a})
+	met.Query(dnsproxy.Outcome{Decision: dnsproxy.DecisionAllowed, Group: "devices", Install: 40 * time.Microsecond})
+	return h, led, mon
+}
+
+func get(t *testing.T, h http.Handler, path string) (int, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	return rec.Code, rec.Body.String()
+}
+
+func TestEndpoints(t *testing.T) {
+	h, _, _ := newAPI(t, true)
+	tests := []struct {
+		path string
+		code int
+		body string
+	}{
+		{"/healthz", 200, "ok"},
+		{"/readyz", 200, "ready"},
+		{"/metrics", 200, `fqdngate_dns_queries_total{decision="allowed",group="devices"} 1`},
+		{"/metrics", 200, "fqdngate_ledger_entries 1"},
+		{"/metrics", 200, `fqdngate_drops_total{reason="never-resolved"} 0`},
+		{"/api/v1/ledger", 200, `"name": "www.example.com"`},
+		{"/api/v1/ledger?name=WWW.Example.COM.", 200, `"addr": "203.0.113.5"`},
+		{"/api/v1/ledger?client=192.0.2.11", 200, `"entries": []`},
+		{"/api/v1/ledger?client=nope", 400, `"param": "client"`},
+		{"/api/v1/ledger?limit=0", 400, `"param": "limit"`},
+		{"/api/v1/events?since=0", 200, `"decision": "allowed"`},
+		{"/api/v1/events?since=x", 400, `"param": "since"`},
+		{"/api/v1/explain?addr=203.0.113.5&client=192.0.2.10&port=tcp/443", 200, `"reason": "allowed"`},
+		{"/api/v1/explain?addr=203.0.113.5&client=192.0.2.11&port=tcp/443", 200, `"reason": "other-client"`},
+		{"/api/v1/explain?addr=203.0.113.5&port=tcp/8443", 200, `"reason": "port"`},
+		{"/api/v1/explain?addr=203.0.113.6", 200, `"reason": "never-resolved"`},
+		{"/api/v1/explain", 400, `"param": "addr"`},
+		{"/api/v1/explain?addr=203.0.113.5&port=tcp/1-2", 400, `"param": "port"`},
+		{"/api/v1/names", 200, `"name": "www.example.com"`},
+		{"/nope", 404, ""},
+	}
+	for _, tc := range tests {
+		code, body := get(t, h, tc.path)
+		if code != tc.code || !strings.Contains(body, tc.body) {
+			t.Errorf("GET %s: %d %q, want %d with %q", tc.path, code, body, tc.code, tc.body)
+		}
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/api/v1/ledger", nil))
+	if rec.Code != http.StatusMethodNotAllowed {
+		t.Errorf("POST: %d", rec.Code)
+	}
+}
+
+func TestNotReady(t *testing.T) {
+	h, _, _ := newAPI(t, false)
+	if code, body := get(t, h, "/readyz"); code != 503 || !strings.Contains(body, "table missing") {
+		t.Errorf("readyz: %d %q", code, body)
+	}
+}
+
+func TestEventsPaging(t *testing.T) {
+	h, _, mon := newAPI(t, true)
+	for range 5 {
+		mon.Query(dnsproxy.Outcome{Time: time.Now(), Decision: dnsproxy.DecisionDenied, Name: "evil.example."})
+	}
+	_, body := get(t, h, "/api/v1/events?since=2&limit=3")
+	var r EventsResponse
+	if err := json.Unmarshal([]byte(body), &r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Events) != 3 || r.Events[0].Seq != 3 || r.Next != 5 || r.Lost {
+		t.Errorf("page: %+v", r)
+	}
+}
