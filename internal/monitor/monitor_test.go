@@ -43,16 +43,24 @@ func TestExplainReasons(t *testing.T) {
 	}{
 		{"never resolved", func(*ledger.Ledger, *Denials) {}, devA, 443, t0, NeverResolved,
 			"192.0.2.10 never got 203.0.113.7 from fqdngate"},
-		{"allowed", func(l *ledger.Ledger, _ *Denials) { l.Record(t0, answer(devA, "prod.update.sphere.azure.net", 20*time.Second, t0)) },
+		{"allowed", func(l *ledger.Ledger, _ *Denials) {
+			l.Record(t0, answer(devA, "prod.update.sphere.azure.net", 20*time.Second, t0))
+		},
 			devA, 443, t0.Add(10 * time.Second), Allowed,
 			"203.0.113.7 is prod.update.sphere.azure.net → prod.update.sphere.azure.net.edgekey.example → e1234.a.akamaiedge.example for 192.0.2.10 on tcp/443 until"},
-		{"expired", func(l *ledger.Ledger, _ *Denials) { l.Record(t0, answer(devA, "prod.update.sphere.azure.net", 20*time.Second, t0)) },
+		{"expired", func(l *ledger.Ledger, _ *Denials) {
+			l.Record(t0, answer(devA, "prod.update.sphere.azure.net", 20*time.Second, t0))
+		},
 			devA, 443, t0.Add(67 * time.Second), Expired,
 			"203.0.113.7 was prod.update.sphere.azure.net → prod.update.sphere.azure.net.edgekey.example → e1234.a.akamaiedge.example for 192.0.2.10, tcp/443, expired 42s ago (ttl 20s + grace 5s)"},
-		{"port", func(l *ledger.Ledger, _ *Denials) { l.Record(t0, answer(devA, "prod.core.sphere.azure.net", 20*time.Second, t0)) },
+		{"port", func(l *ledger.Ledger, _ *Denials) {
+			l.Record(t0, answer(devA, "prod.core.sphere.azure.net", 20*time.Second, t0))
+		},
 			devA, 8443, t0.Add(time.Second), WrongPort,
 			"allowed on tcp/443, not on tcp/8443: add the port to rule azure-sphere"},
-		{"other client", func(l *ledger.Ledger, _ *Denials) { l.Record(t0, answer(devB, "prod.core.sphere.azure.net", 20*time.Second, t0)) },
+		{"other client", func(l *ledger.Ledger, _ *Denials) {
+			l.Record(t0, answer(devB, "prod.core.sphere.azure.net", 20*time.Second, t0))
+		},
 			devA, 443, t0.Add(time.Second), OtherClient,
 			"203.0.113.7 is prod.core.sphere.azure.net → prod.core.sphere.azure.net.edgekey.example → e1234.a.akamaiedge.example for 192.0.2.11, not for 192.0.2.10"},
 		{"denied name", func(l *ledger.Ledger, d *Denials) {

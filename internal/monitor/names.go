@@ -16,13 +16,13 @@ const maxNames = 10000
 
 // NameSeen is one name clients asked for. Its JSON is the API's.
 type NameSeen struct {
-	Name    string    `json:"name"`
-	Queries uint64    `json:"queries"`
-	Clients int       `json:"clients"`
+	Name    string `json:"name"`
+	Queries uint64 `json:"queries"`
+	Clients int    `json:"clients"`
 	// ClientAddrs are the clients that asked (at most 256 kept).
 	ClientAddrs []netip.Addr `json:"client_addrs"`
-	First   time.Time `json:"first"`
-	Last    time.Time `json:"last"`
+	First       time.Time    `json:"first"`
+	Last        time.Time    `json:"last"`
 	// Decision is the last one: allowed, denied, would-deny.
 	Decision string `json:"decision"`
 }
