@@ -221,6 +221,12 @@ func TestExplain(t *testing.T) {
 		if ex.ExpiredAgo <= 0 || ex.TTL != 1 {
 			t.Errorf("expired %vs ago, ttl %v", ex.ExpiredAgo, ex.TTL)
 		}
+		out, err := tp.gw.Run(binary, "explain", addrs[0].String(), "--client", devAAddr4, "--port", "tcp/443", "--json")
+		var cli monitor.Explanation
+		if err != nil || json.Unmarshal([]byte(out), &cli) != nil || cli.Reason != monitor.Expired ||
+			cli.Name != "short.example.com" || len(cli.Chain) != 0 {
+			t.Errorf("fqdngate explain --json: %v\n%s", err, out)
+		}
 	})
 
 	t.Run("events carry the attributed drops", func(t *testing.T) {
