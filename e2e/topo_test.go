@@ -70,6 +70,10 @@ type topo struct {
 	auth           *authServer
 	stderr         *lab.SyncBuffer
 	proc           *exec.Cmd
+	// cfgPath is the gateway's configuration file, stateDir its state.
+	cfgPath, stateDir string
+	// exited is closed when the current fqdngate process has ended.
+	exited chan struct{}
 }
 
 // defaultClients is the gateway's client section: every device in one
@@ -147,6 +151,8 @@ func newTopoClients(t *testing.T, mode, clients string) *topo {
 	for _, port := range []int{443, 8443, 853} {
 		startEcho(t, tp.inet, port)
 	}
+	tp.cfgPath = filepath.Join(t.TempDir(), "gw.yaml")
+	tp.stateDir = t.TempDir()
 	tp.startGateway(mode, clients)
 	return tp
 }
@@ -162,34 +168,45 @@ enforcer:
   grace: 1s
   hold: 2s
 %s
+state_dir: %s
 log:
   level: info
-`, mode, gwDevAddr4, gwDevAddr6, upstreamAddr, clients)
-	path := filepath.Join(t.TempDir(), "gw.yaml")
+`, mode, gwDevAddr4, gwDevAddr6, upstreamAddr, clients, tp.stateDir)
+	path := tp.cfgPath
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	tp.launch()
+}
+
+// launch starts fqdngate with tp.cfgPath and waits until it answers. The
+// process is stopped with SIGTERM when the test ends, unless it is gone.
+func (tp *topo) launch() {
+	t := tp.t
+	t.Helper()
 	tp.stderr = &lab.SyncBuffer{}
-	tp.proc = tp.gw.Command(binary, "run", "--config", path)
-	tp.proc.Stderr = tp.stderr
-	if err := tp.proc.Start(); err != nil {
+	cmd := tp.gw.Command(binary, "run", "--config", tp.cfgPath)
+	cmd.Stderr = tp.stderr
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	tp.proc, tp.exited = cmd, exited
+	stderr := tp.stderr
 	t.Cleanup(func() {
-		_ = tp.proc.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- tp.proc.Wait() }()
+		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-done:
+		case <-exited:
 		case <-time.After(10 * time.Second):
-			_ = tp.proc.Process.Kill()
+			_ = cmd.Process.Kill()
 			t.Errorf("fqdngate did not stop on SIGTERM within 10s")
 		}
 		if t.Failed() {
-			t.Logf("fqdngate log:\n%s", tp.stderr.String())
-			for _, cmd := range [][]string{{"nft", "list", "table", "inet", "fqdngate"}, {"ip", "-6", "neigh"}, {"ip", "-6", "addr"}} {
-				out, err := tp.gw.Run(cmd[0], cmd[1:]...)
-				t.Logf("gateway$ %s (%v)\n%s", strings.Join(cmd, " "), err, out)
+			t.Logf("fqdngate log:\n%s", stderr.String())
+			for _, c := range [][]string{{"nft", "list", "table", "inet", "fqdngate"}, {"ip", "-6", "neigh"}, {"ip", "-6", "addr"}} {
+				out, err := tp.gw.Run(c[0], c[1:]...)
+				t.Logf("gateway$ %s (%v)\n%s", strings.Join(c, " "), err, out)
 			}
 		}
 	})

@@ -127,15 +127,30 @@ func cmdRun(args []string, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	reloads := make(chan chan error)
+	opts := gateway.Options{Reload: reloads}
+	if *file != "" {
+		path := *file
+		opts.Load = func() (*config.Config, error) { return config.Load(path) }
+	}
+	// SIGHUP re-reads the configuration; the outcome is logged (and
+	// POST /api/v1/reload returns it).
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
 		for range hup {
-			log.Warn("SIGHUP: live reload is not available in this version; the running configuration stays in force, restart to apply changes")
+			done := make(chan error, 1)
+			select {
+			case reloads <- done:
+				if err := <-done; err != nil {
+					log.Error("SIGHUP", "err", err)
+				}
+			case <-ctx.Done():
+				return
+			}
 		}
 	}()
-
-	if err := gateway.Run(ctx, c, log, nil); err != nil {
+	if err := gateway.Run(ctx, c, log, opts); err != nil {
 		log.Error("fqdngate stopped", "err", err)
 		return exitRuntime
 	}

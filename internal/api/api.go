@@ -1,6 +1,7 @@
 // Package api is fqdngate's HTTP interface (DESIGN section 8): health,
 // readiness, Prometheus metrics, and the ledger, events and explanations
-// as JSON. It listens on loopback by default; every endpoint is read-only.
+// as JSON, and a reload. It listens on loopback by default; every other
+// endpoint is read-only.
 package api
 
 import (
@@ -37,7 +38,10 @@ type Deps struct {
 	// Ready reports whether the kernel table is in place and DNS is being
 	// served, and if not, why.
 	Ready func() (bool, string)
-	Log   *slog.Logger
+	// Reload re-reads the configuration and applies its policy; nil
+	// answers 404.
+	Reload func(ctx context.Context) error
+	Log    *slog.Logger
 }
 
 // Handler builds the API's routes.
@@ -61,6 +65,9 @@ func Handler(d Deps) http.Handler {
 	mux.HandleFunc("GET /api/v1/events", d.events)
 	mux.HandleFunc("GET /api/v1/explain", d.explain)
 	mux.HandleFunc("GET /api/v1/names", d.names)
+	if d.Reload != nil {
+		mux.HandleFunc("POST /api/v1/reload", d.reload)
+	}
 	return mux
 }
 
@@ -193,6 +200,21 @@ type NamesResponse struct {
 
 func (d Deps) names(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, NamesResponse{Names: d.Monitor.Names()})
+}
+
+// ReloadResponse is POST /api/v1/reload.
+type ReloadResponse struct {
+	Reloaded bool   `json:"reloaded"`
+	Error    string `json:"error,omitempty"`
+}
+
+func (d Deps) reload(w http.ResponseWriter, r *http.Request) {
+	if err := d.Reload(r.Context()); err != nil {
+		// The running configuration stays; the error says why.
+		writeJSONStatus(w, http.StatusConflict, ReloadResponse{Error: err.Error()})
+		return
+	}
+	writeJSON(w, ReloadResponse{Reloaded: true})
 }
 
 func optAddr(s string) (netip.Addr, error) {

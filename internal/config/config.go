@@ -40,7 +40,8 @@ type Config struct {
 	// MaxInflight bounds the queries being worked on at once; beyond it new
 	// queries get SERVFAIL at once instead of queueing without bound.
 	MaxInflight int `yaml:"max_inflight"`
-	// StateDir holds persistent state.
+	// StateDir holds the ledger (ledger.db), so that a restart keeps what
+	// clients were told. "" keeps nothing.
 	StateDir string `yaml:"state_dir"`
 	// Log configures structured logging.
 	Log Log `yaml:"log"`

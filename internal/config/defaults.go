@@ -78,7 +78,10 @@ func (c *Config) applyDefaults(ps positions) {
 	if c.MaxInflight == 0 {
 		c.MaxInflight = DefaultMaxInflight
 	}
-	setDefault(&c.StateDir, DefaultStateDir)
+	// An explicit state_dir: "" turns persistence off.
+	if !ps.present(path{"state_dir"}) {
+		c.StateDir = DefaultStateDir
+	}
 	setDefault(&c.Log.Format, DefaultLogFormat)
 	setDefault(&c.Log.Level, DefaultLogLevel)
 }

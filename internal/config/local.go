@@ -24,6 +24,7 @@ func Local(upstreams []string) (*Config, error) {
 listen: {dns: [%q]}
 upstreams: [%s]
 enforcer: {backend: none}
+state_dir: ""
 clients:
   - name: this-host
     cidrs: ["127.0.0.0/8", "::1/128"]

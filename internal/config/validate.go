@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -92,6 +93,9 @@ func (c *Config) validate(col *collector, o options) {
 	oneOf(col, path{"deny_response"}, c.DenyResponse, "nxdomain", "refused")
 	if c.MaxInflight < 1 || c.MaxInflight > 65536 {
 		col.add(path{"max_inflight"}, "%d is outside 1..65536", c.MaxInflight)
+	}
+	if c.StateDir != "" && !filepath.IsAbs(c.StateDir) {
+		col.add(path{"state_dir"}, "%q is not an absolute path", c.StateDir)
 	}
 	oneOf(col, path{"log", "format"}, c.Log.Format, "text", "json")
 	if err := c.Derived.LogLevel.UnmarshalText([]byte(c.Log.Level)); err != nil {

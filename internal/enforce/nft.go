@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/nftables"
@@ -39,6 +40,10 @@ type NFT struct {
 	// added again (Linux 6.12+). Older kernels keep the old expiry, so a
 	// refresh there is add (to be sure it exists), delete, add.
 	readdRefreshes bool
+	initial        []Grant
+	// tableMu guards table and sets for readers other than the writer
+	// (counters, element counts), which a rebuild replaces.
+	tableMu sync.RWMutex
 
 	reqs chan *request
 	done chan struct{}
@@ -64,6 +69,9 @@ const timeoutStep = 20 * time.Millisecond
 type request struct {
 	grants  []Grant
 	revokes []ledger.Elem
+	// rebuild, when set, replaces the table with this spec and exactly
+	// the request's grants; it is committed on its own.
+	rebuild *Spec
 	result  chan error // buffered: the writer never blocks on a caller that gave up
 }
 
@@ -77,6 +85,11 @@ func WithConn(cc *nftables.Conn) Option { return func(n *NFT) { n.cc = cc } }
 // WithLegacyRefresh forces the delete-and-add refresh that kernels before
 // 6.12 need, to test it on newer kernels.
 func WithLegacyRefresh() Option { return func(n *NFT) { n.readdRefreshes = false } }
+
+// WithInitial has Open install grants in the same transaction that builds
+// the table: a restart replaces the table and restores what the ledger
+// holds atomically, with no moment in which a live answer is not enforced.
+func WithInitial(grants []Grant) Option { return func(n *NFT) { n.initial = grants } }
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(n *NFT) { n.log = l } }
@@ -106,16 +119,57 @@ func Open(spec Spec, opts ...Option) (*NFT, error) {
 		}
 		n.cc = cc
 	}
-	n.table = build(n.cc, spec)
-	if err := n.cc.Flush(); err != nil {
-		return nil, fmt.Errorf("enforce: create table inet %s: %w", spec.Table, err)
+	if err := n.rebuild(spec, n.initial); err != nil {
+		return nil, err
 	}
-	n.sets = make(map[string]*nftables.Set)
-	for _, s := range allowSets(n.table, spec.Global) {
-		n.sets[s.Name] = s
-	}
+	n.initial = nil
 	go n.writer()
 	return n, nil
+}
+
+// rebuild replaces the table and installs grants in one transaction, and
+// resets the mirror to them. Only Open and the writer call it.
+func (n *NFT) rebuild(spec Spec, grants []Grant) error {
+	table := build(n.cc, spec)
+	sets := make(map[string]*nftables.Set)
+	for _, s := range allowSets(table, spec.Global) {
+		sets[s.Name] = s
+	}
+	now := n.now()
+	bySet := make(map[string][]nftables.SetElement)
+	mirror := make(map[ledger.Elem]mirrored, len(grants))
+	for _, g := range grants {
+		timeout := g.Expires.Sub(now).Truncate(time.Millisecond)
+		if timeout < time.Millisecond {
+			continue
+		}
+		if m, ok := mirror[g.Elem]; ok && m.timeout >= timeout {
+			continue
+		}
+		el, err := setElement(g.Elem, spec.Global)
+		if err != nil {
+			return err
+		}
+		el.Timeout = timeout
+		bySet[setFor(g.Elem)] = append(bySet[setFor(g.Elem)], el)
+		mirror[g.Elem] = mirrored{expires: now.Add(timeout), timeout: timeout}
+	}
+	for name, els := range bySet {
+		for len(els) > 0 {
+			k := min(len(els), maxMsgElems)
+			if err := n.cc.SetAddElements(sets[name], els[:k]); err != nil {
+				return fmt.Errorf("enforce: encode set %s: %w", name, err)
+			}
+			els = els[k:]
+		}
+	}
+	if err := n.cc.Flush(); err != nil {
+		return fmt.Errorf("enforce: create table inet %s: %w", spec.Table, err)
+	}
+	n.tableMu.Lock()
+	n.spec, n.table, n.sets, n.mirror = spec, table, sets, mirror
+	n.tableMu.Unlock()
+	return nil
 }
 
 // Allow implements Enforcer.
@@ -164,12 +218,21 @@ func (n *NFT) writer() {
 		case <-n.done:
 			return
 		}
+		if first.rebuild != nil {
+			first.result <- n.rebuild(*first.rebuild, first.grants)
+			continue
+		}
 		batch := []*request{first}
 		elems := len(first.grants) + len(first.revokes)
+		var rebuild *request
 	drain:
 		for elems < maxBatchElems {
 			select {
 			case r := <-n.reqs:
+				if r.rebuild != nil {
+					rebuild = r // after this batch, on its own
+					break drain
+				}
 				batch = append(batch, r)
 				elems += len(r.grants) + len(r.revokes)
 			default:
@@ -187,6 +250,9 @@ func (n *NFT) writer() {
 			for _, r := range batch {
 				r.result <- err
 			}
+		}
+		if rebuild != nil {
+			rebuild.result <- n.rebuild(*rebuild.rebuild, rebuild.grants)
 		}
 		if now.Sub(lastGC) > mirrorGCEvery {
 			for e, m := range n.mirror {
@@ -302,9 +368,19 @@ func (n *NFT) commit(now time.Time, batch []*request) error {
 	return nil
 }
 
+// Rebuild replaces the table (a new spec: other client networks, another
+// mode) with exactly grants, in one transaction, between two batches of
+// answers. Reload uses it; it is not for the query path.
+func (n *NFT) Rebuild(ctx context.Context, spec Spec, grants []Grant) error {
+	return n.submit(ctx, &request{rebuild: &spec, grants: grants, result: make(chan error, 1)})
+}
+
 // Counters implements Enforcer.
 func (n *NFT) Counters() (Counters, error) {
-	objs, err := n.cc.GetObjects(n.table)
+	n.tableMu.RLock()
+	table := n.table
+	n.tableMu.RUnlock()
+	objs, err := n.cc.GetObjects(table)
 	if err != nil {
 		return Counters{}, fmt.Errorf("enforce: read counters: %w", err)
 	}
@@ -392,8 +468,11 @@ func releaseAtLeast(release string, major, minor int) bool {
 // (the truth, expired elements not yet collected aside). It lists every
 // element: meant for scrapes, not for the query path.
 func (n *NFT) Elements() (int, error) {
+	n.tableMu.RLock()
+	sets := n.sets
+	n.tableMu.RUnlock()
 	total := 0
-	for name, s := range n.sets {
+	for name, s := range sets {
 		els, err := n.cc.GetSetElements(s)
 		if err != nil {
 			return 0, fmt.Errorf("enforce: list set %s: %w", name, err)

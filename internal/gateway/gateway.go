@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -31,13 +32,41 @@ const gcEvery = 30 * time.Second
 // shutdownGrace bounds how long in-flight queries may take at shutdown.
 const shutdownGrace = 5 * time.Second
 
-// Run serves DNS and enforces until ctx is cancelled. ready, if not nil,
-// is called once DNS is being served.
-func Run(ctx context.Context, c *config.Config, log *slog.Logger, ready func()) error {
-	e := c.Enforcer
-	led := ledger.New(ledger.Options{MaxPerName: e.MaxAddrsPerName, MaxEntries: e.MaxEntries, Global: e.Scope == "global"})
+// flushEvery is how often the ledger's changes are written to the state
+// file: a crash loses at most this much of what clients were told, and the
+// elements of those answers are removed by the reconcile at the next start.
+const flushEvery = 200 * time.Millisecond
 
-	enf, err := openEnforcer(c, log)
+// Options are the hooks of the process around the gateway.
+type Options struct {
+	// Ready, if set, is called once DNS is being served.
+	Ready func()
+	// Load reads the configuration again, for a reload; nil disables
+	// reloads (no configuration file).
+	Load func() (*config.Config, error)
+	// Reload delivers reload requests (SIGHUP); each gets the outcome.
+	Reload <-chan chan error
+}
+
+// Run serves DNS and enforces until ctx is cancelled.
+//
+// With a state_dir, it first loads the ledger, drops what has expired and
+// rebuilds the kernel table with exactly the ledger's live elements in one
+// transaction, before DNS is served; while it runs, the ledger is written
+// behind every flushEvery, and once more after the last query at shutdown.
+func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) error {
+	e := c.Enforcer
+	led := ledger.New(ledger.Options{MaxPerName: e.MaxAddrsPerName, MaxEntries: e.MaxEntries,
+		Global: e.Scope == "global", Track: c.StateDir != ""})
+	store, err := openState(c, led, log)
+	if err != nil {
+		return err
+	}
+	if store != nil {
+		defer store.Close()
+	}
+
+	enf, err := openEnforcer(c, log, led.Grants(time.Now()))
 	if err != nil {
 		return err
 	}
@@ -71,43 +100,101 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, ready func()) 
 		}()
 	}
 
+	rl := &reloader{cfg: c, load: o.Load, led: led, enf: enf, h: h, log: log, spec: specOf(c, log)}
 	srv, err := dnsproxy.Listen(c.Derived.DNS, h)
 	if err != nil {
 		return err
 	}
+	apiReload := make(chan chan error)
 	apiSrv, err := api.Listen(c.Derived.API, api.Handler(api.Deps{
 		Ledger: led, Monitor: mon, Registry: met.Registry, Log: log,
-		Ready: func() (bool, string) { return tableReady(enf) },
+		Ready:  func() (bool, string) { return tableReady(enf) },
+		Reload: func(ctx context.Context) error { return requestReload(ctx, apiReload) },
 	}))
 	if err != nil {
 		_ = srv.Shutdown(context.Background())
 		return err
 	}
 	log.Info("serving", "mode", c.Mode, "dns", c.Listen.DNS, "upstreams", c.Upstreams,
-		"backend", e.Backend, "table", e.Table, "hook", e.Hook, "scope", e.Scope)
-	if ready != nil {
-		ready()
+		"backend", e.Backend, "table", e.Table, "hook", e.Hook, "scope", e.Scope, "state_dir", c.StateDir)
+	if o.Ready != nil {
+		o.Ready()
 	}
 
-	tick := time.NewTicker(gcEvery)
-	defer tick.Stop()
+	gc := time.NewTicker(gcEvery)
+	defer gc.Stop()
+	flush := time.NewTicker(flushEvery)
+	defer flush.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			log.Info("shutting down: finishing queries in flight")
 			sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 			defer cancel()
-			return errors.Join(srv.Shutdown(sctx), apiSrv.Shutdown(sctx))
+			err := errors.Join(srv.Shutdown(sctx), apiSrv.Shutdown(sctx))
+			if store != nil {
+				err = errors.Join(err, store.Flush(led))
+				log.Info("ledger written", "file", store.Path(), "entries", led.Stats().Entries)
+			}
+			return err
 		case err := <-srv.Err():
 			return fmt.Errorf("dns listener stopped: %w", err)
 		case err := <-apiSrv.Err():
 			return fmt.Errorf("api listener stopped: %w", err)
-		case now := <-tick.C:
+		case now := <-gc.C:
 			if n := led.GC(now); n > 0 {
 				log.Debug("ledger gc", "removed", n, "entries", led.Stats().Entries)
 			}
+		case <-flush.C:
+			if store != nil {
+				if err := store.Flush(led); err != nil {
+					log.Error("ledger not written; will retry", "err", err)
+				}
+			}
+		case done := <-o.Reload:
+			done <- rl.reload(ctx)
+		case done := <-apiReload:
+			done <- rl.reload(ctx)
 		}
 	}
+}
+
+// requestReload hands a reload to Run's loop and waits for the outcome.
+func requestReload(ctx context.Context, ch chan chan error) error {
+	done := make(chan error, 1)
+	select {
+	case ch <- done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// openState opens the state file and restores the ledger from it.
+func openState(c *config.Config, led *ledger.Ledger, log *slog.Logger) (*ledger.Store, error) {
+	if c.StateDir == "" {
+		return nil, nil
+	}
+	if err := ledger.EnsureDir(c.StateDir); err != nil {
+		return nil, err
+	}
+	store, err := ledger.OpenStore(filepath.Join(c.StateDir, ledger.StoreFile))
+	if err != nil {
+		return nil, err
+	}
+	entries, err := store.Load()
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	kept, dropped := led.Restore(time.Now(), entries)
+	log.Info("ledger restored", "file", store.Path(), "entries", kept, "expired_or_over_caps", dropped)
+	return store, nil
 }
 
 // observers tells every observer of a query's outcome.
@@ -128,7 +215,7 @@ func tableReady(enf enforce.Enforcer) (bool, string) {
 	return true, ""
 }
 
-func openEnforcer(c *config.Config, log *slog.Logger) (enforce.Enforcer, error) {
+func openEnforcer(c *config.Config, log *slog.Logger, restore []ledger.Grant) (enforce.Enforcer, error) {
 	e := c.Enforcer
 	if e.Backend == "none" {
 		return enforce.None{}, nil
@@ -138,12 +225,7 @@ func openEnforcer(c *config.Config, log *slog.Logger) (enforce.Enforcer, error) 
 			log.Warn("hook forward, but IPv4 forwarding is off (net.ipv4.ip_forward=0): devices cannot pass through this host")
 		}
 	}
-	spec := enforce.Spec{
-		Table: e.Table, Hook: e.Hook, Global: e.Scope == "global", Observe: c.Mode == config.ModeObserve,
-		Clients: c.Derived.Policy.Prefixes(), NFLogGroup: e.NFLogGroup, Mark: e.Mark,
-	}
-	spec.DNS4, spec.DNS6 = redirectTargets(c.Derived.DNS, e.Hook, log)
-	n, err := enforce.Open(spec, enforce.WithLogger(log))
+	n, err := enforce.Open(specOf(c, log), enforce.WithLogger(log), enforce.WithInitial(grantsOf(restore)))
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			return nil, fmt.Errorf("%w (fqdngate needs CAP_NET_ADMIN; or set enforcer.backend: none)", err)
@@ -151,6 +233,25 @@ func openEnforcer(c *config.Config, log *slog.Logger) (enforce.Enforcer, error) 
 		return nil, err
 	}
 	return n, nil
+}
+
+// specOf describes the table a configuration needs.
+func specOf(c *config.Config, log *slog.Logger) enforce.Spec {
+	e := c.Enforcer
+	spec := enforce.Spec{
+		Table: e.Table, Hook: e.Hook, Global: e.Scope == "global", Observe: c.Mode == config.ModeObserve,
+		Clients: c.Derived.Policy.Prefixes(), NFLogGroup: e.NFLogGroup, Mark: e.Mark,
+	}
+	spec.DNS4, spec.DNS6 = redirectTargets(c.Derived.DNS, e.Hook, log)
+	return spec
+}
+
+func grantsOf(gs []ledger.Grant) []enforce.Grant {
+	out := make([]enforce.Grant, len(gs))
+	for i, g := range gs {
+		out[i] = enforce.Grant{Elem: g.Elem, Expires: g.Expires}
+	}
+	return out
 }
 
 // redirectTargets picks where clients' DNS is redirected: the first

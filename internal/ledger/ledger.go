@@ -75,6 +75,9 @@ type Options struct {
 	Retention time.Duration
 	// Global drops the client from kernel elements (scope global).
 	Global bool
+	// Track remembers which entries changed since TakeChanges, for the
+	// persistent store.
+	Track bool
 }
 
 // DefaultRetention keeps expired entries long enough to explain the drops
@@ -92,6 +95,8 @@ type Ledger struct {
 	byAddr  map[netip.Addr][]*Entry
 	expiry  expiryHeap
 	stats   Stats
+	// changed holds the keys written or removed since TakeChanges (Track).
+	changed map[entryKey]struct{}
 }
 
 // Stats counts what the ledger did since it was made.
@@ -117,6 +122,7 @@ func New(o Options) *Ledger {
 	return &Ledger{
 		opts:    o,
 		entries: make(map[entryKey]*Entry),
+		changed: make(map[entryKey]struct{}),
 		byName:  make(map[nameKey][]*Entry),
 		byAddr:  make(map[netip.Addr][]*Entry),
 	}
@@ -149,6 +155,7 @@ func (l *Ledger) Record(now time.Time, a Answer) (revoke []Elem) {
 		k := entryKey{a.Client, addr, a.Name}
 		if e := l.entries[k]; e != nil {
 			e.Chain, e.Rules, e.Ports, e.TTL, e.Group, e.Learnt = a.Chain, a.Rules, a.Ports, a.TTL, a.Group, now
+			l.touch(k)
 			if a.Expires.After(e.Expires) {
 				e.Expires = a.Expires
 				heap.Fix(&l.expiry, e.index)
@@ -165,17 +172,87 @@ func (l *Ledger) Record(now time.Time, a Answer) (revoke []Elem) {
 			revoke = append(revoke, l.removeLocked(now, l.expiry[0])...)
 			l.stats.EvictedGlobal++
 		}
-		e := &Entry{
+		l.insertLocked(&Entry{
 			Client: a.Client, Group: a.Group, Name: a.Name, Chain: a.Chain, Addr: addr,
 			Rules: a.Rules, Ports: a.Ports, TTL: a.TTL, Learnt: now, Expires: a.Expires,
-		}
-		l.entries[k] = e
-		l.byName[nk] = append(l.byName[nk], e)
-		l.byAddr[addr] = append(l.byAddr[addr], e)
-		heap.Push(&l.expiry, e)
+		})
 		l.stats.Learnt++
 	}
 	return revoke
+}
+
+func (l *Ledger) insertLocked(e *Entry) {
+	k := entryKey{e.Client, e.Addr, e.Name}
+	nk := nameKey{e.Client, e.Name}
+	l.entries[k] = e
+	l.byName[nk] = append(l.byName[nk], e)
+	l.byAddr[e.Addr] = append(l.byAddr[e.Addr], e)
+	heap.Push(&l.expiry, e)
+	l.touch(k)
+}
+
+func (l *Ledger) touch(k entryKey) {
+	if l.opts.Track {
+		l.changed[k] = struct{}{}
+	}
+}
+
+// Key identifies an entry: one address told to one client for one name.
+type Key struct {
+	Client, Addr netip.Addr
+	Name         string
+}
+
+// TakeChanges returns the entries written since the last call (copies)
+// and the keys of those removed, and forgets them. Only with Track.
+func (l *Ledger) TakeChanges() (written []Entry, removed []Key) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k := range l.changed {
+		if e := l.entries[k]; e != nil {
+			written = append(written, *e)
+		} else {
+			removed = append(removed, Key{k.client, k.addr, k.name})
+		}
+	}
+	clear(l.changed)
+	return written, removed
+}
+
+// Restore puts entries read back from the store into an empty ledger,
+// dropping those past retention at now; caps apply as for new entries.
+// It returns how many were kept and how many had expired.
+func (l *Ledger) Restore(now time.Time, entries []Entry) (kept, dropped int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	cutoff := now.Add(-l.opts.Retention)
+	for i := range entries {
+		e := entries[i]
+		k := entryKey{e.Client, e.Addr, e.Name}
+		if !e.Expires.After(cutoff) || l.entries[k] != nil || len(l.entries) >= l.opts.MaxEntries ||
+			len(l.byName[nameKey{e.Client, e.Name}]) >= l.opts.MaxPerName {
+			dropped++
+			continue
+		}
+		l.insertLocked(&e)
+		kept++
+	}
+	// What was read back is what the store has: nothing to write.
+	clear(l.changed)
+	return kept, dropped
+}
+
+// Live returns copies of the entries live at now.
+func (l *Ledger) Live(now time.Time) []Entry {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []Entry
+	for _, e := range l.entries {
+		if e.Live(now) {
+			out = append(out, *e)
+		}
+	}
+	return out
 }
 
 // removeLocked deletes e and returns its kernel elements that no other
@@ -183,6 +260,7 @@ func (l *Ledger) Record(now time.Time, a Answer) (revoke []Elem) {
 // out on its own).
 func (l *Ledger) removeLocked(now time.Time, e *Entry) []Elem {
 	delete(l.entries, entryKey{e.Client, e.Addr, e.Name})
+	l.touch(entryKey{e.Client, e.Addr, e.Name})
 	nk := nameKey{e.Client, e.Name}
 	l.byName[nk] = removePtr(l.byName[nk], e)
 	if len(l.byName[nk]) == 0 {
@@ -329,4 +407,89 @@ func (l *Ledger) Select(f Filter, limit int) ([]Entry, bool) {
 		return out[:limit], true
 	}
 	return out, false
+}
+
+// Grant is an element and how long the kernel must hold it.
+type Grant struct {
+	Elem    Elem
+	Expires time.Time
+}
+
+// Repolicy applies a new policy to what clients were told: allowed says,
+// for a client and name, the ports the new policy allows (ok false: the
+// name is now denied). Live entries of denied names are removed; entries
+// whose ports changed get the new ports. It returns the elements to
+// withdraw now (those no other live entry covers) and the elements to add
+// for ports newly allowed.
+func (l *Ledger) Repolicy(now time.Time, allowed func(client netip.Addr, name string) ([]policy.PortRange, []string, bool)) (revoke []Elem, grant []Grant) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var gone []*Entry
+	for _, e := range l.entries {
+		if !e.Live(now) {
+			continue
+		}
+		ports, rules, ok := allowed(e.Client, e.Name)
+		if !ok {
+			gone = append(gone, e)
+			continue
+		}
+		if slices.Equal(ports, e.Ports) {
+			e.Rules = rules
+			continue
+		}
+		old := e.Ports
+		e.Ports, e.Rules = ports, rules
+		l.touch(entryKey{e.Client, e.Addr, e.Name})
+		client := e.Client
+		if l.opts.Global {
+			client = netip.Addr{}
+		}
+		for _, p := range ports {
+			if !slices.Contains(old, p) {
+				grant = append(grant, Grant{Elem{client, e.Addr, p}, e.Expires})
+			}
+		}
+		for _, p := range old {
+			if !slices.Contains(ports, p) && !l.coveredLocked(now, e, p) {
+				revoke = append(revoke, Elem{client, e.Addr, p})
+			}
+		}
+	}
+	for _, e := range gone {
+		revoke = append(revoke, l.removeLocked(now, e)...)
+	}
+	return revoke, grant
+}
+
+// coveredLocked reports whether a live entry other than e holds e's
+// address on port p for e's client (any client in global scope).
+func (l *Ledger) coveredLocked(now time.Time, e *Entry, p policy.PortRange) bool {
+	for _, o := range l.byAddr[e.Addr] {
+		if o != e && o.Live(now) && (l.opts.Global || o.Client == e.Client) && slices.Contains(o.Ports, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Grants lists the elements of every live entry, each to live until its
+// entry's expiry: what the kernel must hold, for a restart or a rebuild.
+func (l *Ledger) Grants(now time.Time) []Grant {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []Grant
+	for _, e := range l.entries {
+		if !e.Live(now) {
+			continue
+		}
+		client := e.Client
+		if l.opts.Global {
+			client = netip.Addr{}
+		}
+		for _, p := range e.Ports {
+			out = append(out, Grant{Elem{client, e.Addr, p}, e.Expires})
+		}
+	}
+	return out
 }

@@ -86,9 +86,9 @@ func TestReport(t *testing.T) {
 // valid as the config schema and the catalog change, and allow exactly
 // the device's endpoints.
 func TestGateConfig(t *testing.T) {
-	c, err := config.Parse("lab.yaml", []byte(gateConfig()))
+	c, err := config.Parse("lab.yaml", []byte(gateConfig("/var/lib/fqdngate-lab")))
 	if err != nil {
-		t.Fatalf("%v\n%s", err, gateConfig())
+		t.Fatalf("%v\n%s", err, gateConfig("/var/lib/fqdngate-lab"))
 	}
 	eps, session, err := Endpoints()
 	if err != nil {

@@ -122,7 +122,7 @@ func protoName(p uint8) string {
 // and the tightest lifetimes (no min_ttl, 5 s grace), so that every
 // address expires within seconds of its TTL and rotation is fully
 // exercised.
-func gateConfig() string {
+func gateConfig(stateDir string) string {
 	return fmt.Sprintf(`mode: enforce
 listen:
   dns: ["%s:53"]
@@ -137,9 +137,10 @@ clients:
   - name: sphere-devices
     cidrs: ["%s"]
     profiles: [%s]
+state_dir: %s
 log:
   level: debug  # every answer with its addresses: shown when a run fails
-`, lab.GateGW, lab.UpstreamDNS, Hub, lab.GateDevNet, strings.Join(Profiles, ", "))
+`, lab.GateGW, lab.UpstreamDNS, Hub, lab.GateDevNet, strings.Join(Profiles, ", "), stateDir)
 }
 
 // Env is the lab with both gateways running and no devices yet.
@@ -289,7 +290,7 @@ func startGate(ctx context.Context, l *lab.Lab, binary string) (*gate, error) {
 		return nil, err
 	}
 	cfg := filepath.Join(dir, "fqdngate.yaml")
-	if err := os.WriteFile(cfg, []byte(gateConfig()), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(gateConfig(filepath.Join(dir, "state"))), 0o600); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
