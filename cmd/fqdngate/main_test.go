@@ -60,3 +60,30 @@ func TestExitCodesAndMessages(t *testing.T) {
 		})
 	}
 }
+
+// TestSystemdUnit keeps the packaged unit honest: the commands it runs
+// exist with those flags, it has exactly the two capabilities fqdngate
+// needs, and the hardening the README promises is there.
+func TestSystemdUnit(t *testing.T) {
+	b, err := os.ReadFile("../../packaging/fqdngate.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit := string(b)
+	for _, want := range []string{
+		"ExecStart=/usr/local/bin/fqdngate run --config /etc/fqdngate/fqdngate.yaml",
+		"ExecReload=/bin/kill -HUP $MAINPID",
+		"CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_BIND_SERVICE\n",
+		"AmbientCapabilities=CAP_NET_ADMIN CAP_NET_BIND_SERVICE\n",
+		"ProtectSystem=strict", "StateDirectory=fqdngate", "NoNewPrivileges=yes", "RestrictAddressFamilies=AF_INET AF_INET6 AF_NETLINK AF_UNIX",
+	} {
+		if !strings.Contains(unit, want) {
+			t.Errorf("unit lacks %q", want)
+		}
+	}
+	// The flags the unit uses are the CLI's.
+	var out, errb bytes.Buffer
+	if code := run([]string{"run", "--config", "/nonexistent/fqdngate.yaml"}, &out, &errb); code != exitRuntime || !strings.Contains(errb.String(), "no such file") {
+		t.Errorf("run --config: exit %d %s", code, errb.String())
+	}
+}
