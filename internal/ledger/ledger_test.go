@@ -126,3 +126,32 @@ func TestGlobalScopeCoverageIgnoresClient(t *testing.T) {
 		t.Fatalf("revoked %+v although devB's entry covers it in global scope", r)
 	}
 }
+
+func TestRepolicy(t *testing.T) {
+	l := New(Options{Track: true})
+	l.Record(t0, answer(devA, "www.example.com", t0.Add(time.Minute), "203.0.113.5"))
+	l.Record(t0, answer(devA, "alias.example.com", t0.Add(time.Minute), "203.0.113.5"))
+	l.Record(t0, answer(devA, "rot.example.com", t0.Add(time.Minute), "203.0.113.6"))
+	l.TakeChanges()
+	revoke, grant := l.Repolicy(t0.Add(time.Second), func(_ netip.Addr, name string) ([]policy.PortRange, []string, bool) {
+		switch name {
+		case "www.example.com":
+			return nil, nil, false // denied now, but alias still covers its address
+		case "rot.example.com":
+			return []policy.PortRange{tcp443}, []string{"r"}, true // 8883 no longer allowed
+		}
+		return []policy.PortRange{tcp443, tcp8883}, []string{"r"}, true
+	})
+	if len(grant) != 0 {
+		t.Errorf("grants %v", grant)
+	}
+	if len(revoke) != 1 || revoke[0].Addr != netip.MustParseAddr("203.0.113.6") || revoke[0].Port != tcp8883 {
+		t.Errorf("revoke %v, want only rot's 8883 (www's address is still alias's)", revoke)
+	}
+	if got := l.Lookup(netip.MustParseAddr("203.0.113.5"), devA); len(got) != 1 || got[0].Name != "alias.example.com" {
+		t.Errorf("entries of .5: %v", got)
+	}
+	if w, r := l.TakeChanges(); len(w) != 1 || len(r) != 1 {
+		t.Errorf("changes to persist: %d written, %d removed", len(w), len(r))
+	}
+}
