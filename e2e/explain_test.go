@@ -41,11 +41,10 @@ const explainClients = `clients:
 
 const apiBase = "http://127.0.0.1:9053"
 
-// apiGet asks the daemon's API from inside the gateway namespace.
-func (tp *topo) apiGet(t *testing.T, path string, v any) {
-	t.Helper()
-	// net/http dials on goroutines of its own: the socket is made inside
-	// the gateway's namespace by the dial function.
+// apiClient talks to the daemon's API inside the gateway namespace.
+// net/http dials on goroutines of its own, so the socket is made inside
+// the namespace by the dial function.
+func (tp *topo) apiClient() *http.Client {
 	dial := func(_ context.Context, network, addr string) (net.Conn, error) {
 		var c net.Conn
 		err := tp.gw.Do(func() error {
@@ -55,7 +54,13 @@ func (tp *topo) apiGet(t *testing.T, path string, v any) {
 		})
 		return c, err
 	}
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, DialContext: dial}}
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, DialContext: dial}}
+}
+
+// apiGet asks the daemon's API from inside the gateway namespace.
+func (tp *topo) apiGet(t *testing.T, path string, v any) {
+	t.Helper()
+	c := tp.apiClient()
 	resp, err := c.Get(apiBase + path)
 	if err != nil {
 		t.Fatal(err)

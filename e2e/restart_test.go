@@ -276,16 +276,7 @@ func TestReload(t *testing.T) {
 // apiPost posts to the daemon's API from inside the gateway namespace.
 func (tp *topo) apiPost(t *testing.T, path string) (int, string) {
 	t.Helper()
-	dial := func(_ context.Context, network, addr string) (net.Conn, error) {
-		var c net.Conn
-		err := tp.gw.Do(func() error {
-			var err error
-			c, err = net.Dial(network, addr)
-			return err
-		})
-		return c, err
-	}
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, DialContext: dial}}
+	c := tp.apiClient()
 	resp, err := c.Post(apiBase+path, "application/json", nil)
 	if err != nil {
 		t.Fatal(err)
