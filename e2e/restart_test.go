@@ -67,10 +67,11 @@ func TestCrashRestart(t *testing.T) {
     rules:
       - name: web
         fqdn: ["www.example.com", "rot.example.com"]
-        ports: ["tcp/443", "tcp/8443"]
+        ports: ["tcp/443", "tcp/8883"]
 `)
 	addr := tp.addrsOf(t, tp.devA, "www.example.com.", dns.TypeA, gwDevAddr4)[0]
-	session, err := connect(tp.devA, addr, 8443, 2*time.Second)
+	// A long-lived MQTT-style session on 8883.
+	session, err := connect(tp.devA, addr, 8883, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -148,7 +148,7 @@ func newTopoClients(t *testing.T, mode, clients string) *topo {
 	}
 
 	tp.auth = startAuth(t, tp.inet)
-	for _, port := range []int{443, 8443, 853} {
+	for _, port := range []int{443, 8443, 853, 8883} {
 		startEcho(t, tp.inet, port)
 	}
 	tp.cfgPath = filepath.Join(t.TempDir(), "gw.yaml")
