@@ -42,12 +42,15 @@ Usage:
   fqdngate explain  ADDR [--client IP] [--port tcp/443] [--json]
                                       why the running daemon drops (or allows) an address
   fqdngate suggest                    a configuration allowing what the daemon has seen
+  fqdngate check    [--profile NAME ...] [--host HOST:PORT ...] [--json]
+                                      reachability and TLS-interception report
   fqdngate version                    print the version
 
 Without --config, run observes this host's queries on 127.0.0.1:5353,
 forwarding to the nameservers of /etc/resolv.conf, and enforces nothing.
 
-Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration.
+Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration,
+3 check: a required endpoint failed.
 Run 'fqdngate COMMAND --help' for a command's flags.
 `
 
@@ -74,6 +77,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdExplain(rest, stdout, stderr)
 	case "suggest":
 		return cmdSuggest(rest, stdout, stderr)
+	case "check":
+		return cmdCheck(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "fqdngate", versionString())
 		return exitOK

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"math/big"
 	"strings"
@@ -26,6 +27,9 @@ type CA struct {
 
 	mu    sync.Mutex
 	leafs map[string]*tls.Certificate
+	// overrides are presented instead of the CA's own leaf for a name:
+	// what an inspecting proxy or a misconfigured server would present.
+	overrides map[string]*tls.Certificate
 }
 
 // maxLeafs bounds the issued-certificate cache; lab names are few.
@@ -56,7 +60,8 @@ func NewCA(name string) (*CA, error) {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
-	return &CA{Name: name, cert: cert, key: key, pool: pool, leafs: make(map[string]*tls.Certificate)}, nil
+	return &CA{Name: name, cert: cert, key: key, pool: pool, leafs: make(map[string]*tls.Certificate),
+		overrides: make(map[string]*tls.Certificate)}, nil
 }
 
 // Pool holds the CA certificate, for clients.
@@ -73,9 +78,28 @@ func (ca *CA) ServerConfig() *tls.Config {
 			if hello.ServerName == "" {
 				return nil, fmt.Errorf("no SNI")
 			}
+			ca.mu.Lock()
+			o := ca.overrides[strings.ToLower(hello.ServerName)]
+			ca.mu.Unlock()
+			if o != nil {
+				return o, nil
+			}
 			return ca.Leaf(hello.ServerName)
 		},
 	}
+}
+
+// Override makes the services present cert for name instead of the CA's
+// own leaf.
+func (ca *CA) Override(name string, cert *tls.Certificate) {
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	ca.overrides[strings.ToLower(name)] = cert
+}
+
+// PEM is the CA certificate in PEM, for a client's --ca-file.
+func (ca *CA) PEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw})
 }
 
 // Leaf returns a certificate for name, issuing it on first use.
