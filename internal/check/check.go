@@ -36,14 +36,14 @@ const (
 	CauseTCPRefused   = "tcp-refused"    // RST: nothing listens, or a firewall rejects
 	CauseTCPTimeout   = "tcp-timeout"    // no answer: a firewall drops
 	CauseTCPError     = "tcp-error"
-	CauseUDPTimeout   = "udp-timeout"      // no reply to an NTP request
-	CauseTLSIntercept = "tls-intercepted"  // the chain ends at a CA the endpoint does not use
-	CauseTLSUntrusted = "tls-untrusted"    // the chain does not verify against the roots
-	CauseTLSHostname  = "tls-hostname"     // the certificate is for another name
-	CauseTLSExpired   = "tls-expired"      // a certificate of the chain is expired or not yet valid
-	CauseTLSVersion   = "tls-old-version"  // the server negotiated below TLS 1.2
-	CauseTLSError     = "tls-error"        // the handshake failed
-	CauseHTTPStatus   = "http-status"      // a 5xx, or no HTTP response
+	CauseUDPTimeout   = "udp-timeout"     // no reply to an NTP request
+	CauseTLSIntercept = "tls-intercepted" // the chain ends at a CA the endpoint does not use
+	CauseTLSUntrusted = "tls-untrusted"   // the chain does not verify against the roots
+	CauseTLSHostname  = "tls-hostname"    // the certificate is for another name
+	CauseTLSExpired   = "tls-expired"     // a certificate of the chain is expired or not yet valid
+	CauseTLSVersion   = "tls-old-version" // the server negotiated below TLS 1.2
+	CauseTLSError     = "tls-error"       // the handshake failed
+	CauseHTTPStatus   = "http-status"     // a 5xx, or no HTTP response
 	CauseHTTPError    = "http-error"
 )
 
