@@ -56,7 +56,9 @@ func New(src Sources) *Metrics {
 			Name: "fqdngate_upstream_errors_total", Help: "Failed exchanges by upstream (timeouts, mismatched replies).",
 		}, []string{"upstream"}),
 		install: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "fqdngate_rule_install_duration_seconds", Help: "From the upstream's answer to the kernel's acknowledgement of its elements.", Buckets: buckets,
+			Name: "fqdngate_rule_install_duration_seconds", Help: "From the upstream's answer to the kernel's acknowledgement of its elements.",
+			// Fine buckets: this is the latency the design is about.
+			Buckets: prometheus.ExponentialBucketsRange(10e-6, 1, 41),
 		}),
 	}
 	m.Registry.MustRegister(m.queries, m.upstreamRTT, m.upstreamErr, m.install,

@@ -1,0 +1,263 @@
+// Command harness runs the DNS benchmarks of bench/RESULTS.md: fqdngate
+// (nftables and backend none) against dnsmasq, dnsmasq --nftset, unbound
+// (1 thread) and dnsdist, all forwarding to the same fixed upstream, in a
+// network namespace of its own, loopback only. The server under test is
+// pinned to CPU 0; dnsperf and the upstream to CPU 1.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/fqdngate/fqdngate/internal/lab"
+)
+
+const (
+	serverAddr   = "127.0.0.2"
+	upstreamAddr = "127.0.0.53:5300"
+)
+
+type server struct {
+	name  string
+	start func(dir string) *exec.Cmd
+	// pre runs before start (the nftset table).
+	pre func() error
+}
+
+var (
+	ns       *lab.NS
+	bin      = flag.String("bin", "bin", "directory with fqdngate and bench-upstream")
+	out      = flag.String("out", "bench/RESULTS.md", "report to write")
+	duration = flag.Duration("duration", 10*time.Second, "length of each max-qps run")
+	rate     = flag.Int("rate", 10000, "fixed rate (qps) for the latency runs")
+	runs     = flag.Int("runs", 2, "runs of the whole matrix, to show the noise")
+)
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	for _, tool := range []string{"dnsperf", "dnsmasq", "unbound", "dnsdist", "taskset", "nft", "ip"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s not found: apt-get install -y dnsperf dnsmasq-base unbound dnsdist util-linux nftables iproute2", tool)
+		}
+	}
+	var err error
+	if ns, err = lab.NewNS("bench"); err != nil {
+		return err
+	}
+	defer ns.Delete()
+	dir, err := os.MkdirTemp("", "fqdngate-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	uniq, cached := filepath.Join(dir, "unique.txt"), filepath.Join(dir, "cached.txt")
+	if err := writeQueries(uniq, 2_000_000, "u", "AAAA"); err != nil {
+		return err
+	}
+	if err := writeQueries(cached, 1000, "c", "AAAA"); err != nil {
+		return err
+	}
+	up := ns.Command("taskset", "-c", "1", filepath.Join(*bin, "bench-upstream"), "-listen", upstreamAddr, "-sockets", "2")
+	if err := up.Start(); err != nil {
+		return err
+	}
+	defer up.Process.Kill()
+	if err := waitDNS(upstreamAddr); err != nil {
+		return fmt.Errorf("upstream: %w", err)
+	}
+
+	var report strings.Builder
+	machine(&report)
+	servers := serversIn(dir)
+	for r := 1; r <= *runs; r++ {
+		fmt.Fprintf(os.Stderr, "run %d/%d\n", r, *runs)
+		upQPS, _, err := dnsperf(upstreamAddr, uniq, *duration, 0)
+		if err != nil {
+			return err
+		}
+		var rows []row
+		for _, s := range servers {
+			fmt.Fprintf(os.Stderr, "  %s\n", s.name)
+			rw, err := measure(s, dir, uniq, cached)
+			if err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
+			rows = append(rows, rw)
+		}
+		writeRun(&report, r, upQPS, rows)
+	}
+	return os.WriteFile(*out, []byte(report.String()), 0o644)
+}
+
+type row struct {
+	name                   string
+	uniqueQPS, cachedQPS   float64
+	p50, p99               time.Duration
+	installP50, installP99 time.Duration
+	lost                   float64
+}
+
+func measure(s server, dir, uniq, cached string) (row, error) {
+	rw := row{name: s.name}
+	if s.pre != nil {
+		if err := s.pre(); err != nil {
+			return rw, err
+		}
+	}
+	start := func() (*exec.Cmd, error) {
+		cmd := s.start(dir)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		if err := waitDNS(serverAddr + ":53"); err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			return nil, fmt.Errorf("not answering: %w\n%s", err, stderr.String())
+		}
+		return cmd, nil
+	}
+	stop := func(cmd *exec.Cmd) {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	}
+	// A fresh server per mix, so that one mix's cache or ledger does not
+	// help the other.
+	cmd, err := start()
+	if err != nil {
+		return rw, err
+	}
+	rw.uniqueQPS, rw.lost, err = dnsperf(serverAddr+":53", uniq, *duration, 0)
+	if err == nil && strings.HasPrefix(s.name, "fqdngate (nftables") {
+		rw.installP50, rw.installP99, err = installLatency()
+	}
+	stop(cmd)
+	if err != nil {
+		return rw, err
+	}
+	if cmd, err = start(); err != nil {
+		return rw, err
+	}
+	rw.cachedQPS, _, err = dnsperf(serverAddr+":53", cached, *duration, 0)
+	if err == nil {
+		rw.p50, rw.p99, err = latency(serverAddr+":53", uniq)
+	}
+	stop(cmd)
+	return rw, err
+}
+
+func writeQueries(path string, n int, prefix, qtype string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	for i := range n {
+		fmt.Fprintf(w, "%s%d.bench.example %s\n", prefix, i, qtype)
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+func waitDNS(addr string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := ns.Do(func() error {
+			m := new(dns.Msg)
+			m.SetQuestion("probe.bench.example.", dns.TypeA)
+			_, _, err := (&dns.Client{Timeout: 300 * time.Millisecond}).Exchange(m, addr)
+			return err
+		})
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+var (
+	qpsRe  = regexp.MustCompile(`Queries per second:\s+([0-9.]+)`)
+	lostRe = regexp.MustCompile(`Queries lost:\s+\d+ \(([0-9.]+)%\)`)
+)
+
+// dnsperf runs the load generator on CPU 1 and returns qps and the share
+// of queries lost. qps 0 means as fast as the server answers.
+func dnsperf(addr, file string, d time.Duration, qps int) (float64, float64, error) {
+	host, port, _ := strings.Cut(addr, ":")
+	args := []string{"-c", "1", "dnsperf", "-s", host, "-p", port, "-d", file, "-l", strconv.Itoa(int(d.Seconds())),
+		"-c", "32", "-q", "1000", "-t", "2", "-T", "1"}
+	if qps > 0 {
+		args = append(args, "-Q", strconv.Itoa(qps))
+	}
+	out, err := ns.Command("taskset", args...).CombinedOutput()
+	if err != nil {
+		return 0, 0, fmt.Errorf("dnsperf: %v\n%s", err, out)
+	}
+	m := qpsRe.FindSubmatch(out)
+	if m == nil {
+		return 0, 0, fmt.Errorf("dnsperf output:\n%s", out)
+	}
+	q, _ := strconv.ParseFloat(string(m[1]), 64)
+	var lost float64
+	if l := lostRe.FindSubmatch(out); l != nil {
+		lost, _ = strconv.ParseFloat(string(l[1]), 64)
+	}
+	return q, lost, nil
+}
+
+var latRe = regexp.MustCompile(`> (?:NOERROR|NXDOMAIN|SERVFAIL|REFUSED) \S+ \S+ ([0-9.]+)`)
+
+// latency runs a fixed rate with per-query output and returns p50, p99.
+func latency(addr, file string) (time.Duration, time.Duration, error) {
+	host, port, _ := strings.Cut(addr, ":")
+	out, err := ns.Command("taskset", "-c", "1", "dnsperf", "-s", host, "-p", port, "-d", file, "-l", "5",
+		"-Q", strconv.Itoa(*rate), "-c", "8", "-T", "1", "-v").CombinedOutput()
+	if err != nil {
+		return 0, 0, fmt.Errorf("dnsperf -v: %v", err)
+	}
+	var lat []float64
+	for _, m := range latRe.FindAllSubmatch(out, -1) {
+		v, _ := strconv.ParseFloat(string(m[1]), 64)
+		lat = append(lat, v)
+	}
+	if len(lat) == 0 {
+		return 0, 0, fmt.Errorf("no latencies in dnsperf -v output")
+	}
+	slices.Sort(lat)
+	q := func(p float64) time.Duration {
+		return time.Duration(lat[int(p*float64(len(lat)-1))] * float64(time.Second))
+	}
+	return q(0.50), q(0.99), nil
+}

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func fqdngateConfig(dir, backend string) string {
+	path := filepath.Join(dir, "fqdngate-"+backend+".yaml")
+	cfg := fmt.Sprintf(`mode: enforce
+listen:
+  dns: ["%s:53"]
+  api: "127.0.0.1:9053"
+upstreams: ["%s"]
+enforcer:
+  backend: %s
+  table: fqdngate_bench
+  hook: output
+  scope: global
+  min_ttl: 0s
+  grace: 30s
+  max_entries: 4000000
+clients:
+  - name: bench
+    cidrs: ["127.0.0.0/8"]
+    rules:
+      - name: all
+        fqdn: ["*.bench.example"]
+        ports: ["tcp/443"]
+state_dir: ""
+log:
+  level: error
+`, serverAddr, upstreamAddr, backend)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		panic(err)
+	}
+	return path
+}
+
+func pinned(args ...string) *exec.Cmd {
+	return ns.Command("taskset", append([]string{"-c", "0"}, args...)...)
+}
+
+func serversIn(dir string) []server {
+	fq := filepath.Join(*bin, "fqdngate")
+	return []server{
+		{name: "dnsmasq", start: func(string) *exec.Cmd { return pinned(dnsmasqArgs()...) }},
+		{name: "dnsmasq --nftset", pre: nftsetTable, start: func(string) *exec.Cmd {
+			return pinned(append(dnsmasqArgs(), "--nftset=/bench.example/4#inet#dnsmasq_bench#allow4,6#inet#dnsmasq_bench#allow6")...)
+		}},
+		{name: "unbound (1 thread)", start: func(dir string) *exec.Cmd {
+			conf := filepath.Join(dir, "unbound.conf")
+			os.WriteFile(conf, []byte(fmt.Sprintf(`server:
+  interface: %s
+  port: 53
+  num-threads: 1
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "%s"
+  pidfile: ""
+  use-syslog: no
+  logfile: ""
+  verbosity: 0
+  access-control: 127.0.0.0/8 allow
+  do-not-query-localhost: no
+  module-config: "iterator"
+  qname-minimisation: no
+  msg-cache-size: 256m
+  rrset-cache-size: 512m
+forward-zone:
+  name: "."
+  forward-addr: %s
+`, serverAddr, dir, strings.Replace(upstreamAddr, ":", "@", 1))), 0o600)
+			return pinned("unbound", "-d", "-c", conf)
+		}},
+		{name: "dnsdist", start: func(dir string) *exec.Cmd {
+			conf := filepath.Join(dir, "dnsdist.conf")
+			os.WriteFile(conf, []byte(fmt.Sprintf("setLocal(%q)\nnewServer({address=%q})\nsetSecurityPollSuffix(\"\")\n", serverAddr+":53", upstreamAddr)), 0o600)
+			return pinned("dnsdist", "--supervised", "--disable-syslog", "-C", conf)
+		}},
+		{name: "fqdngate (backend none)", start: func(dir string) *exec.Cmd {
+			return pinned(fq, "run", "--config", fqdngateConfig(dir, "none"))
+		}},
+		{name: "fqdngate (nftables, enforce)", start: func(dir string) *exec.Cmd {
+			return pinned(fq, "run", "--config", fqdngateConfig(dir, "nftables"))
+		}},
+	}
+}
+
+func dnsmasqArgs() []string {
+	return []string{"dnsmasq", "-k", "-C", "/dev/null", "--no-resolv", "--no-hosts", "--server=" + strings.Replace(upstreamAddr, ":", "#", 1),
+		"--listen-address=" + serverAddr, "--bind-interfaces", "--port=53", "--cache-size=10000", "--dns-forward-max=10000", "--user=root", "--log-facility=/dev/null"}
+}
+
+// nftsetTable is what dnsmasq --nftset adds to: a table and sets with
+// timeouts, as a firewall would have.
+func nftsetTable() error {
+	cmd := ns.Command("nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(`table inet dnsmasq_bench
+delete table inet dnsmasq_bench
+table inet dnsmasq_bench {
+	set allow4 { type ipv4_addr; flags timeout; timeout 5m; }
+	set allow6 { type ipv6_addr; flags timeout; timeout 5m; }
+}
+`)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("nft: %v %s", err, out)
+	}
+	return nil
+}
+
+var bucketRe = regexp.MustCompile(`fqdngate_rule_install_duration_seconds_bucket\{le="([^"]+)"\} ([0-9.e+]+)`)
+
+// installLatency reads fqdngate's install histogram and interpolates
+// p50 and p99.
+func installLatency() (time.Duration, time.Duration, error) {
+	dial := func(_ context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := ns.Do(func() error {
+			var err error
+			c, err = net.Dial(network, addr)
+			return err
+		})
+		return c, err
+	}
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: dial}}
+	resp, err := c.Get("http://127.0.0.1:9053/metrics")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	type bucket struct{ le, n float64 }
+	var bs []bucket
+	for _, m := range bucketRe.FindAllSubmatch(body, -1) {
+		le, err := strconv.ParseFloat(string(m[1]), 64)
+		if err != nil {
+			continue // +Inf
+		}
+		n, _ := strconv.ParseFloat(string(m[2]), 64)
+		bs = append(bs, bucket{le, n})
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].le < bs[j].le })
+	if len(bs) == 0 || bs[len(bs)-1].n == 0 {
+		return 0, 0, fmt.Errorf("no install histogram")
+	}
+	total := bs[len(bs)-1].n
+	q := func(p float64) time.Duration {
+		target := p * total
+		prevLe, prevN := 0.0, 0.0
+		for _, b := range bs {
+			if b.n >= target {
+				frac := (target - prevN) / max(b.n-prevN, 1)
+				return time.Duration((prevLe + frac*(b.le-prevLe)) * float64(time.Second))
+			}
+			prevLe, prevN = b.le, b.n
+		}
+		return time.Duration(bs[len(bs)-1].le * float64(time.Second))
+	}
+	return q(0.50), q(0.99), nil
+}
+
+func cmdOut(name string, args ...string) string {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return "(not available)"
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return line
+}
+
+func machine(w io.Writer) {
+	cpu := "unknown"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		if m := regexp.MustCompile(`model name\s*:\s*(.*)`).FindSubmatch(b); m != nil {
+			cpu = string(m[1])
+		}
+	}
+	fmt.Fprintf(w, "# Benchmarks\n\nWritten by `sudo make bench` (bench/run.sh) on %s. Do not edit: run it again.\n\n", time.Now().UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "## Machine and tools\n\n")
+	fmt.Fprintf(w, "- %d CPUs (%s), kernel %s, %s\n", runtime.NumCPU(), cpu, cmdOut("uname", "-r"), runtime.Version())
+	fmt.Fprintf(w, "- %s; %s; %s; %s; %s\n", cmdOut("dnsmasq", "-v"), cmdOut("unbound", "-V"), cmdOut("dnsdist", "--version"), cmdOut("dnsperf", "-H"), cmdOut("nft", "--version"))
+	fmt.Fprintf(w, "- Pinning: the server under test on CPU 0 (`taskset -c 0`); dnsperf and the upstream on CPU 1. ")
+	fmt.Fprintf(w, "All traffic on loopback inside a network namespace of the run.\n")
+	fmt.Fprintf(w, "- Unique mix: every query a new name under `*.bench.example` (AAAA, a CNAME and 2-4 addresses in 2001:db8::/32 per answer), so every query reaches the upstream and, for fqdngate with nftables, the kernel. ")
+	fmt.Fprintf(w, "Cached mix: 1,000 names asked over and over. Each max-qps run: %s, dnsperf with 32 clients and 1,000 queries outstanding. Latency: %d qps for 5 s on the unique mix, from `dnsperf -v`.\n", *duration, *rate)
+	fmt.Fprintf(w, "- fqdngate: `hook: output`, `scope: global`, `min_ttl: 0s`, `grace: 30s`, persistence off (`state_dir: \"\"`), log level error. dnsmasq: cache 10,000; `--nftset` adds every answer to nftables sets (one `nft` netlink exchange per answer). unbound: 1 thread, iterator only. dnsdist: no packet cache.\n\n")
+}
+
+func writeRun(w io.Writer, n int, upQPS float64, rows []row) {
+	var base row
+	for _, r := range rows {
+		if r.name == "dnsmasq" {
+			base = r
+		}
+	}
+	ratio := func(v, b float64) string {
+		if b == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f×", v/b)
+	}
+	fmt.Fprintf(w, "## Run %d\n\nThe upstream alone, on the unique mix: %.0f qps (the servers below stay under it, so it is not the limit).\n\n", n, upQPS)
+	fmt.Fprintln(w, "| server | unique qps | vs dnsmasq | lost | cached qps | vs dnsmasq | p50 at fixed rate | p99 | answer→kernel p50 | p99 |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, r := range rows {
+		inst50, inst99 := "-", "-"
+		if r.installP50 > 0 {
+			inst50, inst99 = r.installP50.Round(time.Microsecond).String(), r.installP99.Round(time.Microsecond).String()
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %s | %.1f%% | %.0f | %s | %s | %s | %s | %s |\n", r.name, r.uniqueQPS, ratio(r.uniqueQPS, base.uniqueQPS), r.lost,
+			r.cachedQPS, ratio(r.cachedQPS, base.cachedQPS), r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), inst50, inst99)
+	}
+	fmt.Fprintln(w)
+}
