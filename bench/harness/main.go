@@ -43,6 +43,7 @@ var (
 	duration = flag.Duration("duration", 10*time.Second, "length of each max-qps run")
 	rate     = flag.Int("rate", 10000, "fixed rate (qps) for the latency runs")
 	runs     = flag.Int("runs", 2, "runs of the whole matrix, to show the noise")
+	only     = flag.String("only", "", "run only the servers whose name contains this (profiling)")
 )
 
 func main() {
@@ -96,6 +97,9 @@ func run() error {
 		}
 		var rows []row
 		for _, s := range servers {
+			if *only != "" && !strings.Contains(s.name, *only) && s.name != "dnsmasq" {
+				continue
+			}
 			fmt.Fprintf(os.Stderr, "  %s\n", s.name)
 			rw, err := measure(s, dir, uniq, cached)
 			if err != nil {
@@ -217,7 +221,7 @@ var (
 func dnsperf(addr, file string, d time.Duration, qps int) (float64, float64, error) {
 	host, port, _ := strings.Cut(addr, ":")
 	args := []string{"-c", "1", "dnsperf", "-s", host, "-p", port, "-d", file, "-l", strconv.Itoa(int(d.Seconds())),
-		"-c", "32", "-q", "1000", "-t", "2", "-T", "1"}
+		"-c", "32", "-q", "100", "-t", "1", "-T", "1"}
 	if qps > 0 {
 		args = append(args, "-Q", strconv.Itoa(qps))
 	}

@@ -196,7 +196,7 @@ func machine(w io.Writer) {
 	fmt.Fprintf(w, "- Pinning: the server under test on CPU 0 (`taskset -c 0`); dnsperf and the upstream on CPU 1. ")
 	fmt.Fprintf(w, "All traffic on loopback inside a network namespace of the run.\n")
 	fmt.Fprintf(w, "- Unique mix: every query a new name under `*.bench.example` (AAAA, a CNAME and 2-4 addresses in 2001:db8::/32 per answer), so every query reaches the upstream and, for fqdngate with nftables, the kernel. ")
-	fmt.Fprintf(w, "Cached mix: 1,000 names asked over and over. Each max-qps run: %s, dnsperf with 32 clients and 1,000 queries outstanding. Latency: %d qps for 5 s on the unique mix, from `dnsperf -v`.\n", *duration, *rate)
+	fmt.Fprintf(w, "Cached mix: 1,000 names asked over and over. Each max-qps run: %s, dnsperf with 32 clients and 100 queries outstanding (dnsperf's default), 1 s timeout. Latency: %d qps for 5 s on the unique mix, from `dnsperf -v`.\n", *duration, *rate)
 	fmt.Fprintf(w, "- fqdngate: `hook: output`, `scope: global`, `min_ttl: 0s`, `grace: 30s`, persistence off (`state_dir: \"\"`), log level error. dnsmasq: cache 10,000; `--nftset` adds every answer to nftables sets (one `nft` netlink exchange per answer). unbound: 1 thread, iterator only. dnsdist: no packet cache.\n\n")
 }
 

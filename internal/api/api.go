@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"strconv"
 	"time"
@@ -38,6 +39,9 @@ type Deps struct {
 	// Ready reports whether the kernel table is in place and DNS is being
 	// served, and if not, why.
 	Ready func() (bool, string)
+	// Pprof mounts net/http/pprof under /debug/pprof/ (FQDNGATE_PPROF=1):
+	// for profiling on a test machine, never on by default.
+	Pprof bool
 	// Reload re-reads the configuration and applies its policy; nil
 	// answers 404.
 	Reload func(ctx context.Context) error
@@ -67,6 +71,11 @@ func Handler(d Deps) http.Handler {
 	mux.HandleFunc("GET /api/v1/names", d.names)
 	if d.Reload != nil {
 		mux.HandleFunc("POST /api/v1/reload", d.reload)
+	}
+	if d.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	}
 	return mux
 }

@@ -30,6 +30,11 @@ type Pool struct {
 	udp     *dns.Client
 	tcp     *dns.Client
 	next    atomic.Uint32
+	// idle holds connected UDP sockets per upstream, for reuse: a socket
+	// per query costs socket, connect and close, most of a forwarder's
+	// time. A socket serves at most socketUses queries and lives at most
+	// socketAge, so source ports keep changing (spoofing resistance).
+	idle    map[netip.AddrPort]chan *pooledConn
 	observe func(up netip.AddrPort, rtt time.Duration, err error)
 }
 
@@ -52,12 +57,17 @@ func NewPool(addrs []netip.AddrPort, timeout time.Duration, mark uint32) *Pool {
 			return serr
 		}
 	}
-	return &Pool{
+	p := &Pool{
 		addrs:   addrs,
 		timeout: timeout,
 		udp:     &dns.Client{Net: "udp", Dialer: dialer, Timeout: timeout, UDPSize: upstreamUDPSize},
 		tcp:     &dns.Client{Net: "tcp", Dialer: dialer, Timeout: timeout},
+		idle:    make(map[netip.AddrPort]chan *pooledConn, len(addrs)),
 	}
+	for _, a := range addrs {
+		p.idle[a] = make(chan *pooledConn, idleSockets)
+	}
+	return p
 }
 
 // Exchange sends q and returns the first valid reply and who gave it.
@@ -83,10 +93,52 @@ func (p *Pool) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, netip.AddrPo
 	return nil, netip.AddrPort{}, fmt.Errorf("%w: %w", ErrNoUpstream, errs)
 }
 
+// Bounds of UDP socket reuse.
+const (
+	idleSockets = 256
+	socketUses  = 256
+	socketAge   = 10 * time.Second
+)
+
+type pooledConn struct {
+	*dns.Conn
+	uses    int
+	created time.Time
+}
+
+// exchangeUDP sends m on an idle connected socket to up (or a new one) and
+// reads the reply with m's ID (miekg skips replies with other IDs, e.g. a
+// late one for an earlier query). The socket goes back only if the
+// exchange succeeded.
+func (p *Pool) exchangeUDP(ctx context.Context, m *dns.Msg, up netip.AddrPort) (*dns.Msg, error) {
+	var pc *pooledConn
+	select {
+	case pc = <-p.idle[up]:
+	default:
+		c, err := p.udp.DialContext(ctx, up.String())
+		if err != nil {
+			return nil, err
+		}
+		pc = &pooledConn{Conn: c, created: time.Now()}
+	}
+	r, _, err := p.udp.ExchangeWithConnContext(ctx, m, pc.Conn)
+	pc.uses++
+	if err != nil || pc.uses >= socketUses || time.Since(pc.created) > socketAge {
+		pc.Close()
+		return r, err
+	}
+	select {
+	case p.idle[up] <- pc:
+	default:
+		pc.Close()
+	}
+	return r, nil
+}
+
 func (p *Pool) exchangeOne(ctx context.Context, q *dns.Msg, up netip.AddrPort) (*dns.Msg, error) {
 	m := q.Copy()
 	m.Id = dns.Id()
-	r, _, err := p.udp.ExchangeContext(ctx, m, up.String())
+	r, err := p.exchangeUDP(ctx, m, up)
 	if err == nil && r.Truncated {
 		m.Id = dns.Id()
 		r, _, err = p.tcp.ExchangeContext(ctx, m, up.String())

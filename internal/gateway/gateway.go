@@ -107,7 +107,7 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 	}
 	apiReload := make(chan chan error)
 	apiSrv, err := api.Listen(c.Derived.API, api.Handler(api.Deps{
-		Ledger: led, Monitor: mon, Registry: met.Registry, Log: log,
+		Ledger: led, Monitor: mon, Registry: met.Registry, Log: log, Pprof: os.Getenv("FQDNGATE_PPROF") == "1",
 		Ready:  func() (bool, string) { return tableReady(enf) },
 		Reload: func(ctx context.Context) error { return requestReload(ctx, apiReload) },
 	}))
