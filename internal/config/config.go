@@ -37,6 +37,9 @@ type Config struct {
 	Clients []Client `yaml:"clients"`
 	// DenyResponse is the answer to denied names: nxdomain or refused.
 	DenyResponse string `yaml:"deny_response"`
+	// CacheSize bounds the answers kept for their TTL; 0 turns the cache
+	// off.
+	CacheSize int `yaml:"cache_size"`
 	// MaxInflight bounds the queries being worked on at once; beyond it new
 	// queries get SERVFAIL at once instead of queueing without bound.
 	MaxInflight int `yaml:"max_inflight"`

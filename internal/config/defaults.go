@@ -23,6 +23,7 @@ const (
 	DefaultDenyResponse = "nxdomain"
 	DefaultMaxInflight  = 1024
 	DefaultStateDir     = "/var/lib/fqdngate"
+	DefaultCacheSize    = 100000
 	DefaultLogFormat    = "text"
 	DefaultLogLevel     = "info"
 )
@@ -77,6 +78,9 @@ func (c *Config) applyDefaults(ps positions) {
 	setDefault(&c.DenyResponse, DefaultDenyResponse)
 	if c.MaxInflight == 0 {
 		c.MaxInflight = DefaultMaxInflight
+	}
+	if !ps.present(path{"cache_size"}) {
+		c.CacheSize = DefaultCacheSize
 	}
 	// An explicit state_dir: "" turns persistence off.
 	if !ps.present(path{"state_dir"}) {

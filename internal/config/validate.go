@@ -94,6 +94,9 @@ func (c *Config) validate(col *collector, o options) {
 	if c.MaxInflight < 1 || c.MaxInflight > 65536 {
 		col.add(path{"max_inflight"}, "%d is outside 1..65536", c.MaxInflight)
 	}
+	if c.CacheSize < 0 || c.CacheSize > 10_000_000 {
+		col.add(path{"cache_size"}, "%d is outside 0..10000000", c.CacheSize)
+	}
 	if c.StateDir != "" && !filepath.IsAbs(c.StateDir) {
 		col.add(path{"state_dir"}, "%q is not an absolute path", c.StateDir)
 	}

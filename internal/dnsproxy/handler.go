@@ -33,6 +33,8 @@ type Options struct {
 	// addresses of both families can be enforced whatever the query came
 	// over.
 	Global bool
+	// Cache, if not nil, answers repeated questions without the upstream.
+	Cache *Cache
 }
 
 // Decisions a query can end in, as Outcome.Decision.
@@ -60,6 +62,8 @@ type Outcome struct {
 	// Install is how long the kernel took to acknowledge the answer's
 	// elements (answer received → kernel ack); zero when none.
 	Install time.Duration
+	// Cached is true when the answer came from the cache.
+	Cached bool
 }
 
 // Observer hears every query's outcome. It is called on the query's
@@ -194,13 +198,23 @@ func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, 
 		h.log.Info("would deny", "client", client, "group", dec.Group.Name, "qname", q.Name, "qtype", dns.TypeToString[q.Qtype])
 	}
 
-	// 4. Ask an upstream.
-	resp, up, err := h.upstream.Exchange(ctx, upstreamQuery(req))
-	if err != nil {
-		h.stats.UpstreamFail.Add(1)
-		h.log.Warn("upstream failed", "qname", q.Name, "err", err)
-		out.Decision = DecisionUpstreamFail
-		return reply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeNetworkError, "fqdngate: no upstream answered")
+	// 4. Ask the cache, else an upstream (and cache its answer).
+	uq := upstreamQuery(req)
+	var up netip.AddrPort
+	resp := h.opts.Cache.Get(uq, h.now())
+	if resp != nil {
+		out.Cached = true
+	} else {
+		var err error
+		resp, up, err = h.upstream.Exchange(ctx, uq)
+		if err != nil {
+			h.stats.UpstreamFail.Add(1)
+			h.log.Warn("upstream failed", "qname", q.Name, "err", err)
+			out.Decision = DecisionUpstreamFail
+			return reply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeNetworkError, "fqdngate: no upstream answered")
+		}
+		clampTTLs(resp, h.opts.MaxTTL)
+		h.opts.Cache.Put(uq, resp, h.now())
 	}
 
 	// 5. Learn the chain and its addresses; drop addresses we cannot vouch for.
@@ -212,7 +226,6 @@ func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, 
 		}
 	}
 	strip(resp, walked)
-	clampTTLs(resp, h.opts.MaxTTL)
 	ttl := min(time.Duration(walked.MinTTL)*time.Second, h.opts.MaxTTL)
 
 	// 6. Rule before answer: the kernel must hold every address first.

@@ -13,6 +13,7 @@ import (
 // Server is the UDP and TCP listeners on every configured address.
 type Server struct {
 	servers []*dns.Server
+	udp     []*udpServer
 	errc    chan error
 }
 
@@ -20,11 +21,27 @@ type Server struct {
 const tcpIdle = 10 * time.Second
 
 // Listen binds every address on UDP and TCP and starts serving h. It
-// returns once all listeners are bound, or the first bind error.
-func Listen(addrs []netip.AddrPort, h dns.Handler) (*Server, error) {
-	s := &Server{errc: make(chan error, 2*len(addrs))}
+// returns once all listeners are bound, or the first bind error. UDP on a
+// specific address is served by workers long-lived goroutines (at most
+// that many queries at once per address); a wildcard address needs the
+// reply to leave from the address the query came to, which miekg's server
+// handles, so it serves those.
+func Listen(addrs []netip.AddrPort, h dns.Handler, workers int) (*Server, error) {
+	s := &Server{errc: make(chan error, 4*len(addrs)+64)}
 	for _, a := range addrs {
+		if !a.Addr().IsUnspecified() {
+			u, err := listenUDP(a, h, max(1, workers))
+			if err != nil {
+				_ = s.Shutdown(context.Background())
+				return nil, fmt.Errorf("listen %s/udp: %w", a, err)
+			}
+			s.udp = append(s.udp, u)
+			u.serve(s.errc)
+		}
 		for _, netw := range []string{"udp", "tcp"} {
+			if netw == "udp" && !a.Addr().IsUnspecified() {
+				continue
+			}
 			started := make(chan struct{})
 			srv := &dns.Server{
 				Addr: a.String(), Net: netw, Handler: h, ReusePort: true,
@@ -50,6 +67,18 @@ func (s *Server) Err() <-chan error { return s.errc }
 // Shutdown stops accepting and waits for in-flight queries until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	var errs error
+	done := make(chan struct{})
+	go func() {
+		for _, u := range s.udp {
+			u.close()
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = ctx.Err()
+	}
 	for _, srv := range s.servers {
 		if err := srv.ShutdownContext(ctx); err != nil {
 			errs = errors.Join(errs, err)

@@ -41,6 +41,12 @@ type NFT struct {
 	// refresh there is add (to be sure it exists), delete, add.
 	readdRefreshes bool
 	initial        []Grant
+	// held is what the writer has committed, readable by every caller
+	// (the mirror is the writer's own).
+	held heldMap
+	// slack: an element that already lives within slack of what an
+	// answer asks for is not refreshed (see WithRefreshSlack).
+	slack time.Duration
 	// tableMu guards table and sets for readers other than the writer
 	// (counters, element counts), which a rebuild replaces.
 	tableMu sync.RWMutex
@@ -90,6 +96,14 @@ func WithLegacyRefresh() Option { return func(n *NFT) { n.readdRefreshes = false
 // the table: a restart replaces the table and restores what the ledger
 // holds atomically, with no moment in which a live answer is not enforced.
 func WithInitial(grants []Grant) Option { return func(n *NFT) { n.initial = grants } }
+
+// WithRefreshSlack lets an answer use an element that lives at least its
+// lifetime minus d without refreshing it in the kernel. Cached answers ask
+// for a few hundred milliseconds more each time (TTLs count down in whole
+// seconds); without a slack each of them would be a netlink transaction.
+// The gateway uses min(1s, grace/2), so the slack never eats the answer's
+// TTL, only part of its grace.
+func WithRefreshSlack(d time.Duration) Option { return func(n *NFT) { n.slack = d } }
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(n *NFT) { n.log = l } }
@@ -169,11 +183,17 @@ func (n *NFT) rebuild(spec Spec, grants []Grant) error {
 	n.tableMu.Lock()
 	n.spec, n.table, n.sets, n.mirror = spec, table, sets, mirror
 	n.tableMu.Unlock()
+	n.held.reset(mirror)
 	return nil
 }
 
 // Allow implements Enforcer.
 func (n *NFT) Allow(ctx context.Context, grants []Grant) error {
+	// A repeated answer (a cached one, another device asking a popular
+	// name) usually needs nothing new from the kernel: skip the writer.
+	if n.held.covers(grants, n.slack) {
+		return nil
+	}
 	return n.submit(ctx, &request{grants: grants, result: make(chan error, 1)})
 }
 
@@ -258,6 +278,7 @@ func (n *NFT) writer() {
 			for e, m := range n.mirror {
 				if now.Sub(m.expires) > mirrorKeep {
 					delete(n.mirror, e)
+					n.held.remove(e)
 				}
 			}
 			lastGC = now
@@ -298,8 +319,8 @@ func (n *NFT) commit(now time.Time, batch []*request) error {
 		}
 		for _, g := range r.grants {
 			have, known := n.mirror[g.Elem]
-			if known && !have.expires.Before(g.Expires) {
-				continue // the kernel already holds it at least that long
+			if known && !have.expires.Before(g.Expires.Add(-n.slack)) {
+				continue // the kernel already holds it (nearly) that long
 			}
 			if u, ok := updates[g.Elem]; ok && !u.expires.Before(g.Expires) {
 				continue
@@ -361,8 +382,10 @@ func (n *NFT) commit(now time.Time, batch []*request) error {
 	}
 	for e, m := range updates {
 		n.mirror[e] = m
+		n.held.set(e, m.expires)
 	}
 	for _, e := range removed {
+		n.held.remove(e)
 		delete(n.mirror, e)
 	}
 	return nil
@@ -484,4 +507,70 @@ func (n *NFT) Elements() (int, error) {
 		}
 	}
 	return total, nil
+}
+
+// heldMap is a sharded map of committed elements and their expiry.
+type heldMap struct {
+	once   sync.Once
+	shards [64]struct {
+		mu sync.RWMutex
+		m  map[ledger.Elem]time.Time
+	}
+}
+
+func (h *heldMap) shard(e ledger.Elem) int {
+	b := e.Addr.As16()
+	return int(b[15]^b[14]^byte(e.Port.Lo)) % len(h.shards)
+}
+
+func (h *heldMap) init() {
+	h.once.Do(func() {
+		for i := range h.shards {
+			h.shards[i].m = make(map[ledger.Elem]time.Time)
+		}
+	})
+}
+
+func (h *heldMap) set(e ledger.Elem, exp time.Time) {
+	h.init()
+	s := &h.shards[h.shard(e)]
+	s.mu.Lock()
+	s.m[e] = exp
+	s.mu.Unlock()
+}
+
+func (h *heldMap) remove(e ledger.Elem) {
+	h.init()
+	s := &h.shards[h.shard(e)]
+	s.mu.Lock()
+	delete(s.m, e)
+	s.mu.Unlock()
+}
+
+func (h *heldMap) reset(m map[ledger.Elem]mirrored) {
+	h.init()
+	for i := range h.shards {
+		h.shards[i].mu.Lock()
+		clear(h.shards[i].m)
+		h.shards[i].mu.Unlock()
+	}
+	for e, v := range m {
+		h.set(e, v.expires)
+	}
+}
+
+// covers reports whether every grant is already held at least as long as
+// it asks, less slack.
+func (h *heldMap) covers(grants []Grant, slack time.Duration) bool {
+	h.init()
+	for _, g := range grants {
+		s := &h.shards[h.shard(g.Elem)]
+		s.mu.RLock()
+		exp, ok := s.m[g.Elem]
+		s.mu.RUnlock()
+		if !ok || exp.Before(g.Expires.Add(-slack)) {
+			return false
+		}
+	}
+	return true
 }

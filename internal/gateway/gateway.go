@@ -77,7 +77,8 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 		deny = dns.RcodeRefused
 	}
 	mon := monitor.New(led, monitor.Options{Global: e.Scope == "global", MinTTL: e.MinTTL, Grace: e.Grace}, log)
-	src := metrics.Sources{Ledger: led.Stats, Drops: mon.Counts}
+	cache := dnsproxy.NewCache(c.CacheSize)
+	src := metrics.Sources{Ledger: led.Stats, Drops: mon.Counts, CacheLen: cache.Len}
 	if n, ok := enf.(*enforce.NFT); ok {
 		src.Kernel, src.Elements = n.Counters, n.Elements
 	}
@@ -88,7 +89,7 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 		dnsproxy.Options{
 			Observe: c.Mode == config.ModeObserve, DenyRcode: deny,
 			MinTTL: e.MinTTL, MaxTTL: e.MaxTTL, Grace: e.Grace, Hold: e.Hold, MaxInflight: c.MaxInflight,
-			Global: e.Scope == "global",
+			Global: e.Scope == "global", Cache: cache,
 		}, log, nil)
 	h.SetObserver(observers{mon, met})
 
@@ -101,7 +102,7 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 	}
 
 	rl := &reloader{cfg: c, load: o.Load, led: led, enf: enf, h: h, log: log, spec: specOf(c, log)}
-	srv, err := dnsproxy.Listen(c.Derived.DNS, h)
+	srv, err := dnsproxy.Listen(c.Derived.DNS, h, c.MaxInflight)
 	if err != nil {
 		return err
 	}
@@ -225,7 +226,10 @@ func openEnforcer(c *config.Config, log *slog.Logger, restore []ledger.Grant) (e
 			log.Warn("hook forward, but IPv4 forwarding is off (net.ipv4.ip_forward=0): devices cannot pass through this host")
 		}
 	}
-	n, err := enforce.Open(specOf(c, log), enforce.WithLogger(log), enforce.WithInitial(grantsOf(restore)))
+	// The refresh slack only ever takes from the grace, never the TTL.
+	slack := min(time.Second, e.Grace/2)
+	n, err := enforce.Open(specOf(c, log), enforce.WithLogger(log), enforce.WithInitial(grantsOf(restore)),
+		enforce.WithRefreshSlack(slack))
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			return nil, fmt.Errorf("%w (fqdngate needs CAP_NET_ADMIN; or set enforcer.backend: none)", err)

@@ -24,6 +24,8 @@ type Sources struct {
 	Drops func() (drops, wouldDrops map[monitor.Reason]uint64, lost, overruns uint64)
 	// Kernel is the table's named counters; nil with backend none.
 	Kernel func() (enforce.Counters, error)
+	// CacheLen is the number of answers cached.
+	CacheLen func() int
 	// Elements is the number of set elements; nil with backend none.
 	Elements func() (int, error)
 }
@@ -33,6 +35,7 @@ type Metrics struct {
 	Registry *prometheus.Registry
 
 	queries     *prometheus.CounterVec
+	cache       *prometheus.CounterVec
 	upstreamRTT *prometheus.HistogramVec
 	upstreamErr *prometheus.CounterVec
 	install     prometheus.Histogram
@@ -49,6 +52,9 @@ func New(src Sources) *Metrics {
 		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fqdngate_dns_queries_total", Help: "DNS queries by decision (allowed, denied, would-deny, refused, malformed, busy, upstream-fail, enforce-fail) and client group.",
 		}, []string{"decision", "group"}),
+		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fqdngate_dns_cache_total", Help: "Answers by origin: hit (from the cache) or miss (from an upstream).",
+		}, []string{"result"}),
 		upstreamRTT: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "fqdngate_upstream_duration_seconds", Help: "Time of one exchange with one upstream, failed ones included.", Buckets: buckets,
 		}, []string{"upstream"}),
@@ -61,7 +67,7 @@ func New(src Sources) *Metrics {
 			Buckets: prometheus.ExponentialBucketsRange(10e-6, 1, 41),
 		}),
 	}
-	m.Registry.MustRegister(m.queries, m.upstreamRTT, m.upstreamErr, m.install,
+	m.Registry.MustRegister(m.queries, m.cache, m.upstreamRTT, m.upstreamErr, m.install,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&scraped{src: src})
 	return m
@@ -70,6 +76,12 @@ func New(src Sources) *Metrics {
 // Query implements dnsproxy.Observer.
 func (m *Metrics) Query(o dnsproxy.Outcome) {
 	m.queries.WithLabelValues(o.Decision, o.Group).Inc()
+	switch {
+	case o.Cached:
+		m.cache.WithLabelValues("hit").Inc()
+	case o.Decision == dnsproxy.DecisionAllowed || o.Decision == dnsproxy.DecisionWouldDeny:
+		m.cache.WithLabelValues("miss").Inc()
+	}
 	if o.Install > 0 {
 		m.install.Observe(o.Install.Seconds())
 	}
@@ -90,6 +102,7 @@ var (
 	descLedger     = prometheus.NewDesc("fqdngate_ledger_entries", "Addresses told to clients and remembered (live, and expired ones kept for explanations).", nil, nil)
 	descLearnt     = prometheus.NewDesc("fqdngate_ledger_learnt_total", "Ledger entries created.", nil, nil)
 	descEvicted    = prometheus.NewDesc("fqdngate_ledger_evictions_total", "Entries evicted by a cap: per_name (max_addrs_per_name) or global (max_entries).", []string{"cap"}, nil)
+	descCacheLen   = prometheus.NewDesc("fqdngate_dns_cache_entries", "Answers held in the cache.", nil, nil)
 	descElements   = prometheus.NewDesc("fqdngate_set_elements", "Elements in fqdngate's nftables sets, read from the kernel at scrape time.", nil, nil)
 	descDrops      = prometheus.NewDesc("fqdngate_drops_total", "Dropped packets by attributed reason.", []string{"reason"}, nil)
 	descWould      = prometheus.NewDesc("fqdngate_would_drops_total", "Packets observe mode let through that enforce mode would drop, by reason.", []string{"reason"}, nil)
@@ -100,7 +113,7 @@ var (
 )
 
 func (s *scraped) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLedger, descLearnt, descEvicted, descElements, descDrops, descWould, descLost, descOverruns, descKernel, descKernelFail} {
+	for _, d := range []*prometheus.Desc{descCacheLen, descLedger, descLearnt, descEvicted, descElements, descDrops, descWould, descLost, descOverruns, descKernel, descKernelFail} {
 		ch <- d
 	}
 }
@@ -112,6 +125,9 @@ func (s *scraped) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descLearnt, prometheus.CounterValue, float64(st.Learnt))
 		ch <- prometheus.MustNewConstMetric(descEvicted, prometheus.CounterValue, float64(st.EvictedPerName), "per_name")
 		ch <- prometheus.MustNewConstMetric(descEvicted, prometheus.CounterValue, float64(st.EvictedGlobal), "global")
+	}
+	if s.src.CacheLen != nil {
+		ch <- prometheus.MustNewConstMetric(descCacheLen, prometheus.GaugeValue, float64(s.src.CacheLen()))
 	}
 	if s.src.Elements != nil {
 		if n, err := s.src.Elements(); err == nil {

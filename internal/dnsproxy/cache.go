@@ -1,0 +1,166 @@
+package dnsproxy
+
+import (
+	"hash/maphash"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Cache holds upstream answers for their TTL, so that a name many devices
+// ask goes upstream once per TTL. It sits after the policy: a client only
+// ever gets a cached answer for a name it may resolve, and every answer,
+// cached or not, goes through the same walk, install and record steps, so
+// the kernel holds what the client is told. Bounded: at most Size answers,
+// an arbitrary sixteenth of a full shard dropped to make room.
+type Cache struct {
+	shards [cacheShards]cacheShard
+	seed   maphash.Seed
+	per    int
+}
+
+const (
+	cacheShards = 16
+	// negativeTTL bounds how long NXDOMAIN and empty answers are kept.
+	negativeTTL = 30 * time.Second
+)
+
+type cacheShard struct {
+	mu sync.Mutex
+	m  map[cacheKey]cached
+}
+
+type cacheKey struct {
+	name  string
+	qtype uint16
+	do    bool
+}
+
+type cached struct {
+	msg     *dns.Msg
+	stored  time.Time
+	expires time.Time
+}
+
+// NewCache makes a cache of at most size answers; size 0 returns nil (no
+// cache), which the handler accepts.
+func NewCache(size int) *Cache {
+	if size <= 0 {
+		return nil
+	}
+	c := &Cache{seed: maphash.MakeSeed(), per: max(1, size/cacheShards)}
+	for i := range c.shards {
+		c.shards[i].m = make(map[cacheKey]cached)
+	}
+	return c
+}
+
+func (c *Cache) shard(k cacheKey) *cacheShard {
+	return &c.shards[maphash.String(c.seed, k.name)%cacheShards]
+}
+
+func keyOf(q *dns.Msg) cacheKey {
+	do := false
+	if opt := q.IsEdns0(); opt != nil {
+		do = opt.Do()
+	}
+	return cacheKey{name: strings.ToLower(q.Question[0].Name), qtype: q.Question[0].Qtype, do: do}
+}
+
+// Get returns a copy of the answer to q with its TTLs lowered by the time
+// it has been cached, or nil.
+func (c *Cache) Get(q *dns.Msg, now time.Time) *dns.Msg {
+	if c == nil {
+		return nil
+	}
+	k := keyOf(q)
+	s := c.shard(k)
+	s.mu.Lock()
+	e, ok := s.m[k]
+	if ok && !now.Before(e.expires) {
+		delete(s.m, k)
+		ok = false
+	}
+	s.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	m := e.msg.Copy()
+	age := uint32(now.Sub(e.stored) / time.Second)
+	for _, sec := range [][]dns.RR{m.Answer, m.Ns} {
+		for _, rr := range sec {
+			if h := rr.Header(); h.Ttl > age {
+				h.Ttl -= age
+			} else {
+				h.Ttl = 0
+			}
+		}
+	}
+	return m
+}
+
+// Put stores r, the answer to q, for its lowest TTL (negative answers for
+// at most negativeTTL). Failures and truncated answers are not stored.
+func (c *Cache) Put(q, r *dns.Msg, now time.Time) {
+	if c == nil || r.Truncated || (r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError) {
+		return
+	}
+	ttl, ok := minTTL(r)
+	if !ok {
+		return
+	}
+	if r.Rcode == dns.RcodeNameError || len(r.Answer) == 0 {
+		ttl = min(ttl, negativeTTL)
+	}
+	if ttl <= 0 {
+		return
+	}
+	k := keyOf(q)
+	s := c.shard(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.m) >= c.per {
+		n := 0
+		for old := range s.m {
+			delete(s.m, old)
+			if n++; n >= max(1, c.per/16) {
+				break
+			}
+		}
+	}
+	s.m[k] = cached{msg: r.Copy(), stored: now, expires: now.Add(ttl)}
+}
+
+// Len is the number of answers held.
+func (c *Cache) Len() int {
+	if c == nil {
+		return 0
+	}
+	n := 0
+	for i := range c.shards {
+		c.shards[i].mu.Lock()
+		n += len(c.shards[i].m)
+		c.shards[i].mu.Unlock()
+	}
+	return n
+}
+
+// minTTL is the lowest TTL of the answer and authority sections (a
+// negative answer's SOA bounds it); ok is false when there is none.
+func minTTL(r *dns.Msg) (time.Duration, bool) {
+	lowest, found := uint32(0), false
+	for _, sec := range [][]dns.RR{r.Answer, r.Ns} {
+		for _, rr := range sec {
+			t := rr.Header().Ttl
+			if soa, ok := rr.(*dns.SOA); ok {
+				t = min(t, soa.Minttl)
+			}
+			if !found || t < lowest {
+				lowest, found = t, true
+			}
+		}
+	}
+	return time.Duration(lowest) * time.Second, found
+}

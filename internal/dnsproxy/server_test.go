@@ -1,0 +1,66 @@
+package dnsproxy
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// TestListenServesUDPAndTCP: the worker-pool UDP server and miekg's TCP
+// server answer concurrent clients, and Shutdown returns once they stop.
+func TestListenServesUDPAndTCP(t *testing.T) {
+	probe, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := netip.MustParseAddrPort(probe.LocalAddr().String())
+	probe.Close()
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetRcode(r, dns.RcodeNameError)
+		_ = w.WriteMsg(m)
+	})
+	s, err := Listen([]netip.AddrPort{addr}, h, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 400)
+	for i := range 400 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &dns.Client{Net: []string{"udp", "tcp"}[i%2], Timeout: 2 * time.Second}
+			m := new(dns.Msg)
+			m.SetQuestion("x.example.", dns.TypeA)
+			r, _, err := c.Exchange(m, addr.String())
+			if err == nil && (r.Rcode != dns.RcodeNameError || r.Id != m.Id) {
+				err = net.UnknownNetworkError("wrong reply")
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Closed: nothing answers any more.
+	m := new(dns.Msg)
+	m.SetQuestion("x.example.", dns.TypeA)
+	if _, _, err := (&dns.Client{Timeout: 300 * time.Millisecond}).Exchange(m, addr.String()); err == nil {
+		t.Error("answered after Shutdown")
+	}
+}
