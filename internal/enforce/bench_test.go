@@ -3,6 +3,7 @@ package enforce
 import (
 	"context"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,4 +40,32 @@ func tcp443WithPort(p uint16) policy.PortRange {
 	r := tcp443
 	r.Lo, r.Hi = p, p
 	return r
+}
+
+// BenchmarkAllowBatch is the bulk path: 64 callers at once, one answer of
+// four elements each, group-committed by the writer. It reports elements
+// installed per second.
+func BenchmarkAllowBatch(b *testing.B) {
+	labtest.Require(b, "ip", "nft")
+	ns := labtest.NS(b, "bench")
+	n := openInNS(b, ns, testSpec())
+	exp := time.Now().Add(time.Hour)
+	var next atomic.Uint64
+	start := time.Now()
+	b.SetParallelism(32)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := next.Add(1)
+			grants := make([]Grant, 0, 4)
+			for k := range uint64(4) {
+				v := i*4 + k
+				a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 8: byte(v >> 24), 9: byte(v >> 16), 10: byte(v >> 8), 11: byte(v)})
+				grants = append(grants, Grant{ledger.Elem{Client: client6, Addr: a, Port: tcp443}, exp})
+			}
+			if err := n.Allow(context.Background(), grants); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.ReportMetric(float64(next.Load()*4)/time.Since(start).Seconds(), "elements/s")
 }
