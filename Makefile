@@ -6,7 +6,7 @@ BIN := bin
 # What the lab, the gateway and the tests run: nft, ip, sysctl/pgrep.
 DEBS := nftables iproute2 procps ca-certificates
 
-.PHONY: build deps demo test fuzz lint clean
+.PHONY: build deps demo test bench fuzz lint clean
 
 build:
 	$(GO) build -o $(BIN)/fqdngate ./cmd/fqdngate
@@ -20,6 +20,11 @@ deps:
 # The lab demo: about 70 s, root, no network.
 demo: deps build
 	$(BIN)/fqdnlab demo
+
+# Benchmarks against dnsmasq, dnsmasq --nftset, unbound and dnsdist; writes
+# bench/RESULTS.md (root, loopback in a namespace, a few minutes).
+bench:
+	bash bench/run.sh
 
 # Unit, fuzz-seed and end-to-end tests (end-to-end needs root, ip and nft).
 test: deps

@@ -192,7 +192,7 @@ func machine(w io.Writer) {
 	fmt.Fprintf(w, "# Benchmarks\n\nWritten by `sudo make bench` (bench/run.sh) on %s. Do not edit: run it again.\n\n", time.Now().UTC().Format(time.RFC3339))
 	fmt.Fprintf(w, "## Machine and tools\n\n")
 	fmt.Fprintf(w, "- %d CPUs (%s), kernel %s, %s\n", runtime.NumCPU(), cpu, cmdOut("uname", "-r"), runtime.Version())
-	fmt.Fprintf(w, "- %s; %s; %s; %s; %s\n", cmdOut("dnsmasq", "-v"), cmdOut("unbound", "-V"), cmdOut("dnsdist", "--version"), cmdOut("dnsperf", "-H"), cmdOut("nft", "--version"))
+	fmt.Fprintf(w, "- %s; %s; %s; %s; %s\n", cmdOut("dnsmasq", "-v"), cmdOut("unbound", "-V"), cmdOut("dnsdist", "--version"), dnsperfVersion(), cmdOut("nft", "--version"))
 	fmt.Fprintf(w, "- Pinning: the server under test on CPU 0 (`taskset -c 0`); dnsperf and the upstream on CPU 1. ")
 	fmt.Fprintf(w, "All traffic on loopback inside a network namespace of the run.\n")
 	fmt.Fprintf(w, "- Unique mix: every query a new name under `*.bench.example` (AAAA, a CNAME and 2-4 addresses in 2001:db8::/32 per answer), so every query reaches the upstream and, for fqdngate with nftables, the kernel. ")
@@ -213,7 +213,19 @@ func writeRun(w io.Writer, n int, upQPS float64, rows []row) {
 		}
 		return fmt.Sprintf("%.2f×", v/b)
 	}
-	fmt.Fprintf(w, "## Run %d\n\nThe upstream alone, on the unique mix: %.0f qps (the servers below stay under it, so it is not the limit).\n\n", n, upQPS)
+	fmt.Fprintf(w, "## Run %d\n\nThe upstream alone, on the unique mix, with dnsperf on the same CPU: %.0f qps.", n, upQPS)
+	var limited []string
+	for _, r := range rows {
+		if r.uniqueQPS >= 0.8*upQPS {
+			limited = append(limited, r.name)
+		}
+	}
+	if len(limited) > 0 {
+		fmt.Fprintf(w, " Within 20%% of it: %s; there the load side (dnsperf and the upstream on CPU 1), not the server, is the limit.", strings.Join(limited, ", "))
+	} else {
+		fmt.Fprintf(w, " Every server stays below 80%% of it: the servers, not the load side, are measured.")
+	}
+	fmt.Fprintf(w, "\n\n")
 	fmt.Fprintln(w, "| server | unique qps | vs dnsmasq | lost | cached qps | vs dnsmasq | p50 at fixed rate | p99 | answer→kernel p50 | p99 |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rows {
@@ -225,4 +237,12 @@ func writeRun(w io.Writer, n int, upQPS float64, rows []row) {
 			r.cachedQPS, ratio(r.cachedQPS, base.cachedQPS), r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), inst50, inst99)
 	}
 	fmt.Fprintln(w)
+}
+
+func dnsperfVersion() string {
+	out, _ := exec.Command("dnsperf", "-h").CombinedOutput()
+	if m := regexp.MustCompile(`(?i)version\s+([0-9.]+)`).FindSubmatch(out); m != nil {
+		return "dnsperf " + string(m[1])
+	}
+	return "dnsperf (version not printed)"
 }

@@ -487,26 +487,12 @@ func releaseAtLeast(release string, major, minor int) bool {
 	return ma > major || ma == major && mi >= minor
 }
 
-// Elements counts the elements in fqdngate's sets, read from the kernel
-// (the truth, expired elements not yet collected aside). It lists every
-// element: meant for scrapes, not for the query path.
+// Elements counts the elements fqdngate has committed that have not
+// expired. It reads fqdngate's own record of the sets, not the kernel:
+// listing a set of hundreds of thousands of elements at every scrape
+// took seconds.
 func (n *NFT) Elements() (int, error) {
-	n.tableMu.RLock()
-	sets := n.sets
-	n.tableMu.RUnlock()
-	total := 0
-	for name, s := range sets {
-		els, err := n.cc.GetSetElements(s)
-		if err != nil {
-			return 0, fmt.Errorf("enforce: list set %s: %w", name, err)
-		}
-		for _, e := range els {
-			if !e.IntervalEnd {
-				total++
-			}
-		}
-	}
-	return total, nil
+	return n.held.live(n.now()), nil
 }
 
 // heldMap is a sharded map of committed elements and their expiry.
@@ -573,4 +559,21 @@ func (h *heldMap) covers(grants []Grant, slack time.Duration) bool {
 		}
 	}
 	return true
+}
+
+// live counts the held elements that expire after now.
+func (h *heldMap) live(now time.Time) int {
+	h.init()
+	total := 0
+	for i := range h.shards {
+		s := &h.shards[i]
+		s.mu.RLock()
+		for _, exp := range s.m {
+			if exp.After(now) {
+				total++
+			}
+		}
+		s.mu.RUnlock()
+	}
+	return total
 }

@@ -103,7 +103,7 @@ var (
 	descLearnt     = prometheus.NewDesc("fqdngate_ledger_learnt_total", "Ledger entries created.", nil, nil)
 	descEvicted    = prometheus.NewDesc("fqdngate_ledger_evictions_total", "Entries evicted by a cap: per_name (max_addrs_per_name) or global (max_entries).", []string{"cap"}, nil)
 	descCacheLen   = prometheus.NewDesc("fqdngate_dns_cache_entries", "Answers held in the cache.", nil, nil)
-	descElements   = prometheus.NewDesc("fqdngate_set_elements", "Elements in fqdngate's nftables sets, read from the kernel at scrape time.", nil, nil)
+	descElements   = prometheus.NewDesc("fqdngate_set_elements", "Unexpired elements fqdngate has installed in its nftables sets.", nil, nil)
 	descDrops      = prometheus.NewDesc("fqdngate_drops_total", "Dropped packets by attributed reason.", []string{"reason"}, nil)
 	descWould      = prometheus.NewDesc("fqdngate_would_drops_total", "Packets observe mode let through that enforce mode would drop, by reason.", []string{"reason"}, nil)
 	descLost       = prometheus.NewDesc("fqdngate_drop_events_unattributed_total", "Logged drops not attributed because the attribution queue was full (they are in the kernel counters).", nil, nil)
