@@ -68,7 +68,9 @@ func expiresIn(t *testing.T, ns *lab.NS, set, addr string) (time.Duration, bool)
 	return d, true
 }
 
-func TestNFTElementsRefreshAndRevoke(t *testing.T) {
+// eachRefreshMode runs f against a fresh table twice: with the refresh
+// this kernel supports, and with the add-delete-add of kernels before 6.12.
+func eachRefreshMode(t *testing.T, f func(t *testing.T, ns *lab.NS, n *NFT)) {
 	labtest.Require(t, "ip", "nft")
 	for _, legacy := range []bool{false, true} {
 		t.Run("legacy="+strconv.FormatBool(legacy), func(t *testing.T) {
@@ -77,53 +79,58 @@ func TestNFTElementsRefreshAndRevoke(t *testing.T) {
 			if legacy {
 				opts = append(opts, WithLegacyRefresh())
 			}
-			n := openInNS(t, ns, testSpec(), opts...)
-			ctx := context.Background()
-			now := time.Now()
-			e4 := ledger.Elem{Client: client4, Addr: netip.MustParseAddr("203.0.113.7"), Port: tcp443}
-			e6 := ledger.Elem{Client: client6, Addr: netip.MustParseAddr("2001:db8:cd::7"), Port: tcp443}
-			r4 := ledger.Elem{Client: client4, Addr: netip.MustParseAddr("203.0.113.8"), Port: tcpRng}
-			if err := n.Allow(ctx, []Grant{{e4, now.Add(time.Minute)}, {e6, now.Add(time.Minute)}, {r4, now.Add(time.Minute)}}); err != nil {
-				t.Fatal(err)
-			}
-			if d, ok := expiresIn(t, ns, "allow4", "192.0.2.10 . 203.0.113.7 . tcp . 443"); !ok || d > time.Minute || d < 50*time.Second {
-				t.Fatalf("allow4 element: expires %v, present %v", d, ok)
-			}
-			if _, ok := expiresIn(t, ns, "allow6", "2001:db8:1::10 . 2001:db8:cd::7 . tcp . 443"); !ok {
-				t.Fatal("allow6 element missing")
-			}
-			if _, ok := expiresIn(t, ns, "allow4r", "192.0.2.10 . 203.0.113.8 . tcp . 8000-8100"); !ok {
-				t.Fatal("range element missing")
-			}
-			// A longer answer extends the element.
-			if err := n.Allow(ctx, []Grant{{e4, now.Add(10 * time.Minute)}}); err != nil {
-				t.Fatal(err)
-			}
-			if d, _ := expiresIn(t, ns, "allow4", "192.0.2.10 . 203.0.113.7 . tcp . 443"); d < 9*time.Minute {
-				t.Fatalf("refresh did not extend: expires in %v", d)
-			}
-			// A shorter one never shortens it.
-			if err := n.Allow(ctx, []Grant{{e4, now.Add(2 * time.Minute)}}); err != nil {
-				t.Fatal(err)
-			}
-			if d, _ := expiresIn(t, ns, "allow4", "192.0.2.10 . 203.0.113.7 . tcp . 443"); d < 9*time.Minute {
-				t.Fatalf("shorter answer shortened the element to %v", d)
-			}
-			if err := n.Revoke(ctx, []ledger.Elem{e4, r4}); err != nil {
-				t.Fatal(err)
-			}
-			if _, ok := expiresIn(t, ns, "allow4", "203.0.113.7"); ok {
-				t.Fatal("revoked element still present")
-			}
-			if _, ok := expiresIn(t, ns, "allow4r", "203.0.113.8"); ok {
-				t.Fatal("revoked range element still present")
-			}
-			// Revoking what is gone is not an error.
-			if err := n.Revoke(ctx, []ledger.Elem{e4}); err != nil {
-				t.Fatal(err)
-			}
+			f(t, ns, openInNS(t, ns, testSpec(), opts...))
 		})
 	}
+}
+
+func TestNFTElementsRefreshAndRevoke(t *testing.T) {
+	eachRefreshMode(t, func(t *testing.T, ns *lab.NS, n *NFT) {
+		ctx := context.Background()
+		now := time.Now()
+		e4 := ledger.Elem{Client: client4, Addr: netip.MustParseAddr("203.0.113.7"), Port: tcp443}
+		e6 := ledger.Elem{Client: client6, Addr: netip.MustParseAddr("2001:db8:cd::7"), Port: tcp443}
+		r4 := ledger.Elem{Client: client4, Addr: netip.MustParseAddr("203.0.113.8"), Port: tcpRng}
+		if err := n.Allow(ctx, []Grant{{e4, now.Add(time.Minute)}, {e6, now.Add(time.Minute)}, {r4, now.Add(time.Minute)}}); err != nil {
+			t.Fatal(err)
+		}
+		if d, ok := expiresIn(t, ns, "allow4", "192.0.2.10 . 203.0.113.7 . tcp . 443"); !ok || d > time.Minute || d < 50*time.Second {
+			t.Fatalf("allow4 element: expires %v, present %v", d, ok)
+		}
+		if _, ok := expiresIn(t, ns, "allow6", "2001:db8:1::10 . 2001:db8:cd::7 . tcp . 443"); !ok {
+			t.Fatal("allow6 element missing")
+		}
+		if _, ok := expiresIn(t, ns, "allow4r", "192.0.2.10 . 203.0.113.8 . tcp . 8000-8100"); !ok {
+			t.Fatal("range element missing")
+		}
+		// A longer answer extends the element.
+		if err := n.Allow(ctx, []Grant{{e4, now.Add(10 * time.Minute)}}); err != nil {
+			t.Fatal(err)
+		}
+		if d, _ := expiresIn(t, ns, "allow4", "192.0.2.10 . 203.0.113.7 . tcp . 443"); d < 9*time.Minute {
+			t.Fatalf("refresh did not extend: expires in %v", d)
+		}
+		// A shorter one never shortens it.
+		if err := n.Allow(ctx, []Grant{{e4, now.Add(2 * time.Minute)}}); err != nil {
+			t.Fatal(err)
+		}
+		if d, _ := expiresIn(t, ns, "allow4", "192.0.2.10 . 203.0.113.7 . tcp . 443"); d < 9*time.Minute {
+			t.Fatalf("shorter answer shortened the element to %v", d)
+		}
+		if err := n.Revoke(ctx, []ledger.Elem{e4, r4}); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := expiresIn(t, ns, "allow4", "203.0.113.7"); ok {
+			t.Fatal("revoked element still present")
+		}
+		if _, ok := expiresIn(t, ns, "allow4r", "203.0.113.8"); ok {
+			t.Fatal("revoked range element still present")
+		}
+		// Revoking what is gone is not an error.
+		if err := n.Revoke(ctx, []ledger.Elem{e4}); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 func TestNFTConcurrentAllowsShareTransactions(t *testing.T) {
@@ -198,30 +205,21 @@ func TestReleaseAtLeast(t *testing.T) {
 // element extended (found by the CDN lab: front-door addresses recurring
 // across names were dropped at their first expiry).
 func TestNFTRefreshWithTheSameLifetime(t *testing.T) {
-	labtest.Require(t, "ip", "nft")
-	for _, legacy := range []bool{false, true} {
-		t.Run("legacy="+strconv.FormatBool(legacy), func(t *testing.T) {
-			ns := labtest.NS(t, "enf")
-			var opts []Option
-			if legacy {
-				opts = append(opts, WithLegacyRefresh())
-			}
-			n := openInNS(t, ns, testSpec(), opts...)
-			ctx := context.Background()
-			e := ledger.Elem{Client: client4, Addr: netip.MustParseAddr("203.0.113.27"), Port: tcp443}
-			const life = 2 * time.Second
+	eachRefreshMode(t, func(t *testing.T, ns *lab.NS, n *NFT) {
+		ctx := context.Background()
+		e := ledger.Elem{Client: client4, Addr: netip.MustParseAddr("203.0.113.27"), Port: tcp443}
+		const life = 2 * time.Second
+		if err := n.Allow(ctx, []Grant{{e, time.Now().Add(life)}}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		for range 3 { // the same lifetime, again and again
 			if err := n.Allow(ctx, []Grant{{e, time.Now().Add(life)}}); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(time.Second)
-			for range 3 { // the same lifetime, again and again
-				if err := n.Allow(ctx, []Grant{{e, time.Now().Add(life)}}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if d, ok := expiresIn(t, ns, "allow4", "192.0.2.10 . 203.0.113.27 . tcp . 443"); !ok || d < life-300*time.Millisecond {
-				t.Fatalf("refresh with the same lifetime: expires in %v (present %v), want about %v", d, ok, life)
-			}
-		})
-	}
+		}
+		if d, ok := expiresIn(t, ns, "allow4", "192.0.2.10 . 203.0.113.27 . tcp . 443"); !ok || d < life-300*time.Millisecond {
+			t.Fatalf("refresh with the same lifetime: expires in %v (present %v), want about %v", d, ok, life)
+		}
+	})
 }
