@@ -33,9 +33,9 @@ type cacheShard struct {
 }
 
 type cacheKey struct {
-	name  string
-	qtype uint16
-	do    bool
+	name   string
+	qtype  uint16
+	do, cd bool // DNSSEC OK and checking disabled change the answer
 }
 
 type cached struct {
@@ -66,7 +66,7 @@ func keyOf(q *dns.Msg) cacheKey {
 	if opt := q.IsEdns0(); opt != nil {
 		do = opt.Do()
 	}
-	return cacheKey{name: strings.ToLower(q.Question[0].Name), qtype: q.Question[0].Qtype, do: do}
+	return cacheKey{name: strings.ToLower(q.Question[0].Name), qtype: q.Question[0].Qtype, do: do, cd: q.CheckingDisabled}
 }
 
 // Get returns a copy of the answer to q with its TTLs lowered by the time

@@ -13,7 +13,13 @@ type node struct {
 	children map[string]*node
 	exact    []int         // rules whose pattern is exactly this name
 	below    []int         // rules for "*.<this name>"
-	inLabel  []inLabelRule // rules for "<prefix>*<suffix>.<this name>"
+	inLabel  []inLabelRule // rules for "<prefix>*<suffix>.<this name>", suffix not empty
+	// byPrefix holds the rules for "<prefix>*.<this name>" (no suffix, the
+	// common form, e.g. azgn*.servicebus.windows.net) by prefix, so that
+	// a label is checked with one lookup per prefix length in use rather
+	// than against every rule; minPre and maxPre bound those lengths.
+	byPrefix       map[string][]int
+	minPre, maxPre int
 }
 
 type inLabelRule struct {
@@ -43,7 +49,16 @@ func (t *trie) insert(p Pattern, rule int) {
 	case Below:
 		n.below = appendUnique(n.below, rule)
 	case InLabel:
-		n.inLabel = append(n.inLabel, inLabelRule{p.Prefix, p.Suffix, rule})
+		if p.Suffix != "" {
+			n.inLabel = append(n.inLabel, inLabelRule{p.Prefix, p.Suffix, rule})
+			break
+		}
+		if n.byPrefix == nil {
+			n.byPrefix = make(map[string][]int)
+			n.minPre, n.maxPre = len(p.Prefix), len(p.Prefix)
+		}
+		n.byPrefix[p.Prefix] = appendUnique(n.byPrefix[p.Prefix], rule)
+		n.minPre, n.maxPre = min(n.minPre, len(p.Prefix)), max(n.maxPre, len(p.Prefix))
 	}
 }
 
@@ -58,11 +73,14 @@ func (t *trie) match(name string, dst []int) []int {
 		}
 		// At least one label remains below this node's suffix.
 		dst = append(dst, n.below...)
-		if len(n.inLabel) > 0 && lastDot(rest) < 0 {
+		if (len(n.inLabel) > 0 || n.byPrefix != nil) && lastDot(rest) < 0 {
 			for _, r := range n.inLabel {
 				if matchLabel(rest, r.prefix, r.suffix) {
 					dst = append(dst, r.rule)
 				}
+			}
+			for l := n.minPre; l <= min(n.maxPre, len(rest)) && n.byPrefix != nil; l++ {
+				dst = append(dst, n.byPrefix[rest[:l]]...)
 			}
 		}
 		var label string
