@@ -295,9 +295,6 @@ func Listen(addr netip.AddrPort, h http.Handler) (*Server, error) {
 	return s, nil
 }
 
-// Addr is where the server listens.
-func (s *Server) Addr() net.Addr { return s.ln.Addr() }
-
 // Err reports a server that stopped on its own.
 func (s *Server) Err() <-chan error { return s.err }
 

@@ -96,9 +96,6 @@ type Entry struct {
 // Required reports whether the seed calls the entry required (the default).
 func (e *Entry) Required() bool { return e.Optional == nil || *e.Optional }
 
-// PortRanges are the entry's parsed ports.
-func (e *Entry) PortRanges() []policy.PortRange { return e.ports }
-
 // Profile is the profile the entry belongs to.
 func (e *Entry) Profile() *Profile { return e.profile }
 

@@ -237,7 +237,7 @@ func resolve(ctx context.Context, r *Result, opt Options) (netip.Addr, bool) {
 	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
 		m := new(dns.Msg)
 		m.SetQuestion(dns.Fqdn(r.Host), qt)
-		c := &dns.Client{Timeout: opt.Timeout, Dialer: nil}
+		c := &dns.Client{Timeout: opt.Timeout}
 		var resp *dns.Msg
 		var err error
 		conn, derr := opt.Dial(ctx, "udp", opt.DNS)

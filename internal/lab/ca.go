@@ -67,9 +67,6 @@ func NewCA(name string) (*CA, error) {
 // Pool holds the CA certificate, for clients.
 func (ca *CA) Pool() *x509.CertPool { return ca.pool }
 
-// Certificate is the CA's own certificate.
-func (ca *CA) Certificate() *x509.Certificate { return ca.cert }
-
 // ServerConfig presents a certificate for the SNI name the client asks for.
 func (ca *CA) ServerConfig() *tls.Config {
 	return &tls.Config{

@@ -76,15 +76,12 @@ type AuthDNS struct {
 	index  map[*Site]int
 	mu     sync.Mutex
 	counts map[string]int // queries by name, fqdn lower case
-	// answered holds every address handed out, with the name asked, for
-	// checks that an address was ever served to someone.
-	answered map[netip.Addr]string
 }
 
 // NewAuthDNS builds the server for sites.
 func NewAuthDNS(sites []Site, ttl time.Duration) *AuthDNS {
 	a := &AuthDNS{TTL: ttl, sites: make(map[string]*Site), index: make(map[*Site]int),
-		counts: make(map[string]int), answered: make(map[netip.Addr]string)}
+		counts: make(map[string]int)}
 	for i := range sites {
 		s := &sites[i]
 		a.index[s] = i
@@ -206,13 +203,6 @@ func (a *AuthDNS) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	if q.Qtype == dns.TypeA || q.Qtype == dns.TypeAAAA {
 		v6 := q.Qtype == dns.TypeAAAA
 		addrs := a.addrs(s, geo, a.now(), v6)
-		a.mu.Lock()
-		for _, ad := range addrs {
-			if len(a.answered) < 1<<16 {
-				a.answered[ad] = s.Name
-			}
-		}
-		a.mu.Unlock()
 		for _, ad := range addrs {
 			hdr := dns.RR_Header{Name: final, Class: dns.ClassINET, Ttl: finalTTL}
 			if v6 {

@@ -34,8 +34,6 @@ type Classic struct {
 	// resolved holds every address the firewall ever allowed, with its
 	// name: a blocked address not in it is one the firewall never saw.
 	resolved map[netip.Addr]string
-	refreshs int
-	lastErr  error
 	done     chan struct{}
 }
 
@@ -74,11 +72,9 @@ func (c *Classic) loop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := c.update(); err != nil {
-				c.mu.Lock()
-				c.lastErr = err
-				c.mu.Unlock()
-			}
+			// A failed refresh keeps the previous set, as a firewall
+			// whose resolver is unreachable would.
+			_ = c.update()
 		}
 	}
 }
@@ -112,7 +108,6 @@ func (c *Classic) update() error {
 	for a, n := range got {
 		c.resolved[a] = n
 	}
-	c.refreshs++
 	c.mu.Unlock()
 	return nil
 }
@@ -153,14 +148,6 @@ func (c *Classic) nft(script string) error {
 	return nil
 }
 
-// Resolved reports whether the firewall ever allowed addr.
-func (c *Classic) Resolved(addr netip.Addr) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, ok := c.resolved[addr]
-	return ok
-}
-
 // ResolvedAddrs lists every address the firewall ever allowed.
 func (c *Classic) ResolvedAddrs() []netip.Addr {
 	c.mu.Lock()
@@ -171,13 +158,6 @@ func (c *Classic) ResolvedAddrs() []netip.Addr {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
 	return out
-}
-
-// Refreshes is how many times the set was rebuilt; Err the last failure.
-func (c *Classic) Refreshes() (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.refreshs, c.lastErr
 }
 
 var packetsRe = regexp.MustCompile(`packets (\d+)`)

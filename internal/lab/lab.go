@@ -133,9 +133,6 @@ func Up(sites []Site, ttl time.Duration) (l *Lab, err error) {
 	return l, nil
 }
 
-// Namespaces lists the lab's namespaces.
-func (l *Lab) Namespaces() []*NS { return l.all }
-
 // Close stops the lab's servers and deletes its namespaces, and with them
 // every link, address, route and nftables table in them.
 func (l *Lab) Close() error {
