@@ -123,6 +123,7 @@ func Open(spec Spec, opts ...Option) (*NFT, error) {
 		done:           make(chan struct{}),
 		mirror:         make(map[ledger.Elem]mirrored),
 	}
+	n.held.init()
 	for _, o := range opts {
 		o(n)
 	}
@@ -496,8 +497,8 @@ func (n *NFT) Elements() (int, error) {
 }
 
 // heldMap is a sharded map of committed elements and their expiry.
+// Open makes its maps (init).
 type heldMap struct {
-	once   sync.Once
 	shards [64]struct {
 		mu sync.RWMutex
 		m  map[ledger.Elem]time.Time
@@ -510,15 +511,12 @@ func (h *heldMap) shard(e ledger.Elem) int {
 }
 
 func (h *heldMap) init() {
-	h.once.Do(func() {
-		for i := range h.shards {
-			h.shards[i].m = make(map[ledger.Elem]time.Time)
-		}
-	})
+	for i := range h.shards {
+		h.shards[i].m = make(map[ledger.Elem]time.Time)
+	}
 }
 
 func (h *heldMap) set(e ledger.Elem, exp time.Time) {
-	h.init()
 	s := &h.shards[h.shard(e)]
 	s.mu.Lock()
 	s.m[e] = exp
@@ -526,7 +524,6 @@ func (h *heldMap) set(e ledger.Elem, exp time.Time) {
 }
 
 func (h *heldMap) remove(e ledger.Elem) {
-	h.init()
 	s := &h.shards[h.shard(e)]
 	s.mu.Lock()
 	delete(s.m, e)
@@ -534,7 +531,6 @@ func (h *heldMap) remove(e ledger.Elem) {
 }
 
 func (h *heldMap) reset(m map[ledger.Elem]mirrored) {
-	h.init()
 	for i := range h.shards {
 		h.shards[i].mu.Lock()
 		clear(h.shards[i].m)
@@ -548,7 +544,6 @@ func (h *heldMap) reset(m map[ledger.Elem]mirrored) {
 // covers reports whether every grant is already held at least as long as
 // it asks, less slack.
 func (h *heldMap) covers(grants []Grant, slack time.Duration) bool {
-	h.init()
 	for _, g := range grants {
 		s := &h.shards[h.shard(g.Elem)]
 		s.mu.RLock()
@@ -563,7 +558,6 @@ func (h *heldMap) covers(grants []Grant, slack time.Duration) bool {
 
 // live counts the held elements that expire after now.
 func (h *heldMap) live(now time.Time) int {
-	h.init()
 	total := 0
 	for i := range h.shards {
 		s := &h.shards[i]
