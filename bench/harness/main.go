@@ -31,7 +31,7 @@ const (
 
 type server struct {
 	name  string
-	start func(dir string) *exec.Cmd
+	start func(dir string, cached bool) *exec.Cmd
 	// pre runs before start (the nftset table).
 	pre func() error
 }
@@ -41,7 +41,7 @@ var (
 	bin      = flag.String("bin", "bin", "directory with fqdngate and bench-upstream")
 	out      = flag.String("out", "bench/RESULTS.md", "report to write")
 	duration = flag.Duration("duration", 10*time.Second, "length of each max-qps run")
-	rate     = flag.Int("rate", 10000, "fixed rate (qps) for the latency runs")
+	rate     = flag.Int("rate", 2000, "fixed rate (qps) for the latency runs: below every server's maximum, so that latency is service time, not queueing")
 	runs     = flag.Int("runs", 2, "runs of the whole matrix, to show the noise")
 	only     = flag.String("only", "", "run only the servers whose name contains this (profiling)")
 )
@@ -70,11 +70,15 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	uniq, cached := filepath.Join(dir, "unique.txt"), filepath.Join(dir, "cached.txt")
+	uniq, cached, fixed := filepath.Join(dir, "unique.txt"), filepath.Join(dir, "cached.txt"), filepath.Join(dir, "fixed.txt")
 	if err := writeQueries(uniq, 2_000_000, "u", "AAAA"); err != nil {
 		return err
 	}
 	if err := writeQueries(cached, 1000, "c", "AAAA"); err != nil {
+		return err
+	}
+	// The fixed-rate run's names: unique too, and none asked before.
+	if err := writeQueries(fixed, 10*(*rate), "f", "AAAA"); err != nil {
 		return err
 	}
 	up := ns.Command("taskset", "-c", "1", filepath.Join(*bin, "bench-upstream"), "-listen", upstreamAddr, "-sockets", "2")
@@ -101,7 +105,7 @@ func run() error {
 				continue
 			}
 			fmt.Fprintf(os.Stderr, "  %s\n", s.name)
-			rw, err := measure(s, dir, uniq, cached)
+			rw, err := measure(s, dir, uniq, cached, fixed)
 			if err != nil {
 				return fmt.Errorf("%s: %w", s.name, err)
 			}
@@ -113,22 +117,23 @@ func run() error {
 }
 
 type row struct {
-	name                   string
-	uniqueQPS, cachedQPS   float64
-	p50, p99               time.Duration
-	installP50, installP99 time.Duration
-	lost                   float64
+	name                 string
+	uniqueQPS, cachedQPS float64
+	p50, p99             time.Duration
+	// answer→kernel at the fixed rate, and p99 at the maximum rate.
+	installP50, installP99, installMaxP99 time.Duration
+	lost                                  float64
 }
 
-func measure(s server, dir, uniq, cached string) (row, error) {
+func measure(s server, dir, uniq, cached, fixed string) (row, error) {
 	rw := row{name: s.name}
 	if s.pre != nil {
 		if err := s.pre(); err != nil {
 			return rw, err
 		}
 	}
-	start := func() (*exec.Cmd, error) {
-		cmd := s.start(dir)
+	start := func(cached bool) (*exec.Cmd, error) {
+		cmd := s.start(dir, cached)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {
@@ -154,25 +159,40 @@ func measure(s server, dir, uniq, cached string) (row, error) {
 	}
 	// A fresh server per mix, so that one mix's cache or ledger does not
 	// help the other.
-	cmd, err := start()
+	enforcing := strings.HasPrefix(s.name, "fqdngate (nftables")
+	// Unique mix, at the maximum rate, then at the fixed rate.
+	cmd, err := start(false)
 	if err != nil {
 		return rw, err
 	}
-	rw.uniqueQPS, rw.lost, err = dnsperf(serverAddr+":53", uniq, *duration, 0)
-	if err == nil && strings.HasPrefix(s.name, "fqdngate (nftables") {
-		rw.installP50, rw.installP99, err = installLatency()
+	var h0, h1, h2 []bucket
+	if enforcing {
+		h0, err = installHistogram()
+	}
+	if err == nil {
+		rw.uniqueQPS, rw.lost, err = dnsperf(serverAddr+":53", uniq, *duration, 0)
+	}
+	if err == nil && enforcing {
+		if h1, err = installHistogram(); err == nil {
+			_, rw.installMaxP99, err = quantiles(h0, h1)
+		}
+	}
+	if err == nil {
+		rw.p50, rw.p99, err = latency(serverAddr+":53", fixed)
+	}
+	if err == nil && enforcing {
+		if h2, err = installHistogram(); err == nil {
+			rw.installP50, rw.installP99, err = quantiles(h1, h2)
+		}
 	}
 	stop(cmd)
 	if err != nil {
 		return rw, err
 	}
-	if cmd, err = start(); err != nil {
+	if cmd, err = start(true); err != nil {
 		return rw, err
 	}
 	rw.cachedQPS, _, err = dnsperf(serverAddr+":53", cached, *duration, 0)
-	if err == nil {
-		rw.p50, rw.p99, err = latency(serverAddr+":53", uniq)
-	}
 	stop(cmd)
 	return rw, err
 }

@@ -128,7 +128,14 @@ func (h *Handler) Stats() *Stats { return &h.stats }
 
 // ServeDNS implements dns.Handler.
 func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
-	client := addrOf(w.RemoteAddr())
+	var client netip.Addr
+	uw, udp := w.(*udpWriter)
+	if udp {
+		client = uw.client()
+	} else {
+		client = addrOf(w.RemoteAddr())
+		_, udp = w.RemoteAddr().(*net.UDPAddr)
+	}
 	var resp *dns.Msg
 	select {
 	case h.inflight <- struct{}{}:
@@ -140,7 +147,7 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		h.obs.Query(Outcome{Time: h.now(), Client: client, Decision: DecisionBusy})
 		resp = reply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeOther, "fqdngate: busy")
 	}
-	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
+	if udp {
 		size := dns.MinMsgSize
 		if opt := req.IsEdns0(); opt != nil {
 			size = int(opt.UDPSize())
@@ -301,7 +308,9 @@ func validate(req *dns.Msg) (int, string) {
 // DO bit is kept, the buffer size is ours.
 func upstreamQuery(req *dns.Msg) *dns.Msg {
 	m := new(dns.Msg)
-	m.SetQuestion(req.Question[0].Name, req.Question[0].Qtype)
+	// Not SetQuestion: its ID comes from crypto/rand, and the pool sets
+	// its own per attempt anyway.
+	m.Question = []dns.Question{{Name: req.Question[0].Name, Qtype: req.Question[0].Qtype, Qclass: dns.ClassINET}}
 	m.RecursionDesired = true
 	m.CheckingDisabled = req.CheckingDisabled
 	do := false
@@ -314,8 +323,10 @@ func upstreamQuery(req *dns.Msg) *dns.Msg {
 
 // clientReply turns an upstream reply into the client's: the client's ID
 // and question (its case, for 0x20), and EDNS only if the client used it.
+// resp is changed in place: it is the query's own (freshly unpacked, or a
+// copy from the cache).
 func clientReply(req, resp *dns.Msg) *dns.Msg {
-	out := resp.Copy()
+	out := resp
 	out.Id = req.Id
 	out.Question = req.Question
 	out.Response = true

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -243,6 +244,11 @@ func (n *NFT) writer() {
 			first.result <- n.rebuild(*first.rebuild, first.grants)
 			continue
 		}
+		// Let the query goroutines that are ready run first: they are
+		// likely to have answers for this same transaction. Without it
+		// the writer, woken first by the scheduler, committed one answer
+		// per netlink round trip under load.
+		runtime.Gosched()
 		batch := []*request{first}
 		elems := len(first.grants) + len(first.revokes)
 		var rebuild *request

@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"container/heap"
 	"net/netip"
 	"slices"
 	"sync"
@@ -36,7 +35,8 @@ type Answer struct {
 	Expires time.Time
 }
 
-// Entry is one address told to one client for one name.
+// Entry is one address told to one client for one name: a copy of what
+// the ledger holds, for readers.
 type Entry struct {
 	Client  netip.Addr
 	Group   string
@@ -48,21 +48,43 @@ type Entry struct {
 	TTL     time.Duration
 	Learnt  time.Time
 	Expires time.Time
-
-	index int // position in the expiry heap
 }
 
 // Live reports whether the entry still allows traffic at now.
 func (e *Entry) Live(now time.Time) bool { return now.Before(e.Expires) }
 
-type entryKey struct {
-	client, addr netip.Addr
-	name         string
+// entry is how the ledger holds an Entry (see compact.go): no pointers,
+// strings and lists by interned number, times in Unix nanoseconds, and
+// the links of the per-name and per-address lists it is on.
+type entry struct {
+	addr         addr16 // kind 0: a free slot
+	client       uint32 // in strs.clients
+	name, group  uint32 // in strs.names
+	chain, rules uint32 // in strs.lists
+	ports        uint32 // in strs.ports
+	ttl          uint32 // seconds
+	learnt       int64
+	expires      int64
+	heap         uint32 // position in the expiry heap
+	// Doubly linked lists through the slab; none ends them.
+	nextName, prevName uint32
+	nextAddr, prevAddr uint32
 }
 
+func (e *entry) used() bool { return e.addr.kind != 0 }
+
+const none = ^uint32(0)
+
+func (e *entry) live(now int64) bool { return now < e.expires }
+
 type nameKey struct {
-	client netip.Addr
-	name   string
+	client, name uint32
+}
+
+// nameList is the head and length of a (client, name) list.
+type nameList struct {
+	head uint32
+	n    uint32
 }
 
 // Options bound a Ledger.
@@ -85,18 +107,21 @@ type Options struct {
 const DefaultRetention = time.Hour
 
 // Ledger is safe for concurrent use; one mutex guards all of it, held only
-// for map and heap updates.
+// for updates of the slab, its indexes and the heap.
 type Ledger struct {
 	opts Options
 
-	mu      sync.Mutex
-	entries map[entryKey]*Entry
-	byName  map[nameKey][]*Entry
-	byAddr  map[netip.Addr][]*Entry
-	expiry  expiryHeap
-	stats   Stats
+	mu     sync.Mutex
+	slab   slab
+	free   []uint32
+	n      int // entries in use
+	byName map[nameKey]nameList
+	byAddr map[addr16]uint32 // head of the address's list
+	expiry []uint32          // heap of slab indexes, earliest expiry first
+	strs   strs
+	stats  Stats
 	// changed holds the keys written or removed since TakeChanges (Track).
-	changed map[entryKey]struct{}
+	changed map[Key]struct{}
 }
 
 // Stats counts what the ledger did since it was made.
@@ -121,10 +146,10 @@ func New(o Options) *Ledger {
 	}
 	return &Ledger{
 		opts:    o,
-		entries: make(map[entryKey]*Entry),
-		changed: make(map[entryKey]struct{}),
-		byName:  make(map[nameKey][]*Entry),
-		byAddr:  make(map[netip.Addr][]*Entry),
+		changed: make(map[Key]struct{}),
+		byName:  make(map[nameKey]nameList),
+		byAddr:  make(map[addr16]uint32),
+		strs:    newStrs(),
 	}
 }
 
@@ -151,49 +176,151 @@ func (l *Ledger) ElemsOf(a Answer) []Elem {
 func (l *Ledger) Record(now time.Time, a Answer) (revoke []Elem) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	nowNS := now.UnixNano()
+	// Hold the name while evicting, so that its number stays valid even
+	// when the last entry with it goes.
+	nameID, clientID := l.strs.name(a.Name), l.strs.client(a.Client)
+	defer l.strs.names.release(nameID)
+	defer l.strs.clients.release(clientID)
+	nk := nameKey{clientID, nameID}
 	for _, addr := range a.Addrs {
-		k := entryKey{a.Client, addr, a.Name}
-		if e := l.entries[k]; e != nil {
-			e.Chain, e.Rules, e.Ports, e.TTL, e.Group, e.Learnt = a.Chain, a.Rules, a.Ports, a.TTL, a.Group, now
-			l.touch(k)
-			if a.Expires.After(e.Expires) {
-				e.Expires = a.Expires
-				heap.Fix(&l.expiry, e.index)
+		ad := pack(addr)
+		if i := l.findLocked(nk, ad); i != none {
+			e := l.slab.at(i)
+			l.releaseStrs(e)
+			l.refStrs(e, a)
+			e.ttl, e.learnt = ttlSeconds(a.TTL), nowNS
+			if x := a.Expires.UnixNano(); x > e.expires {
+				e.expires = x
+				l.heapFix(int(e.heap))
 			}
+			l.touch(i)
 			continue
 		}
-		nk := nameKey{a.Client, a.Name}
-		if same := l.byName[nk]; len(same) >= l.opts.MaxPerName {
-			oldest := slices.MinFunc(same, func(x, y *Entry) int { return x.Expires.Compare(y.Expires) })
-			revoke = append(revoke, l.removeLocked(now, oldest)...)
+		if int(l.byName[nk].n) >= l.opts.MaxPerName {
+			oldest := none
+			for j := l.head(nk); j != none; j = l.slab.at(j).nextName {
+				if oldest == none || l.slab.at(j).expires < l.slab.at(oldest).expires {
+					oldest = j
+				}
+			}
+			revoke = append(revoke, l.removeLocked(nowNS, oldest)...)
 			l.stats.EvictedPerName++
 		}
-		if len(l.entries) >= l.opts.MaxEntries {
-			revoke = append(revoke, l.removeLocked(now, l.expiry[0])...)
+		if l.n >= l.opts.MaxEntries {
+			revoke = append(revoke, l.removeLocked(nowNS, l.expiry[0])...)
 			l.stats.EvictedGlobal++
 		}
-		l.insertLocked(&Entry{
-			Client: a.Client, Group: a.Group, Name: a.Name, Chain: a.Chain, Addr: addr,
-			Rules: a.Rules, Ports: a.Ports, TTL: a.TTL, Learnt: now, Expires: a.Expires,
-		})
+		e := entry{client: nk.client, addr: ad, ttl: ttlSeconds(a.TTL), learnt: nowNS, expires: a.Expires.UnixNano()}
+		l.strs.names.refs[nameID]++
+		l.strs.clients.refs[clientID]++
+		e.name = nameID
+		l.refStrs(&e, a)
+		l.insertLocked(e)
 		l.stats.Learnt++
 	}
-	return revoke
+	// The answer's own elements are in the kernel already (rule before
+	// answer): an evicted entry's element that this answer also holds
+	// must stay.
+	return l.uncoveredLocked(nowNS, revoke)
 }
 
-func (l *Ledger) insertLocked(e *Entry) {
-	k := entryKey{e.Client, e.Addr, e.Name}
-	nk := nameKey{e.Client, e.Name}
-	l.entries[k] = e
-	l.byName[nk] = append(l.byName[nk], e)
-	l.byAddr[e.Addr] = append(l.byAddr[e.Addr], e)
-	heap.Push(&l.expiry, e)
-	l.touch(k)
+// uncoveredLocked keeps the elements that no live entry covers.
+func (l *Ledger) uncoveredLocked(now int64, elems []Elem) []Elem {
+	out := elems[:0]
+	for _, e := range elems {
+		client, _ := l.strs.clientID(e.Client)
+		if !l.coveredLocked(now, none, client, pack(e.Addr), e.Port) {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
-func (l *Ledger) touch(k entryKey) {
+func ttlSeconds(d time.Duration) uint32 { return uint32(min(max(d, 0)/time.Second, 1<<32-1)) }
+
+// refStrs takes references on a's group, chain, rules and ports for e.
+func (l *Ledger) refStrs(e *entry, a Answer) {
+	e.group = l.strs.name(a.Group)
+	e.chain = l.strs.list(a.Chain)
+	e.rules = l.strs.list(a.Rules)
+	e.ports = l.strs.portSet(a.Ports)
+}
+
+func (l *Ledger) releaseStrs(e *entry) {
+	l.strs.names.release(e.group)
+	l.strs.lists.release(e.chain)
+	l.strs.lists.release(e.rules)
+	l.strs.ports.release(e.ports)
+}
+
+// findLocked returns the entry of addr on the (client, name) list, or none.
+func (l *Ledger) findLocked(nk nameKey, addr addr16) uint32 {
+	for i := l.head(nk); i != none; i = l.slab.at(i).nextName {
+		if l.slab.at(i).addr == addr {
+			return i
+		}
+	}
+	return none
+}
+
+func (l *Ledger) insertLocked(e entry) uint32 {
+	var i uint32
+	if n := len(l.free); n > 0 {
+		i = l.free[n-1]
+		l.free = l.free[:n-1]
+	} else {
+		i = l.slab.grow()
+	}
+	nk := nameKey{e.client, e.name}
+	e.prevName, e.prevAddr = none, none
+	e.nextName = l.head(nk)
+	e.nextAddr = l.headAddr(e.addr)
+	*l.slab.at(i) = e
+	if e.nextName != none {
+		l.slab.at(e.nextName).prevName = i
+	}
+	if e.nextAddr != none {
+		l.slab.at(e.nextAddr).prevAddr = i
+	}
+	l.byName[nk] = nameList{i, l.byName[nk].n + 1}
+	l.byAddr[e.addr] = i
+	l.n++
+	l.heapPush(i)
+	l.touch(i)
+	return i
+}
+
+func (l *Ledger) head(k nameKey) uint32 {
+	if nl, ok := l.byName[k]; ok {
+		return nl.head
+	}
+	return none
+}
+
+func (l *Ledger) headAddr(a addr16) uint32 {
+	if i, ok := l.byAddr[a]; ok {
+		return i
+	}
+	return none
+}
+
+func (l *Ledger) touch(i uint32) {
 	if l.opts.Track {
-		l.changed[k] = struct{}{}
+		e := l.slab.at(i)
+		l.changed[Key{l.strs.clients.get(e.client), e.addr.addr(), l.strs.names.get(e.name)}] = struct{}{}
+	}
+}
+
+// export is the Entry of slab index i, for readers.
+func (l *Ledger) export(i uint32) Entry {
+	e := l.slab.at(i)
+	return Entry{
+		Client: l.strs.clients.get(e.client), Group: l.strs.names.get(e.group), Name: l.strs.names.get(e.name),
+		Chain: cloneOrNil(l.strs.lists.get(e.chain)), Addr: e.addr.addr(),
+		Rules: cloneOrNil(l.strs.lists.get(e.rules)), Ports: cloneOrNil(l.strs.ports.get(e.ports)),
+		TTL:    time.Duration(e.ttl) * time.Second,
+		Learnt: time.Unix(0, e.learnt), Expires: time.Unix(0, e.expires),
 	}
 }
 
@@ -209,14 +336,23 @@ func (l *Ledger) TakeChanges() (written []Entry, removed []Key) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for k := range l.changed {
-		if e := l.entries[k]; e != nil {
-			written = append(written, *e)
+		if i := l.lookupLocked(k); i != none {
+			written = append(written, l.export(i))
 		} else {
-			removed = append(removed, Key{k.client, k.addr, k.name})
+			removed = append(removed, k)
 		}
 	}
 	clear(l.changed)
 	return written, removed
+}
+
+func (l *Ledger) lookupLocked(k Key) uint32 {
+	id, ok := l.strs.names.ids[k.Name]
+	client, known := l.strs.clientID(k.Client)
+	if !ok || !known {
+		return none
+	}
+	return l.findLocked(nameKey{client, id}, pack(k.Addr))
 }
 
 // Restore puts entries read back from the store into an empty ledger,
@@ -226,15 +362,22 @@ func (l *Ledger) Restore(now time.Time, entries []Entry) (kept, dropped int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	cutoff := now.Add(-l.opts.Retention)
-	for i := range entries {
-		e := entries[i]
-		k := entryKey{e.Client, e.Addr, e.Name}
-		if !e.Expires.After(cutoff) || l.entries[k] != nil || len(l.entries) >= l.opts.MaxEntries ||
-			len(l.byName[nameKey{e.Client, e.Name}]) >= l.opts.MaxPerName {
+	for _, e := range entries {
+		k := Key{e.Client, e.Addr, e.Name}
+		if !e.Expires.After(cutoff) || l.lookupLocked(k) != none || l.n >= l.opts.MaxEntries {
 			dropped++
 			continue
 		}
-		l.insertLocked(&e)
+		id, ok := l.strs.names.ids[e.Name]
+		client, known := l.strs.clientID(e.Client)
+		if ok && known && int(l.byName[nameKey{client, id}].n) >= l.opts.MaxPerName || !e.Addr.IsValid() {
+			dropped++
+			continue
+		}
+		in := entry{client: l.strs.client(e.Client), addr: pack(e.Addr), ttl: ttlSeconds(e.TTL),
+			learnt: e.Learnt.UnixNano(), expires: e.Expires.UnixNano(), name: l.strs.name(e.Name)}
+		l.refStrs(&in, Answer{Group: e.Group, Chain: e.Chain, Rules: e.Rules, Ports: e.Ports})
+		l.insertLocked(in)
 		kept++
 	}
 	// What was read back is what the store has: nothing to write.
@@ -246,64 +389,81 @@ func (l *Ledger) Restore(now time.Time, entries []Entry) (kept, dropped int) {
 func (l *Ledger) Live(now time.Time) []Entry {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	nowNS := now.UnixNano()
 	var out []Entry
-	for _, e := range l.entries {
-		if e.Live(now) {
-			out = append(out, *e)
+	for i := range uint32(l.slab.len()) {
+		if e := l.slab.at(i); e.used() && e.live(nowNS) {
+			out = append(out, l.export(uint32(i)))
 		}
 	}
 	return out
 }
 
-// removeLocked deletes e and returns its kernel elements that no other
-// live entry covers (none when e itself had expired: the kernel aged those
-// out on its own).
-func (l *Ledger) removeLocked(now time.Time, e *Entry) []Elem {
-	delete(l.entries, entryKey{e.Client, e.Addr, e.Name})
-	l.touch(entryKey{e.Client, e.Addr, e.Name})
-	nk := nameKey{e.Client, e.Name}
-	l.byName[nk] = removePtr(l.byName[nk], e)
-	if len(l.byName[nk]) == 0 {
+// removeLocked deletes entry i and returns its kernel elements that no
+// other live entry covers (none when it had expired: the kernel aged
+// those out on its own).
+func (l *Ledger) removeLocked(now int64, i uint32) []Elem {
+	l.touch(i)
+	e := *l.slab.at(i) // a copy: the slot is cleared below
+	nk := nameKey{e.client, e.name}
+	// Unlink from the name's list and the address's list.
+	nl := l.byName[nk]
+	if nl.n--; nl.n == 0 {
 		delete(l.byName, nk)
+	} else {
+		if e.prevName != none {
+			l.slab.at(e.prevName).nextName = e.nextName
+		} else {
+			nl.head = e.nextName
+		}
+		if e.nextName != none {
+			l.slab.at(e.nextName).prevName = e.prevName
+		}
+		l.byName[nk] = nl
 	}
-	l.byAddr[e.Addr] = removePtr(l.byAddr[e.Addr], e)
-	others := l.byAddr[e.Addr]
-	if len(others) == 0 {
-		delete(l.byAddr, e.Addr)
+	if e.prevAddr != none {
+		l.slab.at(e.prevAddr).nextAddr = e.nextAddr
+	} else if e.nextAddr != none {
+		l.byAddr[e.addr] = e.nextAddr
+	} else {
+		delete(l.byAddr, e.addr)
 	}
-	heap.Remove(&l.expiry, e.index)
-	if !e.Live(now) {
-		return nil
+	if e.nextAddr != none {
+		l.slab.at(e.nextAddr).prevAddr = e.prevAddr
 	}
+	l.heapRemove(int(e.heap))
+	*l.slab.at(i) = entry{}
+	l.free = append(l.free, i)
+	l.n--
+
 	var out []Elem
-	for _, p := range e.Ports {
-		covered := false
-		for _, o := range others {
-			if o.Live(now) && (l.opts.Global || o.Client == e.Client) && slices.Contains(o.Ports, p) {
-				covered = true
-				break
-			}
+	if e.live(now) {
+		client := l.strs.clients.get(e.client)
+		if l.opts.Global {
+			client = netip.Addr{}
 		}
-		if !covered {
-			client := e.Client
-			if l.opts.Global {
-				client = netip.Addr{}
+		for _, p := range l.strs.ports.get(e.ports) {
+			if !l.coveredLocked(now, none, e.client, e.addr, p) {
+				out = append(out, Elem{Client: client, Addr: e.addr.addr(), Port: p})
 			}
-			out = append(out, Elem{Client: client, Addr: e.Addr, Port: p})
 		}
 	}
+	l.strs.names.release(e.name)
+	l.strs.clients.release(e.client)
+	l.releaseStrs(&e)
 	return out
 }
 
-func removePtr(s []*Entry, e *Entry) []*Entry {
-	for i, x := range s {
-		if x == e {
-			s[i] = s[len(s)-1]
-			s[len(s)-1] = nil
-			return s[:len(s)-1]
+// coveredLocked reports whether a live entry other than skip holds addr
+// on port p for client (any client in global scope).
+func (l *Ledger) coveredLocked(now int64, skip, client uint32, addr addr16, p policy.PortRange) bool {
+	for j := l.headAddr(addr); j != none; j = l.slab.at(j).nextAddr {
+		o := l.slab.at(j)
+		if j != skip && o.live(now) && (l.opts.Global || o.client == client) && slices.Contains(l.strs.ports.get(o.ports), p) {
+			return true
 		}
 	}
-	return s
+	return false
 }
 
 // GC removes entries that expired more than the retention period before
@@ -311,10 +471,10 @@ func removePtr(s []*Entry, e *Entry) []*Entry {
 func (l *Ledger) GC(now time.Time) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	cutoff := now.Add(-l.opts.Retention)
+	cutoff := now.Add(-l.opts.Retention).UnixNano()
 	n := 0
-	for len(l.expiry) > 0 && !l.expiry[0].Expires.After(cutoff) {
-		l.removeLocked(now, l.expiry[0])
+	for len(l.expiry) > 0 && l.slab.at(l.expiry[0]).expires <= cutoff {
+		l.removeLocked(now.UnixNano(), l.expiry[0])
 		n++
 	}
 	l.stats.Collected += uint64(n)
@@ -327,11 +487,15 @@ func (l *Ledger) Lookup(addr netip.Addr, client netip.Addr) []Entry {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []Entry
-	for _, e := range l.byAddr[addr.Unmap()] {
-		if client.IsValid() && e.Client != client {
+	c, known := l.strs.clientID(client)
+	if client.IsValid() && !known {
+		return nil
+	}
+	for i := l.headAddr(pack(addr.Unmap())); i != none; i = l.slab.at(i).nextAddr {
+		if client.IsValid() && l.slab.at(i).client != c {
 			continue
 		}
-		out = append(out, *e)
+		out = append(out, l.export(i))
 	}
 	slices.SortFunc(out, func(x, y Entry) int { return y.Expires.Compare(x.Expires) })
 	return out
@@ -342,31 +506,74 @@ func (l *Ledger) Stats() Stats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.stats
-	s.Entries = len(l.entries)
+	s.Entries = l.n
 	return s
 }
 
-// expiryHeap orders entries by expiry, earliest first.
-type expiryHeap []*Entry
+// The expiry heap orders slab indexes by expiry, earliest first; each
+// entry knows its position (entry.heap) so that it can be fixed or
+// removed in place.
+func (l *Ledger) heapLess(i, j int) bool {
+	return l.slab.at(l.expiry[i]).expires < l.slab.at(l.expiry[j]).expires
+}
 
-func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].Expires.Before(h[j].Expires) }
-func (h expiryHeap) Swap(i, j int) {
+func (l *Ledger) heapSwap(i, j int) {
+	h := l.expiry
 	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
+	l.slab.at(h[i]).heap, l.slab.at(h[j]).heap = uint32(i), uint32(j)
 }
-func (h *expiryHeap) Push(x any) {
-	e := x.(*Entry)
-	e.index = len(*h)
-	*h = append(*h, e)
+
+func (l *Ledger) heapPush(i uint32) {
+	l.slab.at(i).heap = uint32(len(l.expiry))
+	l.expiry = append(l.expiry, i)
+	l.heapUp(len(l.expiry) - 1)
 }
-func (h *expiryHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	e.index = -1
-	return e
+
+func (l *Ledger) heapRemove(at int) {
+	last := len(l.expiry) - 1
+	if at != last {
+		l.heapSwap(at, last)
+	}
+	l.expiry = l.expiry[:last]
+	if at != last {
+		l.heapFix(at)
+	}
+}
+
+func (l *Ledger) heapFix(at int) {
+	if !l.heapDown(at) {
+		l.heapUp(at)
+	}
+}
+
+func (l *Ledger) heapUp(j int) {
+	for j > 0 {
+		i := (j - 1) / 2
+		if !l.heapLess(j, i) {
+			break
+		}
+		l.heapSwap(i, j)
+		j = i
+	}
+}
+
+func (l *Ledger) heapDown(i0 int) bool {
+	i, n := i0, len(l.expiry)
+	for {
+		j := 2*i + 1
+		if j >= n {
+			break
+		}
+		if r := j + 1; r < n && l.heapLess(r, j) {
+			j = r
+		}
+		if !l.heapLess(j, i) {
+			break
+		}
+		l.heapSwap(i, j)
+		i = j
+	}
+	return i > i0
 }
 
 // Filter selects ledger entries; zero fields match everything.
@@ -381,24 +588,35 @@ type Filter struct {
 func (l *Ledger) Select(f Filter, limit int) ([]Entry, bool) {
 	l.mu.Lock()
 	var out []Entry
-	add := func(e *Entry) {
-		if (f.Client.IsValid() && e.Client != f.Client) || (f.Addr.IsValid() && e.Addr != f.Addr.Unmap()) || (f.Name != "" && e.Name != f.Name) {
+	fc, known := l.strs.clientID(f.Client)
+	if f.Client.IsValid() && !known {
+		l.mu.Unlock()
+		return nil, false
+	}
+	fa := pack(f.Addr.Unmap())
+	add := func(i uint32) {
+		e := l.slab.at(i)
+		if (f.Client.IsValid() && e.client != fc) || (f.Addr.IsValid() && e.addr != fa) || (f.Name != "" && l.strs.names.get(e.name) != f.Name) {
 			return
 		}
-		out = append(out, *e)
+		out = append(out, l.export(i))
 	}
 	switch {
 	case f.Addr.IsValid():
-		for _, e := range l.byAddr[f.Addr.Unmap()] {
-			add(e)
+		for i := l.headAddr(fa); i != none; i = l.slab.at(i).nextAddr {
+			add(i)
 		}
 	case f.Client.IsValid() && f.Name != "":
-		for _, e := range l.byName[nameKey{f.Client, f.Name}] {
-			add(e)
+		if id, ok := l.strs.names.ids[f.Name]; ok {
+			for i := l.head(nameKey{fc, id}); i != none; i = l.slab.at(i).nextName {
+				add(i)
+			}
 		}
 	default:
-		for _, e := range l.entries {
-			add(e)
+		for i := range uint32(l.slab.len()) {
+			if l.slab.at(i).used() {
+				add(uint32(i))
+			}
 		}
 	}
 	l.mu.Unlock()
@@ -424,53 +642,49 @@ type Grant struct {
 func (l *Ledger) Repolicy(now time.Time, allowed func(client netip.Addr, name string) ([]policy.PortRange, []string, bool)) (revoke []Elem, grant []Grant) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var gone []*Entry
-	for _, e := range l.entries {
-		if !e.Live(now) {
+	nowNS := now.UnixNano()
+	var gone []uint32
+	for i := range uint32(l.slab.len()) {
+		e := l.slab.at(i)
+		if !e.used() || !e.live(nowNS) {
 			continue
 		}
-		ports, rules, ok := allowed(e.Client, e.Name)
+		ports, rules, ok := allowed(l.strs.clients.get(e.client), l.strs.names.get(e.name))
 		if !ok {
-			gone = append(gone, e)
+			gone = append(gone, uint32(i))
 			continue
 		}
-		if slices.Equal(ports, e.Ports) {
-			e.Rules = rules
+		old := l.strs.ports.get(e.ports)
+		newRules := l.strs.list(rules)
+		l.strs.lists.release(e.rules)
+		e.rules = newRules
+		if slices.Equal(ports, old) {
 			continue
 		}
-		old := e.Ports
-		e.Ports, e.Rules = ports, rules
-		l.touch(entryKey{e.Client, e.Addr, e.Name})
-		client := e.Client
+		newPorts := l.strs.portSet(ports)
+		l.strs.ports.release(e.ports)
+		e.ports = newPorts
+		l.touch(uint32(i))
+		client := l.strs.clients.get(e.client)
 		if l.opts.Global {
 			client = netip.Addr{}
 		}
+		addr, expires := e.addr.addr(), time.Unix(0, e.expires)
 		for _, p := range ports {
 			if !slices.Contains(old, p) {
-				grant = append(grant, Grant{Elem{client, e.Addr, p}, e.Expires})
+				grant = append(grant, Grant{Elem{client, addr, p}, expires})
 			}
 		}
 		for _, p := range old {
-			if !slices.Contains(ports, p) && !l.coveredLocked(now, e, p) {
-				revoke = append(revoke, Elem{client, e.Addr, p})
+			if !slices.Contains(ports, p) && !l.coveredLocked(nowNS, uint32(i), e.client, e.addr, p) {
+				revoke = append(revoke, Elem{client, addr, p})
 			}
 		}
 	}
-	for _, e := range gone {
-		revoke = append(revoke, l.removeLocked(now, e)...)
+	for _, i := range gone {
+		revoke = append(revoke, l.removeLocked(nowNS, i)...)
 	}
-	return revoke, grant
-}
-
-// coveredLocked reports whether a live entry other than e holds e's
-// address on port p for e's client (any client in global scope).
-func (l *Ledger) coveredLocked(now time.Time, e *Entry, p policy.PortRange) bool {
-	for _, o := range l.byAddr[e.Addr] {
-		if o != e && o.Live(now) && (l.opts.Global || o.Client == e.Client) && slices.Contains(o.Ports, p) {
-			return true
-		}
-	}
-	return false
+	return l.uncoveredLocked(nowNS, revoke), grant
 }
 
 // Grants lists the elements of every live entry, each to live until its
@@ -478,17 +692,19 @@ func (l *Ledger) coveredLocked(now time.Time, e *Entry, p policy.PortRange) bool
 func (l *Ledger) Grants(now time.Time) []Grant {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	nowNS := now.UnixNano()
 	var out []Grant
-	for _, e := range l.entries {
-		if !e.Live(now) {
+	for i := range uint32(l.slab.len()) {
+		e := l.slab.at(i)
+		if !e.used() || !e.live(nowNS) {
 			continue
 		}
-		client := e.Client
+		client := l.strs.clients.get(e.client)
 		if l.opts.Global {
 			client = netip.Addr{}
 		}
-		for _, p := range e.Ports {
-			out = append(out, Grant{Elem{client, e.Addr, p}, e.Expires})
+		for _, p := range l.strs.ports.get(e.ports) {
+			out = append(out, Grant{Elem{client, e.addr.addr(), p}, time.Unix(0, e.expires)})
 		}
 	}
 	return out

@@ -218,10 +218,10 @@ func (s *Store) Flush(l *Ledger) error {
 		// Keep them for the next attempt rather than lose them.
 		l.mu.Lock()
 		for _, e := range written {
-			l.touch(entryKey{e.Client, e.Addr, e.Name})
+			l.changed[Key{e.Client, e.Addr, e.Name}] = struct{}{}
 		}
 		for _, k := range removed {
-			l.touch(entryKey{k.Client, k.Addr, k.Name})
+			l.changed[k] = struct{}{}
 		}
 		l.mu.Unlock()
 		return err

@@ -1,0 +1,195 @@
+package ledger
+
+import (
+	"net/netip"
+
+	"github.com/fqdngate/fqdngate/internal/policy"
+)
+
+// The ledger holds up to millions of entries, so it keeps them compact and
+// free of pointers: addresses as 16 bytes and a kind, strings and lists
+// interned once and referred to by number. The collector then has nothing
+// to scan in the slab of entries, and an entry costs about a sixth of
+// what a struct of strings, slices and netip.Addrs did.
+
+// addr16 is a netip.Addr without the zone pointer (zones never occur in
+// DNS answers or client sources).
+type addr16 struct {
+	b    [16]byte
+	kind uint8 // 0 invalid, 4, 6
+}
+
+func pack(a netip.Addr) addr16 {
+	switch {
+	case a.Is4():
+		return addr16{b: a.As16(), kind: 4}
+	case a.Is6():
+		return addr16{b: a.As16(), kind: 6}
+	}
+	return addr16{}
+}
+
+func (a addr16) addr() netip.Addr {
+	switch a.kind {
+	case 4:
+		return netip.AddrFrom4([4]byte(a.b[12:]))
+	case 6:
+		return netip.AddrFrom16(a.b)
+	}
+	return netip.Addr{}
+}
+
+// table interns values by a string key with reference counts, so that a
+// name shared by many entries, or a rule list shared by all, is stored
+// once and freed with its last entry.
+type table[T any] struct {
+	ids  map[string]uint32
+	keys []string
+	vals []T
+	refs []uint32
+	free []uint32
+}
+
+func newTable[T any]() table[T] { return table[T]{ids: make(map[string]uint32)} }
+
+// has takes a reference on key if it is interned.
+func (t *table[T]) has(key []byte) (uint32, bool) {
+	id, ok := t.ids[string(key)] // no copy: a lookup
+	if ok {
+		t.refs[id]++
+	}
+	return id, ok
+}
+
+// add interns key, which must not be interned yet, with one reference.
+func (t *table[T]) add(key string, val T) uint32 {
+	var id uint32
+	if n := len(t.free); n > 0 {
+		id = t.free[n-1]
+		t.free = t.free[:n-1]
+		t.keys[id], t.vals[id], t.refs[id] = key, val, 1
+	} else {
+		id = uint32(len(t.keys))
+		t.keys, t.vals, t.refs = append(t.keys, key), append(t.vals, val), append(t.refs, 1)
+	}
+	t.ids[key] = id
+	return id
+}
+
+func (t *table[T]) release(id uint32) {
+	if t.refs[id]--; t.refs[id] > 0 {
+		return
+	}
+	delete(t.ids, t.keys[id])
+	var zero T
+	t.keys[id], t.vals[id] = "", zero
+	t.free = append(t.free, id)
+}
+
+func (t *table[T]) get(id uint32) T { return t.vals[id] }
+
+// joinKey is the interning key of a list of names: NUL never occurs in a
+// normalised name (miekg escapes it).
+func joinKey(buf []byte, list []string) []byte {
+	for i, s := range list {
+		if i > 0 {
+			buf = append(buf, 0)
+		}
+		buf = append(buf, s...)
+	}
+	return buf
+}
+
+func portsKey(buf []byte, ports []policy.PortRange) []byte {
+	for _, p := range ports {
+		buf = append(buf, p.Proto, byte(p.Lo>>8), byte(p.Lo), byte(p.Hi>>8), byte(p.Hi))
+	}
+	return buf
+}
+
+// strs is the ledger's interned clients, strings and lists.
+type strs struct {
+	clients table[netip.Addr]
+	names   table[string] // names and groups
+	lists   table[[]string]
+	ports   table[[]policy.PortRange]
+	keyBuf  []byte
+}
+
+func newStrs() strs {
+	return strs{clients: newTable[netip.Addr](), names: newTable[string](), lists: newTable[[]string](), ports: newTable[[]policy.PortRange]()}
+}
+
+func addrKey(buf []byte, a netip.Addr) []byte {
+	b := a.As16()
+	return append(append(buf, b[:]...), pack(a).kind)
+}
+
+// client takes a reference on client a.
+func (s *strs) client(a netip.Addr) uint32 {
+	s.keyBuf = addrKey(s.keyBuf[:0], a)
+	if id, ok := s.clients.has(s.keyBuf); ok {
+		return id
+	}
+	return s.clients.add(string(s.keyBuf), a)
+}
+
+// clientID is client a's number, if any entry has it.
+func (s *strs) clientID(a netip.Addr) (uint32, bool) {
+	s.keyBuf = addrKey(s.keyBuf[:0], a)
+	id, ok := s.clients.ids[string(s.keyBuf)]
+	return id, ok
+}
+
+func (s *strs) name(n string) uint32 {
+	if id, ok := s.names.ids[n]; ok {
+		s.names.refs[id]++
+		return id
+	}
+	return s.names.add(n, n)
+}
+
+func (s *strs) list(l []string) uint32 {
+	s.keyBuf = joinKey(s.keyBuf[:0], l)
+	if id, ok := s.lists.has(s.keyBuf); ok {
+		return id
+	}
+	return s.lists.add(string(s.keyBuf), cloneOrNil(l))
+}
+
+func (s *strs) portSet(p []policy.PortRange) uint32 {
+	s.keyBuf = portsKey(s.keyBuf[:0], p)
+	if id, ok := s.ports.has(s.keyBuf); ok {
+		return id
+	}
+	return s.ports.add(string(s.keyBuf), cloneOrNil(p))
+}
+
+func cloneOrNil[T any](s []T) []T {
+	if len(s) == 0 {
+		return nil
+	}
+	return append([]T(nil), s...)
+}
+
+// slab holds the entries in pages, so that growing it copies nothing and
+// leaves at most one page unused (a slice doubling left up to half).
+type slab struct {
+	pages [][]entry
+	n     uint32
+}
+
+const pageBits = 12
+
+func (s *slab) at(i uint32) *entry { return &s.pages[i>>pageBits][i&(1<<pageBits-1)] }
+
+func (s *slab) len() int { return int(s.n) }
+
+// grow adds a zero entry and returns its index.
+func (s *slab) grow() uint32 {
+	if int(s.n>>pageBits) == len(s.pages) {
+		s.pages = append(s.pages, make([]entry, 1<<pageBits))
+	}
+	s.n++
+	return s.n - 1
+}

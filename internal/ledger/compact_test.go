@@ -1,0 +1,177 @@
+package ledger
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/fqdngate/fqdngate/internal/policy"
+)
+
+// checkInvariants walks the compact ledger and fails on any index, list,
+// heap or reference count that disagrees with the slab.
+func checkInvariants(t *testing.T, l *Ledger) {
+	t.Helper()
+	used := 0
+	clients, names, lists, ports := map[uint32]uint32{}, map[uint32]uint32{}, map[uint32]uint32{}, map[uint32]uint32{}
+	onName, onAddr := 0, 0
+	for i := range uint32(l.slab.len()) {
+		e := l.slab.at(i)
+		if !e.used() {
+			continue
+		}
+		used++
+		clients[e.client]++
+		names[e.name]++
+		names[e.group]++
+		lists[e.chain]++
+		lists[e.rules]++
+		ports[e.ports]++
+		if l.expiry[e.heap] != uint32(i) {
+			t.Fatalf("entry %d: heap position %d holds %d", i, e.heap, l.expiry[e.heap])
+		}
+	}
+	if used != l.n || used != len(l.expiry) {
+		t.Fatalf("used %d, n %d, heap %d", used, l.n, len(l.expiry))
+	}
+	for k, h := range l.byName {
+		prev, n := none, 0
+		for i := h.head; i != none; i = l.slab.at(i).nextName {
+			e := l.slab.at(i)
+			if !e.used() || e.client != k.client || e.name != k.name || e.prevName != prev {
+				t.Fatalf("name list %v broken at %d", k, i)
+			}
+			prev = i
+			n++
+		}
+		if int(h.n) != n {
+			t.Fatalf("name %v: count %d, list %d", k, h.n, n)
+		}
+		onName += n
+	}
+	for a, h := range l.byAddr {
+		prev := none
+		for i := h; i != none; i = l.slab.at(i).nextAddr {
+			e := l.slab.at(i)
+			if !e.used() || e.addr != a || e.prevAddr != prev {
+				t.Fatalf("address list %v broken at %d", a.addr(), i)
+			}
+			prev = i
+			onAddr++
+		}
+	}
+	if onName != used || onAddr != used {
+		t.Fatalf("lists hold %d and %d of %d entries", onName, onAddr, used)
+	}
+	for i := 1; i < len(l.expiry); i++ {
+		if l.heapLess(i, (i-1)/2) {
+			t.Fatalf("heap order broken at %d", i)
+		}
+	}
+	refs := func(what string, got []uint32, want map[uint32]uint32, ids map[string]uint32) {
+		live := 0
+		for id, r := range got {
+			if r != want[uint32(id)] {
+				t.Fatalf("%s %d: %d references, %d users", what, id, r, want[uint32(id)])
+			}
+			if r > 0 {
+				live++
+			}
+		}
+		if live != len(ids) {
+			t.Fatalf("%s: %d referenced, %d interned", what, live, len(ids))
+		}
+	}
+	refs("client", l.strs.clients.refs, clients, l.strs.clients.ids)
+	refs("name", l.strs.names.refs, names, l.strs.names.ids)
+	refs("list", l.strs.lists.refs, lists, l.strs.lists.ids)
+	refs("ports", l.strs.ports.refs, ports, l.strs.ports.ids)
+}
+
+// TestLedgerRandomOperations drives a small ledger (tight caps, few
+// clients, names and addresses, so that everything collides) with random
+// records, policy changes and collections, checking after each step the
+// invariants, and that what Record and Repolicy revoke is exactly what no
+// remaining live entry covers.
+func TestLedgerRandomOperations(t *testing.T) {
+	for _, global := range []bool{false, true} {
+		t.Run(fmt.Sprintf("global=%v", global), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(1, 2))
+			l := New(Options{MaxPerName: 3, MaxEntries: 20, Retention: time.Minute, Global: global, Track: true})
+			clients := []netip.Addr{devA, devB}
+			portSets := [][]policy.PortRange{{tcp443}, {tcp443, tcp8883}, {tcp8883}}
+			// The policy: ports per name, nil when denied. Record follows
+			// it, as the handler does; Repolicy changes it.
+			pol := map[string][]policy.PortRange{}
+			for i := range 5 {
+				pol[fmt.Sprintf("n%d.example", i)] = portSets[i%3]
+			}
+			now := t0
+			for step := range 3000 {
+				now = now.Add(time.Duration(r.IntN(5000)) * time.Millisecond)
+				before := liveElems(l, now, global)
+				var revoke []Elem
+				what := "gc"
+				switch op := r.IntN(10); {
+				case op < 7:
+					var as []string
+					for range 1 + r.IntN(3) {
+						as = append(as, fmt.Sprintf("203.0.113.%d", r.IntN(8)))
+					}
+					name := fmt.Sprintf("n%d.example", r.IntN(5))
+					if pol[name] == nil {
+						continue
+					}
+					a := answer(clients[r.IntN(2)], name, now.Add(time.Duration(1+r.IntN(40))*time.Second), as...)
+					a.Ports = pol[name]
+					a.Chain = []string{fmt.Sprintf("c%d.cdn.example", r.IntN(3))}
+					for _, e := range l.ElemsOf(a) {
+						before[e] = true // installed before Record
+					}
+					revoke = l.Record(now, a)
+					what = fmt.Sprintf("record %v", a)
+				case op < 9:
+					name := fmt.Sprintf("n%d.example", r.IntN(5))
+					if pol[name] = portSets[r.IntN(3)]; r.IntN(3) == 0 {
+						pol[name] = nil
+					}
+					var grant []Grant
+					revoke, grant = l.Repolicy(now, func(_ netip.Addr, name string) ([]policy.PortRange, []string, bool) {
+						return pol[name], []string{"r2"}, pol[name] != nil
+					})
+					what = fmt.Sprintf("repolicy %s %v", name, pol[name])
+					for _, g := range grant {
+						before[g.Elem] = true
+					}
+				default:
+					l.GC(now)
+				}
+				checkInvariants(t, l)
+				after := liveElems(l, now, global)
+				for e := range before {
+					if !after[e] != slices.Contains(revoke, e) {
+						t.Fatalf("step %d (%s): %v live before, live after %v, revoked %v", step, what, e, after[e], slices.Contains(revoke, e))
+					}
+				}
+				l.TakeChanges()
+			}
+		})
+	}
+}
+
+func liveElems(l *Ledger, now time.Time, global bool) map[Elem]bool {
+	out := map[Elem]bool{}
+	for _, e := range l.Live(now) {
+		c := e.Client
+		if global {
+			c = netip.Addr{}
+		}
+		for _, p := range e.Ports {
+			out[Elem{c, e.Addr, p}] = true
+		}
+	}
+	return out
+}
