@@ -149,7 +149,7 @@ func (w *udpWriter) WriteMsg(m *dns.Msg) error {
 }
 
 // client is the query's source without the net.Addr RemoteAddr allocates.
-func (w *udpWriter) client() netip.Addr { return w.to.Addr().Unmap() }
+func (w *udpWriter) client() netip.Addr          { return w.to.Addr().Unmap() }
 func (w *udpWriter) Write(b []byte) (int, error) { return w.conn.WriteToUDPAddrPort(b, w.to) }
 func (w *udpWriter) Close() error                { return nil }
 func (w *udpWriter) TsigStatus() error           { return nil }
