@@ -70,7 +70,8 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	uniq, cached, fixed := filepath.Join(dir, "unique.txt"), filepath.Join(dir, "cached.txt"), filepath.Join(dir, "fixed.txt")
+	uniq, cached := filepath.Join(dir, "unique.txt"), filepath.Join(dir, "cached.txt")
+	fixed, fixedAfter = filepath.Join(dir, "fixed.txt"), filepath.Join(dir, "fixed-after.txt")
 	if err := writeQueries(uniq, 2_000_000, "u", "AAAA"); err != nil {
 		return err
 	}
@@ -79,6 +80,9 @@ func run() error {
 	}
 	// The fixed-rate run's names: unique too, and none asked before.
 	if err := writeQueries(fixed, 10*(*rate), "f", "AAAA"); err != nil {
+		return err
+	}
+	if err := writeQueries(fixedAfter, 10*(*rate), "g", "AAAA"); err != nil {
 		return err
 	}
 	up := ns.Command("taskset", "-c", "1", filepath.Join(*bin, "bench-upstream"), "-listen", upstreamAddr, "-sockets", "2")
@@ -105,7 +109,7 @@ func run() error {
 				continue
 			}
 			fmt.Fprintf(os.Stderr, "  %s\n", s.name)
-			rw, err := measure(s, dir, uniq, cached, fixed)
+			rw, err := measure(s, dir, uniq, cached)
 			if err != nil {
 				return fmt.Errorf("%s: %w", s.name, err)
 			}
@@ -119,14 +123,19 @@ func run() error {
 type row struct {
 	name                 string
 	uniqueQPS, cachedQPS float64
-	p50, p99             time.Duration
+	p50, p99             time.Duration // fixed rate, fresh server
+	p99Filled            time.Duration // fixed rate, after the maximum rate
 	// answer→kernel at the fixed rate, and p99 at the maximum rate.
 	installP50, installP99, installMaxP99 time.Duration
 	lost                                  float64
 }
 
-func measure(s server, dir, uniq, cached, fixed string) (row, error) {
+// The fixed-rate runs' names: unique, none asked before.
+var fixed, fixedAfter string
+
+func measure(s server, dir, uniq, cached string) (row, error) {
 	rw := row{name: s.name}
+	dropTables()
 	if s.pre != nil {
 		if err := s.pre(); err != nil {
 			return rw, err
@@ -158,9 +167,10 @@ func measure(s server, dir, uniq, cached, fixed string) (row, error) {
 		}
 	}
 	// A fresh server per mix, so that one mix's cache or ledger does not
-	// help the other.
+	// help the other, and no nftables table left from one server: the
+	// kernel walks every set with timeouts once a second on the CPU that
+	// filled it, and a large one costs whoever runs there next.
 	enforcing := strings.HasPrefix(s.name, "fqdngate (nftables")
-	// Unique mix, at the maximum rate, then at the fixed rate.
 	cmd, err := start(false)
 	if err != nil {
 		return rw, err
@@ -169,32 +179,52 @@ func measure(s server, dir, uniq, cached, fixed string) (row, error) {
 	if enforcing {
 		h0, err = installHistogram()
 	}
-	if err == nil {
-		rw.uniqueQPS, rw.lost, err = dnsperf(serverAddr+":53", uniq, *duration, 0)
-	}
-	if err == nil && enforcing {
-		if h1, err = installHistogram(); err == nil {
-			_, rw.installMaxP99, err = quantiles(h0, h1)
-		}
-	}
+	// Unique mix: latency at the fixed rate on the fresh server, the
+	// maximum rate, then the fixed rate again with what the maximum rate
+	// left behind (ledger, caches, kernel sets).
 	if err == nil {
 		rw.p50, rw.p99, err = latency(serverAddr+":53", fixed)
 	}
 	if err == nil && enforcing {
-		if h2, err = installHistogram(); err == nil {
-			rw.installP50, rw.installP99, err = quantiles(h1, h2)
+		if h1, err = installHistogram(); err == nil {
+			rw.installP50, rw.installP99, err = quantiles(h0, h1)
 		}
 	}
+	if err == nil {
+		rw.uniqueQPS, rw.lost, err = dnsperf(serverAddr+":53", uniq, *duration, 0)
+	}
+	if err == nil && enforcing {
+		if h2, err = installHistogram(); err == nil {
+			_, rw.installMaxP99, err = quantiles(h1, h2)
+		}
+	}
+	if err == nil {
+		_, rw.p99Filled, err = latency(serverAddr+":53", fixedAfter)
+	}
 	stop(cmd)
+	dropTables()
 	if err != nil {
 		return rw, err
+	}
+	if s.pre != nil {
+		if err := s.pre(); err != nil {
+			return rw, err
+		}
 	}
 	if cmd, err = start(true); err != nil {
 		return rw, err
 	}
 	rw.cachedQPS, _, err = dnsperf(serverAddr+":53", cached, *duration, 0)
 	stop(cmd)
+	dropTables()
 	return rw, err
+}
+
+// dropTables deletes the benchmark's nftables tables, if there.
+func dropTables() {
+	for _, t := range []string{"fqdngate_bench", "dnsmasq_bench"} {
+		_ = ns.Command("nft", "delete", "table", "inet", t).Run()
+	}
 }
 
 func writeQueries(path string, n int, prefix, qtype string) error {

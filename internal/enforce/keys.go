@@ -3,10 +3,12 @@ package enforce
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 
 	"github.com/google/nftables"
 
 	"github.com/fqdngate/fqdngate/internal/ledger"
+	"github.com/fqdngate/fqdngate/internal/policy"
 )
 
 // Set names. The "r" sets hold rules with port ranges; they need the
@@ -85,4 +87,27 @@ func setElement(e ledger.Elem, global bool) (nftables.SetElement, error) {
 		}
 	}
 	return el, nil
+}
+
+// elemKey is a ledger.Elem without netip's zone pointer, as the key of
+// the writer's mirror and the held map: they hold an entry per kernel
+// element, up to millions, which the collector then need not scan.
+type elemKey struct {
+	client, addr [16]byte
+	kinds        uint8 // client's family (low nibble: 0, 4, 6), address's (high)
+	port         policy.PortRange
+}
+
+func family(a netip.Addr) uint8 {
+	switch {
+	case a.Is4():
+		return 4
+	case a.Is6():
+		return 6
+	}
+	return 0
+}
+
+func keyOf(e ledger.Elem) elemKey {
+	return elemKey{client: e.Client.As16(), addr: e.Addr.As16(), kinds: family(e.Client) | family(e.Addr)<<4, port: e.Port}
 }

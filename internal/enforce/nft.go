@@ -58,11 +58,11 @@ type NFT struct {
 	// were given, as this writer set them; only the writer goroutine
 	// touches it. Entries stay a while after expiry (mirrorKeep), because
 	// the kernel may still hold an expired element it has not collected.
-	mirror map[ledger.Elem]mirrored
+	mirror map[elemKey]mirrored
 }
 
 type mirrored struct {
-	expires time.Time
+	expires int64 // Unix nanoseconds: no pointer in a map of millions
 	timeout time.Duration
 }
 
@@ -122,7 +122,7 @@ func Open(spec Spec, opts ...Option) (*NFT, error) {
 		readdRefreshes: kernelRefreshesOnReadd(),
 		reqs:           make(chan *request, queueLen),
 		done:           make(chan struct{}),
-		mirror:         make(map[ledger.Elem]mirrored),
+		mirror:         make(map[elemKey]mirrored),
 	}
 	n.held.init()
 	for _, o := range opts {
@@ -153,13 +153,14 @@ func (n *NFT) rebuild(spec Spec, grants []Grant) error {
 	}
 	now := n.now()
 	bySet := make(map[string][]nftables.SetElement)
-	mirror := make(map[ledger.Elem]mirrored, len(grants))
+	mirror := make(map[elemKey]mirrored, len(grants))
 	for _, g := range grants {
 		timeout := g.Expires.Sub(now).Truncate(time.Millisecond)
 		if timeout < time.Millisecond {
 			continue
 		}
-		if m, ok := mirror[g.Elem]; ok && m.timeout >= timeout {
+		k := keyOf(g.Elem)
+		if m, ok := mirror[k]; ok && m.timeout >= timeout {
 			continue
 		}
 		el, err := setElement(g.Elem, spec.Global)
@@ -168,7 +169,7 @@ func (n *NFT) rebuild(spec Spec, grants []Grant) error {
 		}
 		el.Timeout = timeout
 		bySet[setFor(g.Elem)] = append(bySet[setFor(g.Elem)], el)
-		mirror[g.Elem] = mirrored{expires: now.Add(timeout), timeout: timeout}
+		mirror[k] = mirrored{expires: now.Add(timeout).UnixNano(), timeout: timeout}
 	}
 	for name, els := range bySet {
 		for len(els) > 0 {
@@ -282,8 +283,9 @@ func (n *NFT) writer() {
 			rebuild.result <- n.rebuild(*rebuild.rebuild, rebuild.grants)
 		}
 		if now.Sub(lastGC) > mirrorGCEvery {
+			cutoff := now.Add(-mirrorKeep).UnixNano()
 			for e, m := range n.mirror {
-				if now.Sub(m.expires) > mirrorKeep {
+				if m.expires < cutoff {
 					delete(n.mirror, e)
 					n.held.remove(e)
 				}
@@ -299,17 +301,19 @@ func (n *NFT) commit(now time.Time, batch []*request) error {
 	adds := make(map[string][]nftables.SetElement)
 	dels := make(map[string][]nftables.SetElement)
 	readds := make(map[string][]nftables.SetElement)
-	updates := make(map[ledger.Elem]mirrored)
-	var removed []ledger.Elem
-	granted := make(map[ledger.Elem]bool)
+	updates := make(map[elemKey]mirrored)
+	var removed []elemKey
+	granted := make(map[elemKey]bool)
 	for _, r := range batch {
 		for _, g := range r.grants {
-			granted[g.Elem] = true
+			granted[keyOf(g.Elem)] = true
 		}
 	}
+	nowNS := now.UnixNano()
 	for _, r := range batch {
 		for _, e := range r.revokes {
-			if m, ok := n.mirror[e]; !ok || !now.Before(m.expires) || granted[e] {
+			k := keyOf(e)
+			if m, ok := n.mirror[k]; !ok || nowNS >= m.expires || granted[k] {
 				// Gone already (deleting it would fail the batch), or an
 				// answer in this same batch needs it again.
 				continue
@@ -322,21 +326,22 @@ func (n *NFT) commit(now time.Time, batch []*request) error {
 			// element out a moment before our clock did.
 			adds[setFor(e)] = append(adds[setFor(e)], el)
 			dels[setFor(e)] = append(dels[setFor(e)], el)
-			removed = append(removed, e)
+			removed = append(removed, k)
 		}
 		for _, g := range r.grants {
-			have, known := n.mirror[g.Elem]
-			if known && !have.expires.Before(g.Expires.Add(-n.slack)) {
+			k := keyOf(g.Elem)
+			have, known := n.mirror[k]
+			if known && have.expires >= g.Expires.Add(-n.slack).UnixNano() {
 				continue // the kernel already holds it (nearly) that long
 			}
-			if u, ok := updates[g.Elem]; ok && !u.expires.Before(g.Expires) {
+			if u, ok := updates[k]; ok && u.expires >= g.Expires.UnixNano() {
 				continue
 			}
 			timeout := g.Expires.Sub(now).Truncate(time.Millisecond)
 			if timeout < time.Millisecond {
 				continue // expired before it was written; nothing to allow
 			}
-			if u, ok := updates[g.Elem]; ok {
+			if u, ok := updates[k]; ok {
 				have, known = u, true
 			}
 			if known && n.readdRefreshes {
@@ -358,7 +363,7 @@ func (n *NFT) commit(now time.Time, batch []*request) error {
 				readds[set] = append(readds[set], el)
 			}
 			adds[set] = append(adds[set], el)
-			updates[g.Elem] = mirrored{expires: now.Add(timeout), timeout: timeout}
+			updates[k] = mirrored{expires: now.Add(timeout).UnixNano(), timeout: timeout}
 		}
 	}
 	if len(adds)+len(dels) == 0 {
@@ -507,36 +512,35 @@ func (n *NFT) Elements() (int, error) {
 type heldMap struct {
 	shards [64]struct {
 		mu sync.RWMutex
-		m  map[ledger.Elem]time.Time
+		m  map[elemKey]int64 // expiry, Unix nanoseconds
 	}
 }
 
-func (h *heldMap) shard(e ledger.Elem) int {
-	b := e.Addr.As16()
-	return int(b[15]^b[14]^byte(e.Port.Lo)) % len(h.shards)
+func (h *heldMap) shard(e elemKey) int {
+	return int(e.addr[15]^e.addr[14]^byte(e.port.Lo)) % len(h.shards)
 }
 
 func (h *heldMap) init() {
 	for i := range h.shards {
-		h.shards[i].m = make(map[ledger.Elem]time.Time)
+		h.shards[i].m = make(map[elemKey]int64)
 	}
 }
 
-func (h *heldMap) set(e ledger.Elem, exp time.Time) {
+func (h *heldMap) set(e elemKey, exp int64) {
 	s := &h.shards[h.shard(e)]
 	s.mu.Lock()
 	s.m[e] = exp
 	s.mu.Unlock()
 }
 
-func (h *heldMap) remove(e ledger.Elem) {
+func (h *heldMap) remove(e elemKey) {
 	s := &h.shards[h.shard(e)]
 	s.mu.Lock()
 	delete(s.m, e)
 	s.mu.Unlock()
 }
 
-func (h *heldMap) reset(m map[ledger.Elem]mirrored) {
+func (h *heldMap) reset(m map[elemKey]mirrored) {
 	for i := range h.shards {
 		h.shards[i].mu.Lock()
 		clear(h.shards[i].m)
@@ -551,11 +555,12 @@ func (h *heldMap) reset(m map[ledger.Elem]mirrored) {
 // it asks, less slack.
 func (h *heldMap) covers(grants []Grant, slack time.Duration) bool {
 	for _, g := range grants {
-		s := &h.shards[h.shard(g.Elem)]
+		k := keyOf(g.Elem)
+		s := &h.shards[h.shard(k)]
 		s.mu.RLock()
-		exp, ok := s.m[g.Elem]
+		exp, ok := s.m[k]
 		s.mu.RUnlock()
-		if !ok || exp.Before(g.Expires.Add(-slack)) {
+		if !ok || exp < g.Expires.Add(-slack).UnixNano() {
 			return false
 		}
 	}
@@ -564,12 +569,12 @@ func (h *heldMap) covers(grants []Grant, slack time.Duration) bool {
 
 // live counts the held elements that expire after now.
 func (h *heldMap) live(now time.Time) int {
-	total := 0
+	total, nowNS := 0, now.UnixNano()
 	for i := range h.shards {
 		s := &h.shards[i]
 		s.mu.RLock()
 		for _, exp := range s.m {
-			if exp.After(now) {
+			if exp > nowNS {
 				total++
 			}
 		}
