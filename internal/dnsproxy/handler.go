@@ -323,8 +323,8 @@ func upstreamQuery(req *dns.Msg) *dns.Msg {
 
 // clientReply turns an upstream reply into the client's: the client's ID
 // and question (its case, for 0x20), and EDNS only if the client used it.
-// resp is changed in place: it is the query's own (freshly unpacked, or a
-// copy from the cache).
+// resp's header is changed in place (it is the query's own); its
+// records, which the cache may share, are not.
 func clientReply(req, resp *dns.Msg) *dns.Msg {
 	out := resp
 	out.Id = req.Id
@@ -333,7 +333,7 @@ func clientReply(req, resp *dns.Msg) *dns.Msg {
 	out.RecursionDesired = req.RecursionDesired
 	out.RecursionAvailable = true
 	out.Authoritative = false
-	extra := out.Extra[:0]
+	extra := make([]dns.RR, 0, len(out.Extra))
 	for _, rr := range out.Extra {
 		if _, isOPT := rr.(*dns.OPT); !isOPT {
 			extra = append(extra, rr)

@@ -88,7 +88,7 @@ func testPolicy(t testing.TB) *policy.Policy {
 		}
 		return p
 	}
-	g := &policy.Group{Name: "devices", Prefixes: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")},
+	g := &policy.Group{Name: "devices", Prefixes: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8:1::/64")},
 		Rules: []*policy.Rule{
 			{Name: "update", Patterns: []policy.Pattern{pat("prod.update.sphere.azure.net")}, Ports: []policy.PortRange{tcp80, tcp443}},
 			{Name: "svc", Patterns: []policy.Pattern{pat("*.svc.example.com")}, Ports: []policy.PortRange{tcp443}},
@@ -312,5 +312,27 @@ func TestOtherFamilyWithheldInClientScope(t *testing.T) {
 	g := newEnv(t, func(o *Options) { o.Global = true })
 	if resp := g.h.Resolve(context.Background(), devA, query("v6.svc.example.com.", dns.TypeAAAA, false)); len(resp.Answer) != 1 {
 		t.Fatalf("global scope withheld the AAAA record: %v", resp.Answer)
+	}
+}
+
+// What one client is withheld must not be withheld from the next: the
+// cache shares the upstream's records with the query that fetched them,
+// and stripping for an IPv4 client must leave them whole.
+func TestStrippingDoesNotChangeTheCachedAnswer(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Cache = NewCache(100) })
+	devV6 := netip.MustParseAddr("2001:db8:1::10")
+	for _, c := range []netip.Addr{devA, devV6, devA} {
+		resp := e.h.Resolve(context.Background(), c, query("v6.svc.example.com.", dns.TypeAAAA, false))
+		if want := map[bool]int{true: 0, false: 1}[c.Is4()]; len(resp.Answer) != want {
+			t.Fatalf("%s got %v, want %d AAAA", c, resp.Answer, want)
+		}
+		resp = e.h.Resolve(context.Background(), c, query("api.svc.example.com.", dns.TypeHTTPS, false))
+		h := resp.Answer[0].(*dns.HTTPS).String()
+		if c.Is4() != !strings.Contains(h, "ipv6hint=\"2001:db8:cd::20\"") || !strings.Contains(h, "alpn") {
+			t.Fatalf("%s got HTTPS %q", c, h)
+		}
+	}
+	if len(e.up.asked) != 2 {
+		t.Errorf("upstream asked %v, want each name once", e.up.asked)
 	}
 }

@@ -164,40 +164,42 @@ func (w *Walked) KeepFamily(v4 bool) (dropped int) {
 // the chain or of another family in the answer, such hints of HTTPS/SVCB
 // records, and all address records in the additional section (glue for MX
 // or SRV targets). A client must ask for those names itself, so that they
-// pass the policy and the enforcer.
+// pass the policy and the enforcer. m's sections get new slices and the
+// records it changes are copies: m's records are the cache's too.
 func strip(m *dns.Msg, w Walked) {
-	learnt := make(map[netip.Addr]bool, len(w.Addrs))
-	for _, a := range w.Addrs {
-		learnt[a] = true
-	}
+	learnt := func(a netip.Addr) bool { return slices.Contains(w.Addrs, a) }
 	end := w.end()
-	kept := m.Answer[:0]
+	kept := make([]dns.RR, 0, len(m.Answer))
 	for _, rr := range m.Answer {
 		name := strings.ToLower(rr.Header().Name)
 		switch v := rr.(type) {
 		case *dns.A:
-			if a, _ := ipAddr(v.A); name != end || !learnt[a] {
+			if a, _ := ipAddr(v.A); name != end || !learnt(a) {
 				continue
 			}
 		case *dns.AAAA:
-			if a, _ := ipAddr(v.AAAA); name != end || !learnt[a] {
+			if a, _ := ipAddr(v.AAAA); name != end || !learnt(a) {
 				continue
 			}
 		case *dns.HTTPS:
 			if !w.onChain(name) {
 				continue
 			}
-			keepHints(&v.SVCB, learnt)
+			c := dns.Copy(v).(*dns.HTTPS)
+			keepHints(&c.SVCB, learnt)
+			rr = c
 		case *dns.SVCB:
 			if !w.onChain(name) {
 				continue
 			}
-			keepHints(v, learnt)
+			c := dns.Copy(v).(*dns.SVCB)
+			keepHints(c, learnt)
+			rr = c
 		}
 		kept = append(kept, rr)
 	}
 	m.Answer = kept
-	extra := m.Extra[:0]
+	extra := make([]dns.RR, 0, len(m.Extra))
 	for _, rr := range m.Extra {
 		if !carriesAddress(rr) {
 			extra = append(extra, rr)
@@ -208,14 +210,14 @@ func strip(m *dns.Msg, w Walked) {
 
 // keepHints removes hint addresses that were not learnt, and hint keys
 // left empty.
-func keepHints(s *dns.SVCB, learnt map[netip.Addr]bool) {
+func keepHints(s *dns.SVCB, learnt func(netip.Addr) bool) {
 	values := s.Value[:0]
 	for _, kv := range s.Value {
 		switch h := kv.(type) {
 		case *dns.SVCBIPv4Hint:
 			h.Hint = slices.DeleteFunc(h.Hint, func(ip net.IP) bool {
 				a, _ := ipAddr(ip)
-				return !learnt[a]
+				return !learnt(a)
 			})
 			if len(h.Hint) == 0 {
 				continue
@@ -223,7 +225,7 @@ func keepHints(s *dns.SVCB, learnt map[netip.Addr]bool) {
 		case *dns.SVCBIPv6Hint:
 			h.Hint = slices.DeleteFunc(h.Hint, func(ip net.IP) bool {
 				a, _ := ipAddr(ip)
-				return !learnt[a]
+				return !learnt(a)
 			})
 			if len(h.Hint) == 0 {
 				continue

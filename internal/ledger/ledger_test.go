@@ -116,6 +116,20 @@ func TestEvictionKeepsElementsOtherEntriesCover(t *testing.T) {
 	}
 }
 
+func TestEvictionNeverRevokesWhatTheNewAnswerHolds(t *testing.T) {
+	// The handler installs an answer's elements before Record. When the
+	// cap evicts an older entry on the same address and port, the kernel
+	// element is the new answer's too and must stay.
+	l := New(Options{MaxEntries: 1})
+	l.Record(t0, answer(devA, "a.example.com", t0.Add(1*time.Minute), "203.0.113.1"))
+	if r := l.Record(t0, answer(devA, "b.example.com", t0.Add(2*time.Minute), "203.0.113.1")); len(r) != 0 {
+		t.Fatalf("revoked %+v, which b.example.com's answer was just granted", r)
+	}
+	if got := l.Lookup(netip.MustParseAddr("203.0.113.1"), devA); len(got) != 1 || got[0].Name != "b.example.com" {
+		t.Fatalf("ledger holds %+v", got)
+	}
+}
+
 func TestGlobalScopeCoverageIgnoresClient(t *testing.T) {
 	l := New(Options{MaxPerName: 1, Global: true})
 	l.Record(t0, answer(devB, "x.example.com", t0.Add(5*time.Minute), "203.0.113.1"))
