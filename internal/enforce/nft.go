@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/nftables"
@@ -54,6 +55,8 @@ type NFT struct {
 
 	reqs chan *request
 	done chan struct{}
+	// stats counts the writer's work (WriterStats).
+	stats struct{ transactions, requests, elements atomic.Uint64 }
 	// mirror is the kernel's elements, their expiry and the timeout they
 	// were given, as this writer set them; only the writer goroutine
 	// touches it. Entries stay a while after expiry (mirrorKeep), because
@@ -272,6 +275,7 @@ func (n *NFT) writer() {
 			}
 		}
 		now := n.now()
+		n.stats.requests.Add(uint64(len(batch)))
 		if err := n.commit(now, batch); err != nil && len(batch) > 1 {
 			// One bad request must not fail the answers it shared a
 			// transaction with: retry each on its own.
@@ -396,6 +400,12 @@ func (n *NFT) commit(now time.Time, batch []*request) error {
 	if err := n.cc.Flush(); err != nil {
 		return fmt.Errorf("enforce: table inet %s: %w", n.spec.Table, err)
 	}
+	n.stats.transactions.Add(1)
+	for _, m := range []map[string][]nftables.SetElement{adds, dels, readds} {
+		for _, els := range m {
+			n.stats.elements.Add(uint64(len(els)))
+		}
+	}
 	for e, m := range updates {
 		n.mirror[e] = m
 		n.held.set(e, m.expires)
@@ -509,6 +519,19 @@ func releaseAtLeast(release string, major, minor int) bool {
 // took seconds.
 func (n *NFT) Elements() (int, error) {
 	return n.held.live(n.now()), nil
+}
+
+// WriterStats counts what the writer did since Open: requests handled
+// (answers and revocations), netlink transactions committed for them, and
+// element writes in those (adds and deletes). requests/transactions is
+// how many answers share a transaction under load.
+type WriterStats struct {
+	Requests, Transactions, Elements uint64
+}
+
+// WriterStats returns the writer's counters.
+func (n *NFT) WriterStats() WriterStats {
+	return WriterStats{Requests: n.stats.requests.Load(), Transactions: n.stats.transactions.Load(), Elements: n.stats.elements.Load()}
 }
 
 // heldMap is a sharded map of committed elements and their expiry.

@@ -158,6 +158,9 @@ func TestNFTConcurrentAllowsShareTransactions(t *testing.T) {
 	if got := strings.Count(out, "expires"); got != callers {
 		t.Fatalf("%d elements in the kernel, want %d", got, callers)
 	}
+	if st := n.WriterStats(); st.Requests != callers || st.Elements != callers || st.Transactions >= callers || st.Transactions == 0 {
+		t.Fatalf("writer %+v: want %d requests and elements in fewer transactions", st, callers)
+	}
 }
 
 func TestTeardownTouchesOnlyOwnTable(t *testing.T) {

@@ -80,7 +80,7 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 	cache := dnsproxy.NewCache(c.CacheSize)
 	src := metrics.Sources{Ledger: led.Stats, Drops: mon.Counts, CacheLen: cache.Len}
 	if n, ok := enf.(*enforce.NFT); ok {
-		src.Kernel, src.Elements = n.Counters, n.Elements
+		src.Kernel, src.Elements, src.Writer = n.Counters, n.Elements, n.WriterStats
 	}
 	met := metrics.New(src)
 	pool := dnsproxy.NewPool(c.Derived.Upstreams, c.UpstreamTimeout, upstreamMark(c))

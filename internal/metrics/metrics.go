@@ -28,6 +28,8 @@ type Sources struct {
 	CacheLen func() int
 	// Elements is the number of set elements; nil with backend none.
 	Elements func() (int, error)
+	// Writer is the nftables writer's work; nil with backend none.
+	Writer func() enforce.WriterStats
 }
 
 // Metrics is the registry and the counters fed from the query path.
@@ -110,10 +112,13 @@ var (
 	descOverruns   = prometheus.NewDesc("fqdngate_nflog_overruns_total", "Times the kernel could not deliver drop logs (socket buffer overrun).", nil, nil)
 	descKernel     = prometheus.NewDesc("fqdngate_kernel_packets_total", "fqdngate's nftables counters: drops, would_drops, dot_drops, dns_redirects.", []string{"counter"}, nil)
 	descKernelFail = prometheus.NewDesc("fqdngate_kernel_counters_up", "1 when the kernel counters could be read.", nil, nil)
+	descWriterReq  = prometheus.NewDesc("fqdngate_nft_requests_total", "Answers and revocations the nftables writer handled.", nil, nil)
+	descWriterTx   = prometheus.NewDesc("fqdngate_nft_transactions_total", "Netlink transactions the nftables writer committed (requests per transaction: how many answers share one).", nil, nil)
+	descWriterEl   = prometheus.NewDesc("fqdngate_nft_element_writes_total", "Set element adds and deletes in committed transactions.", nil, nil)
 )
 
 func (s *scraped) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCacheLen, descLedger, descLearnt, descEvicted, descElements, descDrops, descWould, descLost, descOverruns, descKernel, descKernelFail} {
+	for _, d := range []*prometheus.Desc{descCacheLen, descLedger, descLearnt, descEvicted, descElements, descDrops, descWould, descLost, descOverruns, descKernel, descKernelFail, descWriterReq, descWriterTx, descWriterEl} {
 		ch <- d
 	}
 }
@@ -128,6 +133,12 @@ func (s *scraped) Collect(ch chan<- prometheus.Metric) {
 	}
 	if s.src.CacheLen != nil {
 		ch <- prometheus.MustNewConstMetric(descCacheLen, prometheus.GaugeValue, float64(s.src.CacheLen()))
+	}
+	if s.src.Writer != nil {
+		w := s.src.Writer()
+		ch <- prometheus.MustNewConstMetric(descWriterReq, prometheus.CounterValue, float64(w.Requests))
+		ch <- prometheus.MustNewConstMetric(descWriterTx, prometheus.CounterValue, float64(w.Transactions))
+		ch <- prometheus.MustNewConstMetric(descWriterEl, prometheus.CounterValue, float64(w.Elements))
 	}
 	if s.src.Elements != nil {
 		if n, err := s.src.Elements(); err == nil {
