@@ -158,6 +158,16 @@ func TestLedgerRandomOperations(t *testing.T) {
 				}
 				l.TakeChanges()
 			}
+			// What a restart reads back builds the same ledger.
+			saved, _ := l.Select(Filter{}, 1<<20)
+			r2 := New(Options{MaxPerName: 3, MaxEntries: 20, Retention: time.Minute, Global: global})
+			if kept, _ := r2.Restore(now, saved); kept != len(saved) {
+				t.Fatalf("restored %d of %d", kept, len(saved))
+			}
+			checkInvariants(t, r2)
+			if got, _ := r2.Select(Filter{}, 1<<20); !slices.EqualFunc(got, saved, func(x, y Entry) bool { return fmt.Sprint(x) == fmt.Sprint(y) }) {
+				t.Fatalf("restored\n%v\nwant\n%v", got, saved)
+			}
 		})
 	}
 }

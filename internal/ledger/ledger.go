@@ -177,18 +177,20 @@ func (l *Ledger) Record(now time.Time, a Answer) (revoke []Elem) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	nowNS := now.UnixNano()
-	// Hold the name while evicting, so that its number stays valid even
-	// when the last entry with it goes.
-	nameID, clientID := l.strs.name(a.Name), l.strs.client(a.Client)
-	defer l.strs.names.release(nameID)
-	defer l.strs.clients.release(clientID)
-	nk := nameKey{clientID, nameID}
+	// Intern the answer's strings once, holding a reference for the
+	// length of the call: each entry takes its own, and the numbers stay
+	// valid while evictions release others.
+	ids := l.refAnswer(a)
+	defer l.releaseAnswer(ids)
+	nk := nameKey{ids.client, ids.name}
 	for _, addr := range a.Addrs {
 		ad := pack(addr)
 		if i := l.findLocked(nk, ad); i != none {
 			e := l.slab.at(i)
-			l.releaseStrs(e)
-			l.refStrs(e, a)
+			if e.group != ids.group || e.chain != ids.chain || e.rules != ids.rules || e.ports != ids.ports {
+				l.releaseStrs(e)
+				l.refStrs(e, ids)
+			}
 			e.ttl, e.learnt = ttlSeconds(a.TTL), nowNS
 			if x := a.Expires.UnixNano(); x > e.expires {
 				e.expires = x
@@ -211,11 +213,10 @@ func (l *Ledger) Record(now time.Time, a Answer) (revoke []Elem) {
 			revoke = append(revoke, l.removeLocked(nowNS, l.expiry[0])...)
 			l.stats.EvictedGlobal++
 		}
-		e := entry{client: nk.client, addr: ad, ttl: ttlSeconds(a.TTL), learnt: nowNS, expires: a.Expires.UnixNano()}
-		l.strs.names.refs[nameID]++
-		l.strs.clients.refs[clientID]++
-		e.name = nameID
-		l.refStrs(&e, a)
+		e := entry{client: ids.client, name: ids.name, addr: ad, ttl: ttlSeconds(a.TTL), learnt: nowNS, expires: a.Expires.UnixNano()}
+		l.strs.clients.refs[ids.client]++
+		l.strs.names.refs[ids.name]++
+		l.refStrs(&e, ids)
 		l.insertLocked(e)
 		l.stats.Learnt++
 	}
@@ -239,12 +240,36 @@ func (l *Ledger) uncoveredLocked(now int64, elems []Elem) []Elem {
 
 func ttlSeconds(d time.Duration) uint32 { return uint32(min(max(d, 0)/time.Second, 1<<32-1)) }
 
-// refStrs takes references on a's group, chain, rules and ports for e.
-func (l *Ledger) refStrs(e *entry, a Answer) {
-	e.group = l.strs.name(a.Group)
-	e.chain = l.strs.list(a.Chain)
-	e.rules = l.strs.list(a.Rules)
-	e.ports = l.strs.portSet(a.Ports)
+// answerIDs is an answer's interned client, strings and lists.
+type answerIDs struct {
+	client, name, group, chain, rules, ports uint32
+}
+
+// refAnswer interns a's client, strings and lists, one reference each.
+func (l *Ledger) refAnswer(a Answer) answerIDs {
+	return answerIDs{
+		client: l.strs.client(a.Client), name: l.strs.name(a.Name), group: l.strs.name(a.Group),
+		chain: l.strs.list(a.Chain), rules: l.strs.list(a.Rules), ports: l.strs.portSet(a.Ports),
+	}
+}
+
+func (l *Ledger) releaseAnswer(ids answerIDs) {
+	l.strs.clients.release(ids.client)
+	l.strs.names.release(ids.name)
+	l.strs.names.release(ids.group)
+	l.strs.lists.release(ids.chain)
+	l.strs.lists.release(ids.rules)
+	l.strs.ports.release(ids.ports)
+}
+
+// refStrs gives e the group, chain, rules and ports of ids, taking a
+// reference on each.
+func (l *Ledger) refStrs(e *entry, ids answerIDs) {
+	e.group, e.chain, e.rules, e.ports = ids.group, ids.chain, ids.rules, ids.ports
+	l.strs.names.refs[e.group]++
+	l.strs.lists.refs[e.chain]++
+	l.strs.lists.refs[e.rules]++
+	l.strs.ports.refs[e.ports]++
 }
 
 func (l *Ledger) releaseStrs(e *entry) {
@@ -374,9 +399,13 @@ func (l *Ledger) Restore(now time.Time, entries []Entry) (kept, dropped int) {
 			dropped++
 			continue
 		}
-		in := entry{client: l.strs.client(e.Client), addr: pack(e.Addr), ttl: ttlSeconds(e.TTL),
-			learnt: e.Learnt.UnixNano(), expires: e.Expires.UnixNano(), name: l.strs.name(e.Name)}
-		l.refStrs(&in, Answer{Group: e.Group, Chain: e.Chain, Rules: e.Rules, Ports: e.Ports})
+		ids := l.refAnswer(Answer{Client: e.Client, Name: e.Name, Group: e.Group, Chain: e.Chain, Rules: e.Rules, Ports: e.Ports})
+		in := entry{client: ids.client, name: ids.name, addr: pack(e.Addr), ttl: ttlSeconds(e.TTL),
+			learnt: e.Learnt.UnixNano(), expires: e.Expires.UnixNano()}
+		l.strs.clients.refs[ids.client]++
+		l.strs.names.refs[ids.name]++
+		l.refStrs(&in, ids)
+		l.releaseAnswer(ids)
 		l.insertLocked(in)
 		kept++
 	}
