@@ -61,6 +61,16 @@ func Listen(addrs []netip.AddrPort, h dns.Handler, workers int) (*Server, error)
 	return s, nil
 }
 
+// QueueDrops counts the UDP queries dropped because every worker was busy
+// and the queue full (the client retries, as after a loss).
+func (s *Server) QueueDrops() uint64 {
+	var n uint64
+	for _, u := range s.udp {
+		n += u.dropped.Load()
+	}
+	return n
+}
+
 // Err receives a listener's error if one stops on its own.
 func (s *Server) Err() <-chan error { return s.errc }
 

@@ -64,3 +64,52 @@ func TestListenServesUDPAndTCP(t *testing.T) {
 		t.Error("answered after Shutdown")
 	}
 }
+
+// TestUDPQueueFullDropsAndCounts: with the workers stuck, the server reads
+// on until its queue is full, then drops and counts what it cannot queue
+// instead of queueing without bound.
+func TestUDPQueueFullDropsAndCounts(t *testing.T) {
+	probe, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := netip.MustParseAddrPort(probe.LocalAddr().String())
+	probe.Close()
+	release := make(chan struct{})
+	h := dns.HandlerFunc(func(dns.ResponseWriter, *dns.Msg) { <-release })
+	s, err := Listen([]netip.AddrPort{addr}, h, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		close(release)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	}()
+	c, err := net.Dial("udp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	m := new(dns.Msg)
+	m.SetQuestion("x.example.", dns.TypeA)
+	wire, _ := m.Pack()
+	const sent = udpQueue + 500
+	for i := range sent {
+		if _, err := c.Write(wire); err != nil {
+			t.Fatal(err)
+		}
+		if i%256 == 255 {
+			time.Sleep(time.Millisecond) // pace: the socket buffer must not be what drops
+		}
+	}
+	// Wait for the reader to get through the socket's backlog.
+	deadline := time.Now().Add(10 * time.Second)
+	for s.QueueDrops() < 250 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if d := s.QueueDrops(); d < 250 || d > sent-udpQueue-1 {
+		t.Fatalf("%d of %d queries dropped, want the %d beyond the queue and the worker (less any the kernel dropped)", d, sent, sent-udpQueue-1)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/miekg/dns"
@@ -26,6 +27,8 @@ type udpServer struct {
 	wg      sync.WaitGroup
 	workers sync.WaitGroup
 	once    sync.Once
+	// dropped counts packets dropped because the queue was full.
+	dropped atomic.Uint64
 }
 
 type udpJob struct {
@@ -92,8 +95,9 @@ func (s *udpServer) serve(errc chan<- error) {
 				}
 				select {
 				case s.queue <- udpJob{conn: c, from: from, buf: buf, n: n}:
-				default: // full: dropped, counted by the client's retry
+				default: // full: dropped; the client retries
 					putBuf(buf)
+					s.dropped.Add(1)
 				}
 			}
 		}()

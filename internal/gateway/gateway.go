@@ -78,7 +78,11 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 	}
 	mon := monitor.New(led, monitor.Options{Global: e.Scope == "global", MinTTL: e.MinTTL, Grace: e.Grace}, log)
 	cache := dnsproxy.NewCache(c.CacheSize)
-	src := metrics.Sources{Ledger: led.Stats, Drops: mon.Counts, CacheLen: cache.Len}
+	// The listeners come after the metrics; scrapes come after both (the
+	// API starts last).
+	var srv *dnsproxy.Server
+	src := metrics.Sources{Ledger: led.Stats, Drops: mon.Counts, CacheLen: cache.Len,
+		QueueDrops: func() uint64 { return srv.QueueDrops() }}
 	if n, ok := enf.(*enforce.NFT); ok {
 		src.Kernel, src.Elements, src.Writer = n.Counters, n.Elements, n.WriterStats
 	}
@@ -102,7 +106,7 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 	}
 
 	rl := &reloader{cfg: c, load: o.Load, led: led, enf: enf, h: h, log: log, spec: specOf(c, log)}
-	srv, err := dnsproxy.Listen(c.Derived.DNS, h, c.MaxInflight)
+	srv, err = dnsproxy.Listen(c.Derived.DNS, h, c.MaxInflight)
 	if err != nil {
 		return err
 	}

@@ -30,6 +30,8 @@ type Sources struct {
 	Elements func() (int, error)
 	// Writer is the nftables writer's work; nil with backend none.
 	Writer func() enforce.WriterStats
+	// QueueDrops is the UDP queries dropped at a full work queue.
+	QueueDrops func() uint64
 }
 
 // Metrics is the registry and the counters fed from the query path.
@@ -114,11 +116,12 @@ var (
 	descKernelFail = prometheus.NewDesc("fqdngate_kernel_counters_up", "1 when the kernel counters could be read.", nil, nil)
 	descWriterReq  = prometheus.NewDesc("fqdngate_nft_requests_total", "Answers and revocations the nftables writer handled.", nil, nil)
 	descWriterTx   = prometheus.NewDesc("fqdngate_nft_transactions_total", "Netlink transactions the nftables writer committed (requests per transaction: how many answers share one).", nil, nil)
+	descQueueDrops = prometheus.NewDesc("fqdngate_dns_udp_queue_drops_total", "UDP queries dropped because every worker was busy and the queue full (clients retry).", nil, nil)
 	descWriterEl   = prometheus.NewDesc("fqdngate_nft_element_writes_total", "Set element adds and deletes in committed transactions.", nil, nil)
 )
 
 func (s *scraped) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCacheLen, descLedger, descLearnt, descEvicted, descElements, descDrops, descWould, descLost, descOverruns, descKernel, descKernelFail, descWriterReq, descWriterTx, descWriterEl} {
+	for _, d := range []*prometheus.Desc{descCacheLen, descLedger, descLearnt, descEvicted, descElements, descDrops, descWould, descLost, descOverruns, descKernel, descKernelFail, descWriterReq, descWriterTx, descWriterEl, descQueueDrops} {
 		ch <- d
 	}
 }
@@ -133,6 +136,9 @@ func (s *scraped) Collect(ch chan<- prometheus.Metric) {
 	}
 	if s.src.CacheLen != nil {
 		ch <- prometheus.MustNewConstMetric(descCacheLen, prometheus.GaugeValue, float64(s.src.CacheLen()))
+	}
+	if s.src.QueueDrops != nil {
+		ch <- prometheus.MustNewConstMetric(descQueueDrops, prometheus.CounterValue, float64(s.src.QueueDrops()))
 	}
 	if s.src.Writer != nil {
 		w := s.src.Writer()
