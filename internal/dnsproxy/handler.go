@@ -323,8 +323,8 @@ func upstreamQuery(req *dns.Msg) *dns.Msg {
 
 // clientReply turns an upstream reply into the client's: the client's ID
 // and question (its case, for 0x20), and EDNS only if the client used it.
-// resp's header is changed in place (it is the query's own); its
-// records, which the cache may share, are not.
+// resp is changed in place: it is the query's own, unpacked from the
+// upstream's reply or from the cache's wire copy.
 func clientReply(req, resp *dns.Msg) *dns.Msg {
 	out := resp
 	out.Id = req.Id

@@ -164,8 +164,9 @@ func (w *Walked) KeepFamily(v4 bool) (dropped int) {
 // the chain or of another family in the answer, such hints of HTTPS/SVCB
 // records, and all address records in the additional section (glue for MX
 // or SRV targets). A client must ask for those names itself, so that they
-// pass the policy and the enforcer. m's sections get new slices and the
-// records it changes are copies: m's records are the cache's too.
+// pass the policy and the enforcer. m gets new sections and the records
+// it edits are copies, so strip is safe on a message whose records are
+// shared.
 func strip(m *dns.Msg, w Walked) {
 	learnt := func(a netip.Addr) bool { return slices.Contains(w.Addrs, a) }
 	end := w.end()
