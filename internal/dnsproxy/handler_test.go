@@ -316,8 +316,8 @@ func TestOtherFamilyWithheldInClientScope(t *testing.T) {
 }
 
 // What one client is withheld must not be withheld from the next: the
-// cache shares the upstream's records with the query that fetched them,
-// and stripping for an IPv4 client must leave them whole.
+// answer is cached before it is stripped for the client that asked, and
+// stripping for an IPv4 client must leave the cached answer whole.
 func TestStrippingDoesNotChangeTheCachedAnswer(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.Cache = NewCache(100) })
 	devV6 := netip.MustParseAddr("2001:db8:1::10")
