@@ -38,6 +38,7 @@ fuzz:
 	$(GO) test ./internal/config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/catalog -run '^$$' -fuzz '^FuzzCheckParam$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/dnsproxy -run '^$$' -fuzz '^FuzzResolve$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/ledger -run '^$$' -fuzz '^FuzzStoredEntry$$' -fuzztime $(FUZZTIME)
 
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))"

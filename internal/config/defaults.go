@@ -18,6 +18,7 @@ const (
 	// DefaultMaxEntries keeps the ledger near 64 MiB in the worst case.
 	DefaultMaxEntries   = 262144
 	DefaultHold         = time.Second
+	DefaultGCInterval   = 10 * time.Second
 	DefaultNFLogGroup   = 53
 	DefaultMark         = 0xfd53
 	DefaultDenyResponse = "nxdomain"
@@ -68,6 +69,9 @@ func (c *Config) applyDefaults(ps positions) {
 	}
 	if e.Hold == 0 {
 		e.Hold = DefaultHold
+	}
+	if e.GCInterval == 0 {
+		e.GCInterval = DefaultGCInterval
 	}
 	if e.NFLogGroup == 0 {
 		e.NFLogGroup = DefaultNFLogGroup

@@ -20,7 +20,7 @@ func (c *Config) WriteEffective(w io.Writer) error {
 	if e.Backend == "none" {
 		p("enforcer:\tnone (names are resolved and recorded, nothing is installed)\n")
 	} else {
-		p("enforcer:\tnftables table inet %s, hook %s, scope %s\n", e.Table, e.Hook, e.Scope)
+		p("enforcer:\tnftables table inet %s, hook %s, scope %s, expired elements collected every %s\n", e.Table, e.Hook, e.Scope, e.GCInterval)
 	}
 	p("lifetime:\tmax(ttl, %s) + %s, ttl capped at %s; rule ack within %s\n", e.MinTTL, e.Grace, e.MaxTTL, e.Hold)
 	p("caps:\t%d addresses per name, %d ledger entries\n", e.MaxAddrsPerName, e.MaxEntries)

@@ -139,6 +139,9 @@ func (c *Config) validateEnforcer(col *collector) {
 	if e.Hold < time.Millisecond || e.Hold > 30*time.Second {
 		col.add(p.with("hold"), "%s is outside 1ms..30s", e.Hold)
 	}
+	if e.GCInterval < time.Second || e.GCInterval > time.Hour {
+		col.add(p.with("gc_interval"), "%s is outside 1s..1h", e.GCInterval)
+	}
 }
 
 func parseAddrPorts(col *collector, p path, in []string, defaultPort uint16) []netip.AddrPort {

@@ -36,6 +36,9 @@ type Spec struct {
 	NFLogGroup uint16
 	// Mark is on fqdngate's own traffic; hook output lets it pass.
 	Mark uint32
+	// GCInterval, when not zero, is how often the kernel collects the
+	// sets' expired elements (its default is every second).
+	GCInterval time.Duration
 }
 
 // Counters are the table's named counters, in packets.

@@ -186,11 +186,32 @@ func (n *NFT) rebuild(spec Spec, grants []Grant) error {
 	if err := n.cc.Flush(); err != nil {
 		return fmt.Errorf("enforce: create table inet %s: %w", spec.Table, err)
 	}
+	if spec.GCInterval > 0 {
+		n.applyGCInterval(table, allowSets(table, spec.Global), spec.GCInterval)
+	}
 	n.tableMu.Lock()
 	n.spec, n.table, n.sets, n.mirror = spec, table, sets, mirror
 	n.tableMu.Unlock()
 	n.held.reset(mirror)
 	return nil
+}
+
+// applyGCInterval sets the sets' gc interval (see gcinterval.go). A
+// failure costs CPU, not correctness, so it is logged, not returned: the
+// table works with the kernel's default.
+func (n *NFT) applyGCInterval(table *nftables.Table, sets []*nftables.Set, d time.Duration) {
+	if err := setGCInterval(n.cc.NetNS, sets, d); err != nil {
+		n.log.Warn("sets keep the kernel's gc interval of 1s: every set is walked once a second", "table", table.Name, "err", err)
+		return
+	}
+	got, err := gcIntervalOf(n.cc.NetNS, table, sets[0].Name)
+	switch {
+	case err != nil:
+		n.log.Warn("gc interval of the sets not read back", "table", table.Name, "err", err)
+	case got != d:
+		n.log.Warn("the kernel kept its own gc interval (it applies a set's new gc interval from Linux 6.10 on): every set is walked once a second",
+			"table", table.Name, "want", d, "have", got)
+	}
 }
 
 // Allow implements Enforcer.

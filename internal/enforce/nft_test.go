@@ -226,3 +226,37 @@ func TestNFTRefreshWithTheSameLifetime(t *testing.T) {
 		}
 	})
 }
+
+// TestNFTGCInterval: the sets are built with the kernel's gc interval of one
+// second and updated to the spec's, also after a rebuild, which the
+// operator sees in nft's listing; elements still expire on time (the
+// lookup checks expiry, whatever the collector does).
+func TestNFTGCInterval(t *testing.T) {
+	labtest.Require(t, "ip", "nft")
+	ns := labtest.NS(t, "enf")
+	spec := testSpec()
+	spec.GCInterval = 10 * time.Second
+	n := openInNS(t, ns, spec)
+	listed := func() string {
+		t.Helper()
+		out, err := ns.Run("nft", "list", "table", "inet", "fqdngate")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if got := strings.Count(listed(), "gc-interval 10s"); got != 4 {
+		t.Fatalf("%d of 4 sets have gc-interval 10s:\n%s", got, listed())
+	}
+	spec.Clients = spec.Clients[:1]
+	if err := n.Rebuild(context.Background(), spec, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(listed(), "gc-interval 10s"); got != 4 {
+		t.Fatalf("after a rebuild, %d of 4 sets have gc-interval 10s:\n%s", got, listed())
+	}
+	d, err := gcIntervalOf(ns.FD(), n.table, setAllow6R)
+	if err != nil || d != 10*time.Second {
+		t.Fatalf("read back %s, %v; want 10s", d, err)
+	}
+}

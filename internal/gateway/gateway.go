@@ -248,7 +248,7 @@ func specOf(c *config.Config, log *slog.Logger) enforce.Spec {
 	e := c.Enforcer
 	spec := enforce.Spec{
 		Table: e.Table, Hook: e.Hook, Global: e.Scope == "global", Observe: c.Mode == config.ModeObserve,
-		Clients: c.Derived.Policy.Prefixes(), NFLogGroup: e.NFLogGroup, Mark: e.Mark,
+		Clients: c.Derived.Policy.Prefixes(), NFLogGroup: e.NFLogGroup, Mark: e.Mark, GCInterval: e.GCInterval,
 	}
 	spec.DNS4, spec.DNS6 = redirectTargets(c.Derived.DNS, e.Hook, log)
 	return spec

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"encoding/binary"
 	"net/netip"
 
 	"github.com/fqdngate/fqdngate/internal/policy"
@@ -89,13 +90,12 @@ func (t *table[T]) release(id uint32) {
 
 func (t *table[T]) get(id uint32) T { return t.vals[id] }
 
-// joinKey is the interning key of a list of names: NUL never occurs in a
-// normalised name (miekg escapes it).
+// joinKey is the interning key of a list of strings: each with its
+// length first, so that no two lists share a key whatever bytes they hold
+// (a damaged state file may hold any).
 func joinKey(buf []byte, list []string) []byte {
-	for i, s := range list {
-		if i > 0 {
-			buf = append(buf, 0)
-		}
+	for _, s := range list {
+		buf = binary.AppendUvarint(buf, uint64(len(s)))
 		buf = append(buf, s...)
 	}
 	return buf

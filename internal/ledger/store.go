@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"runtime/debug"
@@ -137,6 +138,59 @@ func parseKey(k []byte) (client, addr netip.Addr, name string, ok bool) {
 	return client, addr, string(k[32:]), true
 }
 
+// decodeEntry reads one stored entry: the key holds client, address and
+// name, the value the rest. The file is outside input (a disk fault, an
+// editor, another version): whatever the ledger could not have written is
+// refused, so that a damaged entry never becomes a kernel element.
+func decodeEntry(k, v []byte) (Entry, error) {
+	client, addr, name, ok := parseKey(k)
+	if !ok {
+		return Entry{}, fmt.Errorf("entry key %x is malformed", k)
+	}
+	bad := func(why string, args ...any) (Entry, error) {
+		return Entry{}, fmt.Errorf("entry %s %s %q: %s", client, addr, name, fmt.Sprintf(why, args...))
+	}
+	if n, ok := policy.NormalizeName(name); !ok || n != name {
+		return bad("the name is not a normalised host name")
+	}
+	var st stored
+	if err := json.Unmarshal(v, &st); err != nil {
+		return bad("%v", err)
+	}
+	switch {
+	case st.TTL < 0:
+		return bad("negative ttl %d ms", st.TTL)
+	case st.Learnt < 0 || st.Expires < st.Learnt || st.Expires > maxStoredTime:
+		return bad("learnt %d and expires %d (Unix ms) are not a lifetime", st.Learnt, st.Expires)
+	}
+	// An empty list is stored as none (omitempty), so it is read as none.
+	e := Entry{Client: client, Addr: addr, Name: name, Group: st.Group, Chain: cloneOrNil(st.Chain), Rules: cloneOrNil(st.Rules),
+		TTL: time.Duration(st.TTL) * time.Millisecond, Learnt: time.UnixMilli(st.Learnt), Expires: time.UnixMilli(st.Expires)}
+	for _, p := range st.Ports {
+		pr, err := policy.ParsePort(p)
+		if err != nil {
+			return bad("%v", err)
+		}
+		e.Ports = append(e.Ports, pr)
+	}
+	return e, nil
+}
+
+// maxStoredTime bounds the times of an entry (Unix ms, the year 2262):
+// the ledger keeps them as Unix nanoseconds in an int64.
+const maxStoredTime = math.MaxInt64 / int64(time.Millisecond)
+
+// encodeEntry is the inverse of decodeEntry.
+func encodeEntry(e Entry) (k, v []byte, err error) {
+	st := stored{Group: e.Group, Chain: e.Chain, Rules: e.Rules, TTL: e.TTL.Milliseconds(),
+		Learnt: e.Learnt.UnixMilli(), Expires: e.Expires.UnixMilli()}
+	for _, p := range e.Ports {
+		st.Ports = append(st.Ports, p.String())
+	}
+	v, err = json.Marshal(st)
+	return storeKey(e.Client, e.Addr, e.Name), v, err
+}
+
 // Load reads every entry. An entry that cannot be read is an error naming
 // the file and the entry's key: the file is damaged and is not silently
 // trimmed.
@@ -149,22 +203,9 @@ func (s *Store) Load() (out []Entry, err error) {
 	}()
 	err = s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketEntries).ForEach(func(k, v []byte) error {
-			client, addr, name, ok := parseKey(k)
-			if !ok {
-				return fmt.Errorf("entry key %x is malformed", k)
-			}
-			var st stored
-			if err := json.Unmarshal(v, &st); err != nil {
-				return fmt.Errorf("entry %s %s %s: %v", client, addr, name, err)
-			}
-			e := Entry{Client: client, Addr: addr, Name: name, Group: st.Group, Chain: st.Chain, Rules: st.Rules,
-				TTL: time.Duration(st.TTL) * time.Millisecond, Learnt: time.UnixMilli(st.Learnt), Expires: time.UnixMilli(st.Expires)}
-			for _, p := range st.Ports {
-				pr, err := policy.ParsePort(p)
-				if err != nil {
-					return fmt.Errorf("entry %s %s %s: %v", client, addr, name, err)
-				}
-				e.Ports = append(e.Ports, pr)
+			e, err := decodeEntry(k, v)
+			if err != nil {
+				return err
 			}
 			out = append(out, e)
 			return nil
@@ -190,16 +231,11 @@ func (s *Store) Write(written []Entry, removed []Key) error {
 			}
 		}
 		for _, e := range written {
-			st := stored{Group: e.Group, Chain: e.Chain, Rules: e.Rules, TTL: e.TTL.Milliseconds(),
-				Learnt: e.Learnt.UnixMilli(), Expires: e.Expires.UnixMilli()}
-			for _, p := range e.Ports {
-				st.Ports = append(st.Ports, p.String())
-			}
-			v, err := json.Marshal(st)
+			k, v, err := encodeEntry(e)
 			if err != nil {
 				return err
 			}
-			if err := b.Put(storeKey(e.Client, e.Addr, e.Name), v); err != nil {
+			if err := b.Put(k, v); err != nil {
 				return err
 			}
 		}
