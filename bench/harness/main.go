@@ -44,6 +44,7 @@ var (
 	rate     = flag.Int("rate", 2000, "fixed rate (qps) for the latency runs: below every server's maximum, so that latency is service time, not queueing")
 	runs     = flag.Int("runs", 2, "runs of the whole matrix, to show the noise")
 	only     = flag.String("only", "", "run only the servers whose name contains this (profiling)")
+	profile  = flag.String("profile", "", "directory for fqdngate's CPU profiles of each maximum-rate run and execution traces of each fixed-rate run (go tool pprof / go tool trace)")
 )
 
 func main() {
@@ -182,8 +183,13 @@ func measure(s server, dir, uniq, cached string) (row, error) {
 	// Unique mix: latency at the fixed rate on the fresh server, the
 	// maximum rate, then the fixed rate again with what the maximum rate
 	// left behind (ledger, caches, kernel sets).
+	isFqdngate := strings.HasPrefix(s.name, "fqdngate")
 	if err == nil {
-		rw.p50, rw.p99, err = latency(serverAddr+":53", fixed)
+		err = profiled(isFqdngate, s.name, "fresh-fixed", "trace?seconds=4", func() error {
+			var err error
+			rw.p50, rw.p99, err = latency(serverAddr+":53", fixed)
+			return err
+		})
 	}
 	if err == nil && enforcing {
 		if h1, err = installHistogram(); err == nil {
@@ -191,7 +197,11 @@ func measure(s server, dir, uniq, cached string) (row, error) {
 		}
 	}
 	if err == nil {
-		rw.uniqueQPS, rw.lost, err = dnsperf(serverAddr+":53", uniq, *duration, 0)
+		err = profiled(isFqdngate, s.name, "unique", fmt.Sprintf("profile?seconds=%d", int(duration.Seconds())-2), func() error {
+			var err error
+			rw.uniqueQPS, rw.lost, err = dnsperf(serverAddr+":53", uniq, *duration, 0)
+			return err
+		})
 	}
 	if err == nil && enforcing {
 		if h2, err = installHistogram(); err == nil {
@@ -214,7 +224,11 @@ func measure(s server, dir, uniq, cached string) (row, error) {
 	if cmd, err = start(true); err != nil {
 		return rw, err
 	}
-	rw.cachedQPS, _, err = dnsperf(serverAddr+":53", cached, *duration, 0)
+	err = profiled(isFqdngate, s.name, "cached", fmt.Sprintf("profile?seconds=%d", int(duration.Seconds())-2), func() error {
+		var err error
+		rw.cachedQPS, _, err = dnsperf(serverAddr+":53", cached, *duration, 0)
+		return err
+	})
 	stop(cmd)
 	dropTables()
 	return rw, err

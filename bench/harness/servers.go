@@ -51,7 +51,62 @@ log:
 }
 
 func pinned(args ...string) *exec.Cmd {
-	return ns.Command("taskset", append([]string{"-c", "0"}, args...)...)
+	cmd := ns.Command("taskset", append([]string{"-c", "0"}, args...)...)
+	if *profile != "" {
+		cmd.Env = append(os.Environ(), "FQDNGATE_PPROF=1")
+	}
+	return cmd
+}
+
+// profiled runs f while fetching fqdngate's /debug/pprof/<what> into the
+// -profile directory (when it is set and the server is fqdngate).
+func profiled(isFqdngate bool, server, phase, what string, f func() error) error {
+	if *profile == "" || !isFqdngate {
+		return f()
+	}
+	name := strings.NewReplacer(" ", "-", "(", "", ")", "", ",", "").Replace(server) + "-" + phase
+	if strings.HasPrefix(what, "trace") {
+		name += ".trace"
+	} else {
+		name += ".pprof"
+	}
+	done := make(chan error, 1)
+	go func() {
+		body, err := apiGet("/debug/pprof/"+what, 30*time.Second)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(*profile, name), body, 0o644)
+		}
+		done <- err
+	}()
+	ferr := f()
+	if err := <-done; err != nil {
+		fmt.Fprintf(os.Stderr, "  profile %s: %v\n", name, err)
+	}
+	return ferr
+}
+
+// apiGet fetches a path of fqdngate's API inside the namespace.
+func apiGet(path string, timeout time.Duration) ([]byte, error) {
+	dial := func(_ context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := ns.Do(func() error {
+			var err error
+			c, err = net.Dial(network, addr)
+			return err
+		})
+		return c, err
+	}
+	c := &http.Client{Timeout: timeout, Transport: &http.Transport{DialContext: dial}}
+	resp, err := c.Get("http://127.0.0.1:9053" + path)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s: %s", path, resp.Status)
+	}
+	return body, err
 }
 
 func serversIn(dir string) []server {
@@ -139,22 +194,10 @@ type bucket struct{ le, n float64 }
 // installHistogram reads fqdngate's answer→kernel histogram (cumulative
 // buckets, +Inf left out).
 func installHistogram() ([]bucket, error) {
-	dial := func(_ context.Context, network, addr string) (net.Conn, error) {
-		var c net.Conn
-		err := ns.Do(func() error {
-			var err error
-			c, err = net.Dial(network, addr)
-			return err
-		})
-		return c, err
-	}
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: dial}}
-	resp, err := c.Get("http://127.0.0.1:9053/metrics")
+	body, err := apiGet("/metrics", 5*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
 	var bs []bucket
 	for _, m := range bucketRe.FindAllSubmatch(body, -1) {
 		le, err := strconv.ParseFloat(string(m[1]), 64)

@@ -109,8 +109,10 @@ func (c *Cache) Get(q *dns.Msg, now time.Time) *dns.Msg {
 
 // Put stores r, the answer to q, for its lowest TTL (negative answers for
 // at most negativeTTL). Failures and truncated answers are not stored.
-// The cache keeps r in wire form; Get hands out new messages.
-func (c *Cache) Put(q, r *dns.Msg, now time.Time) {
+// The cache keeps r in wire form; Get hands out new messages. wire, if
+// not nil, is r as it arrived, kept as it is (the caller gives up the
+// slice); packing r again was a twentieth of the unique mix's CPU.
+func (c *Cache) Put(q, r *dns.Msg, wire []byte, now time.Time) {
 	if c == nil || r.Truncated || (r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError) {
 		return
 	}
@@ -124,9 +126,11 @@ func (c *Cache) Put(q, r *dns.Msg, now time.Time) {
 	if ttl <= 0 {
 		return
 	}
-	wire, err := r.Pack()
-	if err != nil {
-		return
+	if wire == nil {
+		var err error
+		if wire, err = r.Pack(); err != nil {
+			return
+		}
 	}
 	k := keyOf(q)
 	s := c.shard(k)

@@ -33,7 +33,7 @@ func msgWith(t *testing.T, q *dns.Msg, rcode int, rrs ...string) *dns.Msg {
 func TestCacheAgesAndExpires(t *testing.T) {
 	c := NewCache(100)
 	q := upstreamQuery(query("www.example.com.", dns.TypeA, false))
-	c.Put(q, msgWith(t, q, dns.RcodeSuccess, "www.example.com. 300 IN CNAME edge.example.net.", "edge.example.net. 20 IN A 203.0.113.5"), t0)
+	c.Put(q, msgWith(t, q, dns.RcodeSuccess, "www.example.com. 300 IN CNAME edge.example.net.", "edge.example.net. 20 IN A 203.0.113.5"), nil, t0)
 	tests := []struct {
 		at   time.Duration
 		hit  bool
@@ -57,7 +57,7 @@ func TestCacheAgesAndExpires(t *testing.T) {
 	}
 	// Case does not matter; the DO bit does.
 	upper := upstreamQuery(query("WWW.Example.COM.", dns.TypeA, false))
-	c.Put(q, msgWith(t, q, dns.RcodeSuccess, "www.example.com. 20 IN A 203.0.113.5"), t0)
+	c.Put(q, msgWith(t, q, dns.RcodeSuccess, "www.example.com. 20 IN A 203.0.113.5"), nil, t0)
 	if c.Get(upper, t0) == nil {
 		t.Error("0x20 case variant missed")
 	}
@@ -69,24 +69,24 @@ func TestCacheAgesAndExpires(t *testing.T) {
 func TestCacheNegativeAndBounds(t *testing.T) {
 	c := NewCache(32)
 	q := upstreamQuery(query("nope.example.", dns.TypeA, false))
-	c.Put(q, msgWith(t, q, dns.RcodeNameError, "example. 3600 IN SOA ns.example. h.example. 1 7200 900 1209600 3600"), t0)
+	c.Put(q, msgWith(t, q, dns.RcodeNameError, "example. 3600 IN SOA ns.example. h.example. 1 7200 900 1209600 3600"), nil, t0)
 	if c.Get(q, t0.Add(29*time.Second)) == nil || c.Get(q, t0.Add(31*time.Second)) != nil {
 		t.Error("negative answers are kept 30s at most")
 	}
 	fail := upstreamQuery(query("fail.example.", dns.TypeA, false))
-	c.Put(fail, msgWith(t, fail, dns.RcodeServerFailure), t0)
+	c.Put(fail, msgWith(t, fail, dns.RcodeServerFailure), nil, t0)
 	if c.Get(fail, t0) != nil {
 		t.Error("SERVFAIL cached")
 	}
 	for i := range 1000 {
 		n := upstreamQuery(query(string(rune('a'+i%26))+"x"+time.Duration(i).String()+".example.", dns.TypeA, false))
-		c.Put(n, msgWith(t, n, dns.RcodeSuccess, n.Question[0].Name+" 60 IN A 203.0.113.1"), t0)
+		c.Put(n, msgWith(t, n, dns.RcodeSuccess, n.Question[0].Name+" 60 IN A 203.0.113.1"), nil, t0)
 	}
 	if n := c.Len(); n > 32 {
 		t.Errorf("cache holds %d answers, bound 32", n)
 	}
 	var nilCache *Cache
-	nilCache.Put(q, q, t0)
+	nilCache.Put(q, q, nil, t0)
 	if nilCache.Get(q, t0) != nil || nilCache.Len() != 0 {
 		t.Error("nil cache")
 	}

@@ -78,7 +78,7 @@ func (nopObserver) Query(Outcome) {}
 
 // Upstream is what the handler needs of a Pool.
 type Upstream interface {
-	Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, netip.AddrPort, error)
+	Exchange(ctx context.Context, q *dns.Msg) (Reply, error)
 }
 
 // Handler serves DNS for the clients of a policy.
@@ -212,16 +212,19 @@ func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, 
 	if resp != nil {
 		out.Cached = true
 	} else {
-		var err error
-		resp, up, err = h.upstream.Exchange(ctx, uq)
+		rep, err := h.upstream.Exchange(ctx, uq)
 		if err != nil {
 			h.stats.UpstreamFail.Add(1)
 			h.log.Warn("upstream failed", "qname", q.Name, "err", err)
 			out.Decision = DecisionUpstreamFail
 			return reply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeNetworkError, "fqdngate: no upstream answered")
 		}
-		clampTTLs(resp, h.opts.MaxTTL)
-		h.opts.Cache.Put(uq, resp, h.now())
+		resp, up = rep.Msg, rep.From
+		wire := rep.Wire
+		if clampTTLs(resp, h.opts.MaxTTL) {
+			wire = nil // the cache packs what the client is told
+		}
+		h.opts.Cache.Put(uq, resp, wire, h.now())
 	}
 
 	// 5. Learn the chain and its addresses; drop addresses we cannot vouch for.
@@ -359,15 +362,17 @@ func reply(req *dns.Msg, rcode int, ede uint16, text string) *dns.Msg {
 	return m
 }
 
-func clampTTLs(m *dns.Msg, maxTTL time.Duration) {
-	limit := uint32(maxTTL / time.Second)
+// clampTTLs lowers TTLs above maxTTL and reports whether it changed any.
+func clampTTLs(m *dns.Msg, maxTTL time.Duration) bool {
+	limit, changed := uint32(maxTTL/time.Second), false
 	for _, sec := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
 		for _, rr := range sec {
 			if h := rr.Header(); h.Rrtype != dns.TypeOPT && h.Ttl > limit {
-				h.Ttl = limit
+				h.Ttl, changed = limit, true
 			}
 		}
 	}
+	return changed
 }
 
 func addrOf(a net.Addr) netip.Addr {

@@ -33,14 +33,16 @@ type fakeUpstream struct {
 	records map[string][]string // qname → RRs in presentation form
 	asked   []string
 	err     error
+	// wire: reply with the packed bytes too, as the pool does over UDP.
+	wire bool
 }
 
-func (f *fakeUpstream) Exchange(_ context.Context, q *dns.Msg) (*dns.Msg, netip.AddrPort, error) {
+func (f *fakeUpstream) Exchange(_ context.Context, q *dns.Msg) (Reply, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.asked = append(f.asked, q.Question[0].Name)
 	if f.err != nil {
-		return nil, netip.AddrPort{}, f.err
+		return Reply{}, f.err
 	}
 	r := new(dns.Msg)
 	r.SetReply(q)
@@ -64,7 +66,11 @@ func (f *fakeUpstream) Exchange(_ context.Context, q *dns.Msg) (*dns.Msg, netip.
 			r.Extra = append(r.Extra, rr)
 		}
 	}
-	return r, netip.MustParseAddrPort("198.51.100.53:53"), nil
+	rep := Reply{Msg: r, From: netip.MustParseAddrPort("198.51.100.53:53")}
+	if f.wire {
+		rep.Wire, _ = r.Pack()
+	}
+	return rep, nil
 }
 
 func (f *fakeUpstream) askedFor(name string) int {
@@ -334,5 +340,29 @@ func TestStrippingDoesNotChangeTheCachedAnswer(t *testing.T) {
 	}
 	if len(e.up.asked) != 2 {
 		t.Errorf("upstream asked %v, want each name once", e.up.asked)
+	}
+}
+
+// The cache keeps an upstream's bytes as they came, unless a TTL had to be
+// lowered to max_ttl: a cached answer never tells a client more than the
+// first one was told.
+func TestCachedAnswersKeepTheTTLCap(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Cache = NewCache(100); o.MaxTTL = time.Hour })
+	e.up.wire = true
+	e.up.records["long.svc.example.com."] = []string{"long.svc.example.com. 7200 IN A 203.0.113.80"}
+	e.up.records["short.svc.example.com."] = []string{"short.svc.example.com. 60 IN A 203.0.113.81"}
+	for _, tc := range []struct {
+		name string
+		ttl  uint32
+	}{{"long.svc.example.com.", 3600}, {"short.svc.example.com.", 60}} {
+		for round := range 2 {
+			resp := e.h.Resolve(context.Background(), devA, query(tc.name, dns.TypeA, false))
+			if len(resp.Answer) != 1 || resp.Answer[0].Header().Ttl != tc.ttl {
+				t.Fatalf("%s round %d: %v, want one A with ttl %d", tc.name, round, resp.Answer, tc.ttl)
+			}
+		}
+		if n := e.up.askedFor(tc.name); n != 1 {
+			t.Errorf("%s asked upstream %d times, want 1 (cached)", tc.name, n)
+		}
 	}
 }

@@ -72,9 +72,19 @@ func NewPool(addrs []netip.AddrPort, timeout time.Duration, mark uint32) *Pool {
 	return p
 }
 
-// Exchange sends q and returns the first valid reply and who gave it.
-// q's ID is replaced by a fresh random one per attempt.
-func (p *Pool) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, netip.AddrPort, error) {
+// Reply is an upstream's answer.
+type Reply struct {
+	Msg *dns.Msg
+	// Wire is the message as it arrived over UDP (nil over TCP), so that
+	// the cache can keep it without packing Msg again.
+	Wire []byte
+	// From is the upstream that answered.
+	From netip.AddrPort
+}
+
+// Exchange sends q and returns the first valid reply.
+// q's ID is replaced by a fresh random one per attempt; q is changed.
+func (p *Pool) Exchange(ctx context.Context, q *dns.Msg) (Reply, error) {
 	start := int(p.next.Add(1))
 	var errs error
 	for i := range p.addrs {
@@ -85,14 +95,15 @@ func (p *Pool) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, netip.AddrPo
 			p.observe(up, time.Since(t0), err)
 		}
 		if err == nil {
-			return r, up, nil
+			r.From = up
+			return r, nil
 		}
 		errs = errors.Join(errs, fmt.Errorf("%s: %w", up, err))
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	return nil, netip.AddrPort{}, fmt.Errorf("%w: %w", ErrNoUpstream, errs)
+	return Reply{}, fmt.Errorf("%w: %w", ErrNoUpstream, errs)
 }
 
 // Bounds of UDP socket reuse.
@@ -118,90 +129,95 @@ var longAgo = time.Unix(1, 0)
 // exchange succeeded. The buffers are pooled and the deadline is the
 // socket's own, not a context timer: per query allocations were a fifth
 // of the forwarding cost.
-func (p *Pool) exchangeUDP(ctx context.Context, m *dns.Msg, up netip.AddrPort) (*dns.Msg, error) {
+func (p *Pool) exchangeUDP(ctx context.Context, m *dns.Msg, up netip.AddrPort) (Reply, error) {
 	var pc *pooledConn
 	select {
 	case pc = <-p.idle[up]:
 	default:
 		c, err := p.dialer.DialContext(ctx, "udp", up.String())
 		if err != nil {
-			return nil, err
+			return Reply{}, err
 		}
 		pc = &pooledConn{UDPConn: c.(*net.UDPConn), created: time.Now()}
 	}
-	r, err := p.roundTrip(ctx, pc.UDPConn, m)
+	rep, err := p.roundTrip(ctx, pc.UDPConn, m)
 	pc.uses++
 	if err != nil || pc.uses >= socketUses || time.Since(pc.created) > socketAge {
 		pc.Close()
-		return r, err
+		return rep, err
 	}
 	select {
 	case p.idle[up] <- pc:
 	default:
 		pc.Close()
 	}
-	return r, nil
+	return rep, nil
 }
 
-func (p *Pool) roundTrip(ctx context.Context, c *net.UDPConn, m *dns.Msg) (*dns.Msg, error) {
+func (p *Pool) roundTrip(ctx context.Context, c *net.UDPConn, m *dns.Msg) (Reply, error) {
 	bp := getBuf()
 	defer putBuf(bp)
 	wire, err := m.PackBuffer(*bp)
 	if err != nil {
-		return nil, fmt.Errorf("pack: %w", err)
+		return Reply{}, fmt.Errorf("pack: %w", err)
 	}
 	deadline := time.Now().Add(p.timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
 	if err := c.SetDeadline(deadline); err != nil {
-		return nil, err
+		return Reply{}, err
 	}
 	if ctx.Done() != nil {
 		stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(longAgo) })
 		defer stop()
 	}
 	if _, err := c.Write(wire); err != nil {
-		return nil, err
+		return Reply{}, err
 	}
 	buf := (*bp)[:cap(*bp)]
 	for {
 		n, err := c.Read(buf)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, ctx.Err()
+				return Reply{}, ctx.Err()
 			}
-			return nil, err
+			return Reply{}, err
 		}
 		if n < dnsHeaderLen || binary.BigEndian.Uint16(buf) != m.Id {
 			continue
 		}
 		r := new(dns.Msg)
 		if err := r.Unpack(buf[:n]); err != nil {
-			return nil, fmt.Errorf("reply: %w", err)
+			return Reply{}, fmt.Errorf("reply: %w", err)
 		}
-		return r, nil
+		return Reply{Msg: r, Wire: append([]byte(nil), buf[:n]...)}, nil
 	}
 }
 
 const dnsHeaderLen = 12
 
-func (p *Pool) exchangeOne(ctx context.Context, q *dns.Msg, up netip.AddrPort) (*dns.Msg, error) {
-	m := q.Copy()
+// exchangeOne sets q's ID: q is the pool's to change (the handler builds
+// it for the upstreams), and a copy per attempt was an allocation per
+// query.
+func (p *Pool) exchangeOne(ctx context.Context, q *dns.Msg, up netip.AddrPort) (Reply, error) {
+	m := q
 	m.Id = newID()
-	r, err := p.exchangeUDP(ctx, m, up)
-	if err == nil && r.Truncated {
+	rep, err := p.exchangeUDP(ctx, m, up)
+	if err == nil && rep.Msg.Truncated {
 		m.Id = newID()
-		r, _, err = p.tcp.ExchangeContext(ctx, m, up.String())
+		rep.Wire = nil
+		rep.Msg, _, err = p.tcp.ExchangeContext(ctx, m, up.String())
 	}
 	if err != nil {
-		return nil, err
+		return Reply{}, err
 	}
+	r := rep.Msg
 	if len(r.Question) != 1 || !strings.EqualFold(r.Question[0].Name, m.Question[0].Name) ||
 		r.Question[0].Qtype != m.Question[0].Qtype || r.Question[0].Qclass != m.Question[0].Qclass {
-		return nil, errors.New("reply does not match the question")
+		return Reply{}, errors.New("reply does not match the question")
 	}
-	return r, nil
+	return rep, nil
 }
 
 // newID is a query ID from the runtime's ChaCha8 generator: unpredictable

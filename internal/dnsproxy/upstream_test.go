@@ -51,12 +51,15 @@ func TestPoolFailoverAndTCPRetry(t *testing.T) {
 
 	p := NewPool([]netip.AddrPort{dead, good}, time.Second, 0)
 	for i := range 4 { // every starting position reaches the good upstream
-		r, from, err := p.Exchange(context.Background(), upstreamQuery(query("x.example.", dns.TypeA, false)))
+		rep, err := p.Exchange(context.Background(), upstreamQuery(query("x.example.", dns.TypeA, false)))
 		if err != nil {
 			t.Fatalf("round %d: %v", i, err)
 		}
-		if from != good || len(r.Answer) != 1 {
-			t.Fatalf("round %d: from %v answer %v", i, from, r.Answer)
+		if rep.From != good || len(rep.Msg.Answer) != 1 {
+			t.Fatalf("round %d: from %v answer %v", i, rep.From, rep.Msg.Answer)
+		}
+		if rep.Wire != nil {
+			t.Fatalf("round %d: a reply that came over TCP has UDP bytes", i)
 		}
 	}
 	if udpSeen.Load() != 4 || tcpSeen.Load() != 4 {
@@ -71,7 +74,7 @@ func TestPoolRejectsMismatchedReply(t *testing.T) {
 		m.Question[0].Name = "other.example."
 		_ = w.WriteMsg(m)
 	})
-	_, _, err := NewPool([]netip.AddrPort{liar}, time.Second, 0).Exchange(context.Background(), upstreamQuery(query("x.example.", dns.TypeA, false)))
+	_, err := NewPool([]netip.AddrPort{liar}, time.Second, 0).Exchange(context.Background(), upstreamQuery(query("x.example.", dns.TypeA, false)))
 	if err == nil {
 		t.Fatal("a reply for another question was accepted")
 	}

@@ -90,7 +90,7 @@ func setElement(e ledger.Elem, global bool) (nftables.SetElement, error) {
 }
 
 // elemKey is a ledger.Elem without netip's zone pointer, as the key of
-// the writer's mirror and the held map: they hold an entry per kernel
+// the held map: it holds an entry per kernel
 // element, up to millions, which the collector then need not scan.
 type elemKey struct {
 	client, addr [16]byte

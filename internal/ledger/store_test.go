@@ -2,10 +2,10 @@ package ledger
 
 import (
 	"errors"
-	"reflect"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"

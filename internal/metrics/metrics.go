@@ -6,6 +6,7 @@ package metrics
 
 import (
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,7 +44,21 @@ type Metrics struct {
 	upstreamRTT *prometheus.HistogramVec
 	upstreamErr *prometheus.CounterVec
 	install     prometheus.Histogram
+	// perUpstream caches each upstream's histogram and counter: the label
+	// lookup formatted the address into a new string on every exchange.
+	perUpstream sync.Map // netip.AddrPort → upstreamMetrics
+	// perQuery caches the counters of (decision, group) pairs, bounded by
+	// the configuration's groups times the decisions.
+	perQuery  sync.Map // queryLabels → prometheus.Counter
+	hit, miss prometheus.Counter
 }
+
+type upstreamMetrics struct {
+	rtt prometheus.Observer
+	err prometheus.Counter
+}
+
+type queryLabels struct{ decision, group string }
 
 // latency buckets from 50 µs to 2.5 s: the install path lives in the
 // tens of microseconds, upstreams in milliseconds.
@@ -74,17 +89,23 @@ func New(src Sources) *Metrics {
 	m.Registry.MustRegister(m.queries, m.cache, m.upstreamRTT, m.upstreamErr, m.install,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&scraped{src: src})
+	m.hit, m.miss = m.cache.WithLabelValues("hit"), m.cache.WithLabelValues("miss")
 	return m
 }
 
 // Query implements dnsproxy.Observer.
 func (m *Metrics) Query(o dnsproxy.Outcome) {
-	m.queries.WithLabelValues(o.Decision, o.Group).Inc()
+	k := queryLabels{o.Decision, o.Group}
+	c, ok := m.perQuery.Load(k)
+	if !ok {
+		c, _ = m.perQuery.LoadOrStore(k, m.queries.WithLabelValues(o.Decision, o.Group))
+	}
+	c.(prometheus.Counter).Inc()
 	switch {
 	case o.Cached:
-		m.cache.WithLabelValues("hit").Inc()
+		m.hit.Inc()
 	case o.Decision == dnsproxy.DecisionAllowed || o.Decision == dnsproxy.DecisionWouldDeny:
-		m.cache.WithLabelValues("miss").Inc()
+		m.miss.Inc()
 	}
 	if o.Install > 0 {
 		m.install.Observe(o.Install.Seconds())
@@ -93,9 +114,15 @@ func (m *Metrics) Query(o dnsproxy.Outcome) {
 
 // Upstream is the pool's observer.
 func (m *Metrics) Upstream(up netip.AddrPort, rtt time.Duration, err error) {
-	m.upstreamRTT.WithLabelValues(up.String()).Observe(rtt.Seconds())
+	v, ok := m.perUpstream.Load(up)
+	if !ok {
+		v, _ = m.perUpstream.LoadOrStore(up, upstreamMetrics{
+			rtt: m.upstreamRTT.WithLabelValues(up.String()), err: m.upstreamErr.WithLabelValues(up.String())})
+	}
+	um := v.(upstreamMetrics)
+	um.rtt.Observe(rtt.Seconds())
 	if err != nil {
-		m.upstreamErr.WithLabelValues(up.String()).Inc()
+		um.err.Inc()
 	}
 }
 
