@@ -39,7 +39,13 @@ type Decision struct {
 func (d Decision) Allowed() bool { return len(d.Rules) > 0 }
 
 // Ports is the union of the matching rules' ports.
+//
+// With one rule (the usual case) it is that rule's own list: callers must
+// not change it. This runs for every allowed query.
 func (d Decision) Ports() []PortRange {
+	if len(d.Rules) == 1 {
+		return d.Rules[0].Ports
+	}
 	lists := make([][]PortRange, len(d.Rules))
 	for i, r := range d.Rules {
 		lists[i] = r.Ports

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -93,11 +94,10 @@ func parsePortNumber(s string) (uint16, error) {
 // stable order (the order of first appearance).
 func MergePorts(lists ...[]PortRange) []PortRange {
 	var out []PortRange
-	seen := make(map[PortRange]bool)
 	for _, l := range lists {
 		for _, p := range l {
-			if !seen[p] {
-				seen[p] = true
+			// Rules name a handful of ports: a scan beats a map.
+			if !slices.Contains(out, p) {
 				out = append(out, p)
 			}
 		}
