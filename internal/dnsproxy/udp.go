@@ -14,21 +14,42 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// udpServer serves DNS over UDP with a fixed set of goroutines: one reader
-// per SO_REUSEPORT socket (the kernel spreads clients over them) and a
-// pool of long-lived workers fed through a bounded queue. miekg's server
-// starts a goroutine per packet; at tens of thousands of queries a second
-// the stack growth of fresh goroutines alone was 8% of the CPU, and the
-// number of goroutines had no bound.
+// udpServer serves DNS over UDP with a bounded set of goroutines: one
+// reader per SO_REUSEPORT socket (the kernel spreads clients over them)
+// and at most max long-lived workers, started as load needs them, fed
+// through a bounded backlog. miekg's server starts a goroutine per packet;
+// at tens of thousands of queries a second the stack growth of fresh
+// goroutines alone was 8% of the CPU, and the number of goroutines had no
+// bound.
+//
+// Idle workers wait on a stack and the last one to finish gets the next
+// packet. A channel wakes its receivers in turn, so every query went to
+// the worker idle longest, whose stack the collector had shrunk meanwhile
+// and the query grew again: 7% of the cached mix's CPU with 1,024
+// workers. The stack keeps the few workers a load needs warm.
 type udpServer struct {
-	conns   []*net.UDPConn
-	queue   chan udpJob
-	h       dns.Handler
-	wg      sync.WaitGroup
+	conns []*net.UDPConn
+	h     dns.Handler
+	max   int
+	wg    sync.WaitGroup // readers
+	// workers counts running workers; close waits for them.
 	workers sync.WaitGroup
 	once    sync.Once
-	// dropped counts packets dropped because the queue was full.
+
+	// mu guards the fields below.
+	mu      sync.Mutex
+	idle    []*udpWorker // waiting for a job, the most recent last
+	started int
+	backlog []udpJob // a ring of udpQueue jobs: head, n
+	head, n int
+	closed  bool
+
+	// dropped counts packets dropped because the backlog was full.
 	dropped atomic.Uint64
+}
+
+type udpWorker struct {
+	job chan udpJob // one at a time; closed at shutdown
 }
 
 type udpJob struct {
@@ -49,7 +70,7 @@ const (
 
 func listenUDP(addr netip.AddrPort, h dns.Handler, workers int) (*udpServer, error) {
 	sockets := max(1, runtime.GOMAXPROCS(0))
-	s := &udpServer{queue: make(chan udpJob, udpQueue), h: h}
+	s := &udpServer{h: h, max: max(1, workers), backlog: make([]udpJob, udpQueue)}
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		if err := c.Control(func(fd uintptr) {
@@ -68,10 +89,6 @@ func listenUDP(addr netip.AddrPort, h dns.Handler, workers int) (*udpServer, err
 		c := pc.(*net.UDPConn)
 		_ = c.SetReadBuffer(4 << 20)
 		s.conns = append(s.conns, c)
-	}
-	for range workers {
-		s.workers.Add(1)
-		go s.work()
 	}
 	return s, nil
 }
@@ -93,29 +110,85 @@ func (s *udpServer) serve(errc chan<- error) {
 					}
 					return
 				}
-				select {
-				case s.queue <- udpJob{conn: c, from: from, buf: buf, n: n}:
-				default: // full: dropped; the client retries
-					putBuf(buf)
-					s.dropped.Add(1)
-				}
+				s.dispatch(udpJob{conn: c, from: from, buf: buf, n: n})
 			}
 		}()
 	}
 }
 
-func (s *udpServer) work() {
-	defer s.workers.Done()
-	for j := range s.queue {
-		req := new(dns.Msg)
-		// Unpack copies what it keeps, so the buffer is free after it.
-		err := req.Unpack((*j.buf)[:j.n])
-		putBuf(j.buf)
-		if err != nil || req.Response {
-			continue // not a query: no answer, as miekg's server does
-		}
-		s.h.ServeDNS(&udpWriter{conn: j.conn, to: j.from}, req)
+// dispatch hands j to the most recently idle worker, or a new one while
+// fewer than max run, or the backlog; when that is full too, j is
+// dropped (the client retries).
+func (s *udpServer) dispatch(j udpJob) {
+	s.mu.Lock()
+	if k := len(s.idle); k > 0 {
+		w := s.idle[k-1]
+		s.idle = s.idle[:k-1]
+		s.mu.Unlock()
+		w.job <- j // buffered: never blocks
+		return
 	}
+	if s.started < s.max {
+		s.started++
+		s.workers.Add(1)
+		s.mu.Unlock()
+		go s.work(&udpWorker{job: make(chan udpJob, 1)}, j)
+		return
+	}
+	if s.n < len(s.backlog) {
+		s.backlog[(s.head+s.n)%len(s.backlog)] = j
+		s.n++
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	putBuf(j.buf)
+	s.dropped.Add(1)
+}
+
+// next returns the oldest job of the backlog, or parks w on the idle
+// stack and returns false.
+func (s *udpServer) next(w *udpWorker) (udpJob, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n > 0 {
+		j := s.backlog[s.head]
+		s.backlog[s.head] = udpJob{}
+		s.head = (s.head + 1) % len(s.backlog)
+		s.n--
+		return j, true
+	}
+	if s.closed {
+		close(w.job)
+	} else {
+		s.idle = append(s.idle, w)
+	}
+	return udpJob{}, false
+}
+
+func (s *udpServer) work(w *udpWorker, j udpJob) {
+	defer s.workers.Done()
+	for {
+		s.handle(j)
+		var ok bool
+		if j, ok = s.next(w); ok {
+			continue
+		}
+		if j, ok = <-w.job; !ok {
+			return
+		}
+	}
+}
+
+func (s *udpServer) handle(j udpJob) {
+	req := new(dns.Msg)
+	// Unpack copies what it keeps, so the buffer is free after it.
+	err := req.Unpack((*j.buf)[:j.n])
+	putBuf(j.buf)
+	if err != nil || req.Response {
+		return // not a query: no answer, as miekg's server does
+	}
+	s.h.ServeDNS(&udpWriter{conn: j.conn, to: j.from}, req)
 }
 
 // close stops reading, lets the workers finish what is queued, and waits.
@@ -124,8 +197,14 @@ func (s *udpServer) close() {
 		for _, c := range s.conns {
 			c.Close()
 		}
-		s.wg.Wait()
-		close(s.queue)
+		s.wg.Wait() // no dispatch after this
+		s.mu.Lock()
+		s.closed = true
+		for _, w := range s.idle {
+			close(w.job)
+		}
+		s.idle = nil
+		s.mu.Unlock()
 		s.workers.Wait()
 	})
 }

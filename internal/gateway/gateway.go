@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -38,14 +37,6 @@ const shutdownGrace = 5 * time.Second
 // elements of those answers are removed by the reconcile at the next start.
 const flushEvery = 200 * time.Millisecond
 
-// heapFloor is allocated and never touched: it raises the collector's heap
-// goal (twice the live heap) without using memory, the pages are never
-// written. Without it a gateway with a small live heap collected dozens of
-// times a second under load, and every collection shrank the stacks of
-// the idle DNS workers, which the next query grew again: stack copying
-// alone was 7% of the cached mix's CPU, collection and assists 8% more.
-const heapFloor = 32 << 20
-
 // Options are the hooks of the process around the gateway.
 type Options struct {
 	// Ready, if set, is called once DNS is being served.
@@ -64,8 +55,6 @@ type Options struct {
 // transaction, before DNS is served; while it runs, the ledger is written
 // behind every flushEvery, and once more after the last query at shutdown.
 func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) error {
-	floor := make([]byte, heapFloor)
-	defer runtime.KeepAlive(floor)
 	e := c.Enforcer
 	led := ledger.New(ledger.Options{MaxPerName: e.MaxAddrsPerName, MaxEntries: e.MaxEntries,
 		Global: e.Scope == "global", Track: c.StateDir != ""})
