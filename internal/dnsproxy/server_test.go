@@ -113,3 +113,40 @@ func TestUDPQueueFullDropsAndCounts(t *testing.T) {
 		t.Fatalf("%d of %d queries dropped, want the %d beyond the queue and the worker (less any the kernel dropped)", d, sent, sent-udpQueue-1)
 	}
 }
+
+// TestUDPWorkersStartAsNeeded: workers start only when every running one
+// is busy, and a worker that has finished takes the next query, so that
+// queries one at a time are all served by the same warm worker.
+func TestUDPWorkersStartAsNeeded(t *testing.T) {
+	probe, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := netip.MustParseAddrPort(probe.LocalAddr().String())
+	probe.Close()
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		_ = w.WriteMsg(m)
+	})
+	s, err := Listen([]netip.AddrPort{addr}, h, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	c := &dns.Client{Timeout: 2 * time.Second}
+	for i := range 50 {
+		m := new(dns.Msg)
+		m.SetQuestion("x.example.", dns.TypeA)
+		if _, _, err := c.Exchange(m, addr.String()); err != nil {
+			t.Fatalf("query %d: %v", i, err)
+		}
+	}
+	u := s.udp[0]
+	u.mu.Lock()
+	started := u.started
+	u.mu.Unlock()
+	if started != 1 {
+		t.Errorf("%d workers started for 50 queries one at a time, want 1", started)
+	}
+}
