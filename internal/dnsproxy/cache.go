@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -29,7 +30,7 @@ const (
 
 type cacheShard struct {
 	mu sync.Mutex
-	m  map[cacheKey]cached
+	m  map[cacheKey]*cached
 }
 
 type cacheKey struct {
@@ -45,6 +46,9 @@ type cached struct {
 	wire    []byte
 	stored  time.Time
 	expires time.Time
+	// replies holds, per kind of client, the reply last made from this
+	// answer (see prepared); empty until the answer is used again.
+	replies [variants]atomic.Pointer[prepared]
 }
 
 // NewCache makes a cache of at most size answers; size 0 returns nil (no
@@ -55,7 +59,7 @@ func NewCache(size int) *Cache {
 	}
 	c := &Cache{seed: maphash.MakeSeed(), per: max(1, size/cacheShards)}
 	for i := range c.shards {
-		c.shards[i].m = make(map[cacheKey]cached)
+		c.shards[i].m = make(map[cacheKey]*cached)
 	}
 	return c
 }
@@ -75,6 +79,12 @@ func keyOf(q *dns.Msg) cacheKey {
 // Get returns a copy of the answer to q with its TTLs lowered by the time
 // it has been cached, or nil.
 func (c *Cache) Get(q *dns.Msg, now time.Time) *dns.Msg {
+	m, _ := c.get(q, now)
+	return m
+}
+
+// lookup returns the live entry for q, or nil.
+func (c *Cache) lookup(q *dns.Msg, now time.Time) *cached {
 	if c == nil {
 		return nil
 	}
@@ -90,11 +100,25 @@ func (c *Cache) Get(q *dns.Msg, now time.Time) *dns.Msg {
 	if !ok {
 		return nil
 	}
+	return e
+}
+
+// get is Get, with the entry the answer came from.
+func (c *Cache) get(q *dns.Msg, now time.Time) (*dns.Msg, *cached) {
+	e := c.lookup(q, now)
+	if e == nil {
+		return nil, nil
+	}
+	return e.message(now), e
+}
+
+// message is a copy of the answer with its TTLs lowered by its age.
+func (e *cached) message(now time.Time) *dns.Msg {
 	m := new(dns.Msg)
 	if err := m.Unpack(e.wire); err != nil {
-		return nil // cannot happen: Put packed it
+		return nil // cannot happen: it was unpacked before it was stored
 	}
-	age := uint32(now.Sub(e.stored) / time.Second)
+	age := e.age(now)
 	for _, sec := range [][]dns.RR{m.Answer, m.Ns} {
 		for _, rr := range sec {
 			if h := rr.Header(); h.Ttl > age {
@@ -105,6 +129,11 @@ func (c *Cache) Get(q *dns.Msg, now time.Time) *dns.Msg {
 		}
 	}
 	return m
+}
+
+// age is how long, in whole seconds, the answer has been cached.
+func (e *cached) age(now time.Time) uint32 {
+	return uint32(max(now.Sub(e.stored), 0) / time.Second)
 }
 
 // Put stores r, the answer to q, for its lowest TTL (negative answers for
@@ -145,7 +174,7 @@ func (c *Cache) Put(q, r *dns.Msg, wire []byte, now time.Time) {
 			}
 		}
 	}
-	s.m[k] = cached{wire: wire, stored: now, expires: now.Add(ttl)}
+	s.m[k] = &cached{wire: wire, stored: now, expires: now.Add(ttl)}
 }
 
 // Len is the number of answers held.

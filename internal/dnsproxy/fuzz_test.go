@@ -9,7 +9,8 @@ import (
 )
 
 // FuzzResolve feeds raw messages through the whole query path. Whatever
-// arrives: no panic, a reply that packs, and no denied name upstream.
+// arrives: no panic, a reply that packs, the same reply when it is
+// replayed from the cache, and no denied name upstream.
 func FuzzResolve(f *testing.F) {
 	for _, m := range []*dns.Msg{
 		query("prod.update.sphere.azure.net.", dns.TypeA, true),
@@ -28,16 +29,27 @@ func FuzzResolve(f *testing.F) {
 		if err := req.Unpack(raw); err != nil {
 			return
 		}
-		e := newEnv(t, nil)
-		resp := e.h.Resolve(context.Background(), devA, req)
-		if resp == nil {
-			t.Fatal("nil reply")
+		// Three times, with a cache: from the upstream, from the cached
+		// answer, and replayed from the reply the second one made, which
+		// must be the same reply.
+		e := newEnv(t, func(o *Options) { o.Cache = NewCache(16) })
+		e.up.wire = true
+		var replies []string
+		for range 3 {
+			resp := e.h.Resolve(context.Background(), devA, req)
+			if resp == nil {
+				t.Fatal("nil reply")
+			}
+			if _, err := resp.Pack(); err != nil {
+				t.Fatalf("reply does not pack: %v", err)
+			}
+			if resp.Id != req.Id {
+				t.Fatalf("reply id %d, query id %d", resp.Id, req.Id)
+			}
+			replies = append(replies, resp.String())
 		}
-		if _, err := resp.Pack(); err != nil {
-			t.Fatalf("reply does not pack: %v", err)
-		}
-		if resp.Id != req.Id {
-			t.Fatalf("reply id %d, query id %d", resp.Id, req.Id)
+		if replies[1] != replies[2] {
+			t.Fatalf("replayed reply differs:\n%s\nfrom the one it was made from:\n%s", replies[2], replies[1])
 		}
 		if len(req.Question) == 1 && !testPolicy(t).Match(devA, req.Question[0].Name).Allowed() {
 			if len(e.up.asked) != 0 {

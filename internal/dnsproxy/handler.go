@@ -137,9 +137,15 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		_, udp = w.RemoteAddr().(*net.UDPAddr)
 	}
 	var resp *dns.Msg
+	var wire []byte
 	select {
 	case h.inflight <- struct{}{}:
-		resp = h.Resolve(context.Background(), client, req)
+		var bp *[]byte
+		if udp && uw != nil {
+			bp = getBuf()
+			defer putBuf(bp)
+		}
+		resp, wire = h.serve(context.Background(), client, req, bp)
 		<-h.inflight
 	default:
 		// Full: answer at once rather than queue without bound.
@@ -152,30 +158,63 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		if opt := req.IsEdns0(); opt != nil {
 			size = int(opt.UDPSize())
 		}
+		if wire != nil && len(wire) <= size {
+			_, _ = w.Write(wire)
+			return
+		}
+		if resp == nil {
+			resp = unpackReply(req, wire)
+		}
 		resp.Truncate(size)
+	}
+	if resp == nil {
+		resp = unpackReply(req, wire)
 	}
 	_ = w.WriteMsg(resp)
 }
 
 // Resolve answers one query from client. It never returns nil.
 func (h *Handler) Resolve(ctx context.Context, client netip.Addr, req *dns.Msg) *dns.Msg {
+	resp, wire := h.serve(ctx, client, req, nil)
+	if resp == nil {
+		resp = unpackReply(req, wire)
+	}
+	return resp
+}
+
+// unpackReply is a reply the handler made in wire form as a message.
+func unpackReply(req *dns.Msg, wire []byte) *dns.Msg {
+	m := new(dns.Msg)
+	if err := m.Unpack(wire); err != nil {
+		// Cannot happen: fqdngate packed it.
+		return reply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeOther, "fqdngate: reply not readable")
+	}
+	return m
+}
+
+// serve answers one query, as a message or, for a reply made from a
+// prepared one (or one that was just packed), as wire; buf, if not nil,
+// is where a prepared reply is copied. It tells the observer.
+func (h *Handler) serve(ctx context.Context, client netip.Addr, req *dns.Msg, buf *[]byte) (*dns.Msg, []byte) {
 	out := Outcome{Client: client}
-	resp := h.resolve(ctx, client, req, &out)
+	resp, wire := h.resolve(ctx, client, req, &out, buf)
 	out.Time = h.now()
 	if len(req.Question) > 0 {
 		out.Name, out.QType = req.Question[0].Name, req.Question[0].Qtype
 	}
 	h.obs.Query(out)
-	return resp
+	return resp, wire
 }
 
-// resolve is the query path, top to bottom; it fills out as it goes.
-func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, out *Outcome) *dns.Msg {
+// resolve is the query path, top to bottom; it fills out as it goes. It
+// returns the reply as a message, or as wire when that is at hand (step 4
+// and step 8 of a cached answer).
+func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, out *Outcome, buf *[]byte) (*dns.Msg, []byte) {
 	// 1. Only well-formed queries: one question, class IN, opcode QUERY.
 	if rcode, why := validate(req); rcode != dns.RcodeSuccess {
 		h.stats.Malformed.Add(1)
 		out.Decision = DecisionMalformed
-		return reply(req, rcode, dns.ExtendedErrorCodeOther, why)
+		return reply(req, rcode, dns.ExtendedErrorCodeOther, why), nil
 	}
 	q := req.Question[0]
 
@@ -186,7 +225,7 @@ func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, 
 		h.stats.Refused.Add(1)
 		out.Decision = DecisionRefused
 		h.log.Debug("refused: client in no group", "client", client, "qname", q.Name)
-		return reply(req, dns.RcodeRefused, dns.ExtendedErrorCodeProhibited, "fqdngate: client not served")
+		return reply(req, dns.RcodeRefused, dns.ExtendedErrorCodeProhibited, "fqdngate: client not served"), nil
 	}
 
 	out.Group = dec.Group.Name
@@ -198,33 +237,54 @@ func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, 
 			h.stats.Denied.Add(1)
 			out.Decision = DecisionDenied
 			h.log.Info("denied", "client", client, "group", dec.Group.Name, "qname", q.Name, "qtype", dns.TypeToString[q.Qtype])
-			return reply(req, h.opts.DenyRcode, dns.ExtendedErrorCodeBlocked, "fqdngate: name not allowed")
+			return reply(req, h.opts.DenyRcode, dns.ExtendedErrorCodeBlocked, "fqdngate: name not allowed"), nil
 		}
 		h.stats.WouldDeny.Add(1)
 		out.Decision = DecisionWouldDeny
 		h.log.Info("would deny", "client", client, "group", dec.Group.Name, "qname", q.Name, "qtype", dns.TypeToString[q.Qtype])
 	}
 
-	// 4. Ask the cache, else an upstream (and cache its answer).
+	// 4. Ask the cache, else an upstream (and cache its answer). A cached
+	// answer that the last client of this kind was already told is
+	// replayed from that reply, and only installed and recorded.
 	uq := upstreamQuery(req)
 	var up netip.AddrPort
-	resp := h.opts.Cache.Get(uq, h.now())
-	if resp != nil {
+	now := h.now()
+	kind := variantOf(client, dec.Allowed(), req)
+	var resp *dns.Msg
+	entry := h.opts.Cache.lookup(uq, now)
+	if entry != nil {
 		out.Cached = true
-	} else {
+		if p := entry.replies[kind].Load(); p != nil {
+			if buf == nil {
+				buf = new([]byte)
+			}
+			if wire, walked, ok := p.replay(*buf, req, entry.age(now)); ok {
+				*buf = wire
+				if !h.grant(ctx, client, dec, q.Name, walked, out) {
+					return reply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeOther, "fqdngate: firewall rule not installed"), nil
+				}
+				return nil, wire
+			}
+		}
+		if resp = entry.message(now); resp == nil {
+			entry, out.Cached = nil, false // cannot happen: ask upstream instead
+		}
+	}
+	if resp == nil {
 		rep, err := h.upstream.Exchange(ctx, uq)
 		if err != nil {
 			h.stats.UpstreamFail.Add(1)
 			h.log.Warn("upstream failed", "qname", q.Name, "err", err)
 			out.Decision = DecisionUpstreamFail
-			return reply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeNetworkError, "fqdngate: no upstream answered")
+			return reply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeNetworkError, "fqdngate: no upstream answered"), nil
 		}
 		resp, up = rep.Msg, rep.From
 		wire := rep.Wire
 		if clampTTLs(resp, h.opts.MaxTTL) {
 			wire = nil // the cache packs what the client is told
 		}
-		h.opts.Cache.Put(uq, resp, wire, h.now())
+		h.opts.Cache.Put(uq, resp, wire, now)
 	}
 
 	// 5. Learn the chain and its addresses; drop addresses we cannot vouch for.
@@ -236,45 +296,68 @@ func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, 
 		}
 	}
 	strip(resp, walked)
-	ttl := min(time.Duration(walked.MinTTL)*time.Second, h.opts.MaxTTL)
 
-	// 6. Rule before answer: the kernel must hold every address first.
-	if dec.Allowed() && len(walked.Addrs) > 0 {
-		now := h.now()
-		name, _ := policy.NormalizeName(q.Name)
-		chain := make([]string, len(walked.Chain))
-		for i, c := range walked.Chain {
-			chain[i], _ = policy.NormalizeName(c)
-		}
-		ans := ledger.Answer{
-			Client: client, Group: dec.Group.Name, Name: name, Chain: chain,
-			Addrs: walked.Addrs, Rules: dec.RuleNames(), Ports: dec.Ports(), TTL: ttl,
-			Expires: now.Add(max(ttl, h.opts.MinTTL) + h.opts.Grace),
-		}
-		err := h.install(ctx, ans)
-		out.Install = h.now().Sub(now)
-		if err != nil {
-			h.stats.EnforceFail.Add(1)
-			out.Decision = DecisionEnforceFail
-			h.log.Error("rule not installed; answer withheld", "client", client, "qname", q.Name, "err", err)
-			return reply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeOther, "fqdngate: firewall rule not installed")
-		}
-		out.Answer = &ans
-		// 7. Record who was told what, for explanations and caps.
-		if revoke := h.ledger.Record(now, ans); len(revoke) > 0 {
-			if err := h.enforcer.Revoke(ctx, revoke); err != nil {
-				h.log.Warn("evicted addresses not removed; they expire on their own", "n", len(revoke), "err", err)
-			}
-		}
-	}
-	if dec.Allowed() {
-		h.stats.Allowed.Add(1)
+	// 6. Rule before answer, and 7. record who was told what.
+	if !h.grant(ctx, client, dec, q.Name, walked, out) {
+		return reply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeOther, "fqdngate: firewall rule not installed"), nil
 	}
 	h.log.Debug("answered", "client", client, "qname", q.Name, "qtype", dns.TypeToString[q.Qtype],
 		"rcode", dns.RcodeToString[resp.Rcode], "upstream", up, "chain", walked.Chain, "addrs", walked.Addrs)
 
-	// 8. Release, with the client's ID, question and EDNS.
-	return clientReply(req, resp)
+	// 8. Release, with the client's ID, question and EDNS. A reply made
+	// from a cached answer is kept for the next client of this kind.
+	resp = clientReply(req, resp)
+	if entry != nil {
+		if wire, err := resp.Pack(); err == nil {
+			if p := prepare(wire, entry.age(now), walked); p != nil {
+				entry.replies[kind].Store(p)
+			}
+			return nil, wire
+		}
+	}
+	return resp, nil
+}
+
+// grant installs the addresses of an allowed answer for client, bounded
+// by the hold budget, and records them in the ledger (steps 6 and 7). It
+// returns false, with the outcome set, when the kernel did not take them:
+// the answer must not be released.
+func (h *Handler) grant(ctx context.Context, client netip.Addr, dec policy.Decision, qname string, walked Walked, out *Outcome) bool {
+	if !dec.Allowed() {
+		return true
+	}
+	if len(walked.Addrs) == 0 {
+		h.stats.Allowed.Add(1)
+		return true
+	}
+	ttl := min(time.Duration(walked.MinTTL)*time.Second, h.opts.MaxTTL)
+	now := h.now()
+	name, _ := policy.NormalizeName(qname)
+	chain := make([]string, len(walked.Chain))
+	for i, c := range walked.Chain {
+		chain[i], _ = policy.NormalizeName(c)
+	}
+	ans := ledger.Answer{
+		Client: client, Group: dec.Group.Name, Name: name, Chain: chain,
+		Addrs: walked.Addrs, Rules: dec.RuleNames(), Ports: dec.Ports(), TTL: ttl,
+		Expires: now.Add(max(ttl, h.opts.MinTTL) + h.opts.Grace),
+	}
+	err := h.install(ctx, ans)
+	out.Install = h.now().Sub(now)
+	if err != nil {
+		h.stats.EnforceFail.Add(1)
+		out.Decision = DecisionEnforceFail
+		h.log.Error("rule not installed; answer withheld", "client", client, "qname", qname, "err", err)
+		return false
+	}
+	h.stats.Allowed.Add(1)
+	out.Answer = &ans
+	if revoke := h.ledger.Record(now, ans); len(revoke) > 0 {
+		if err := h.enforcer.Revoke(ctx, revoke); err != nil {
+			h.log.Warn("evicted addresses not removed; they expire on their own", "n", len(revoke), "err", err)
+		}
+	}
+	return true
 }
 
 func (h *Handler) install(ctx context.Context, a ledger.Answer) error {
