@@ -46,9 +46,12 @@ type cached struct {
 	wire    []byte
 	stored  time.Time
 	expires time.Time
-	// replies holds, per kind of client, the reply last made from this
-	// answer (see prepared); empty until the answer is used again.
-	replies [variants]atomic.Pointer[prepared]
+	// reply is the reply last made from this answer, for one kind of
+	// client (see prepared); nil until the answer is used again. One, not
+	// one per kind: the cache's memory stays bounded by its entries (at
+	// most twice the answers' bytes), and a gateway's clients are mostly
+	// of one kind.
+	reply atomic.Pointer[prepared]
 }
 
 // NewCache makes a cache of at most size answers; size 0 returns nil (no

@@ -255,7 +255,7 @@ func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, 
 	entry := h.opts.Cache.lookup(uq, now)
 	if entry != nil {
 		out.Cached = true
-		if p := entry.replies[kind].Load(); p != nil {
+		if p := entry.reply.Load(); p != nil && p.kind == kind {
 			if buf == nil {
 				buf = new([]byte)
 			}
@@ -309,8 +309,8 @@ func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, 
 	resp = clientReply(req, resp)
 	if entry != nil {
 		if wire, err := resp.Pack(); err == nil {
-			if p := prepare(wire, entry.age(now), walked); p != nil {
-				entry.replies[kind].Store(p)
+			if p := prepare(wire, entry.age(now), walked, kind); p != nil {
+				entry.reply.Store(p)
 			}
 			return nil, wire
 		}

@@ -327,7 +327,10 @@ func TestOtherFamilyWithheldInClientScope(t *testing.T) {
 func TestStrippingDoesNotChangeTheCachedAnswer(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.Cache = NewCache(100) })
 	devV6 := netip.MustParseAddr("2001:db8:1::10")
-	for _, c := range []netip.Addr{devA, devV6, devA} {
+	// Alternating and repeated, so that replies replayed from the cache
+	// are checked too: one made for one family is never replayed to the
+	// other.
+	for _, c := range []netip.Addr{devA, devV6, devA, devV6, devA, devA, devV6, devV6} {
 		resp := e.h.Resolve(context.Background(), c, query("v6.svc.example.com.", dns.TypeAAAA, false))
 		if want := map[bool]int{true: 0, false: 1}[c.Is4()]; len(resp.Answer) != want {
 			t.Fatalf("%s got %v, want %d AAAA", c, resp.Answer, want)

@@ -26,6 +26,8 @@ type prepared struct {
 	age uint32
 	// walked is what the reply tells, as the handler installed it.
 	walked Walked
+	// kind is the clients it suits.
+	kind variant
 }
 
 // A variant is the kind of client a prepared reply suits: what the reply
@@ -36,7 +38,6 @@ const (
 	variantV4      variant = 1 << iota // asked over IPv4 (client scope keeps that family)
 	variantAllowed                     // allowed, not an observe-mode would-deny
 	variantEDNS                        // sent EDNS, so the reply carries fqdngate's OPT
-	variants       = 8
 )
 
 func variantOf(client netip.Addr, allowed bool, req *dns.Msg) variant {
@@ -55,11 +56,11 @@ func variantOf(client netip.Addr, allowed bool, req *dns.Msg) variant {
 
 // prepare indexes a packed reply; it returns nil when the reply cannot be
 // replayed (a malformed one cannot happen: fqdngate packed it).
-func prepare(wire []byte, age uint32, w Walked) *prepared {
+func prepare(wire []byte, age uint32, w Walked, kind variant) *prepared {
 	if len(wire) < dnsHeaderLen || binary.BigEndian.Uint16(wire[4:]) != 1 {
 		return nil
 	}
-	p := &prepared{wire: wire, age: age, walked: w}
+	p := &prepared{wire: wire, age: age, walked: w, kind: kind}
 	_, off, err := dns.UnpackDomainName(wire, dnsHeaderLen)
 	if err != nil || off+4 > len(wire) {
 		return nil

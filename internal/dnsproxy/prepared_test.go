@@ -104,9 +104,7 @@ func clearReplies(c *Cache) {
 		s := &c.shards[i]
 		s.mu.Lock()
 		for _, e := range s.m {
-			for v := range e.replies {
-				e.replies[v].Store(nil)
-			}
+			e.reply.Store(nil)
 		}
 		s.mu.Unlock()
 	}
