@@ -14,12 +14,7 @@ import (
 // TestListenServesUDPAndTCP: the worker-pool UDP server and miekg's TCP
 // server answer concurrent clients, and Shutdown returns once they stop.
 func TestListenServesUDPAndTCP(t *testing.T) {
-	probe, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := netip.MustParseAddrPort(probe.LocalAddr().String())
-	probe.Close()
+	addr := freeUDPAddr(t)
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetRcode(r, dns.RcodeNameError)
@@ -69,12 +64,7 @@ func TestListenServesUDPAndTCP(t *testing.T) {
 // on until its queue is full, then drops and counts what it cannot queue
 // instead of queueing without bound.
 func TestUDPQueueFullDropsAndCounts(t *testing.T) {
-	probe, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := netip.MustParseAddrPort(probe.LocalAddr().String())
-	probe.Close()
+	addr := freeUDPAddr(t)
 	release := make(chan struct{})
 	h := dns.HandlerFunc(func(dns.ResponseWriter, *dns.Msg) { <-release })
 	s, err := Listen([]netip.AddrPort{addr}, h, 1)
@@ -116,14 +106,9 @@ func TestUDPQueueFullDropsAndCounts(t *testing.T) {
 
 // TestUDPWorkersStartAsNeeded: workers start only when every running one
 // is busy, and a worker that has finished takes the next query, so that
-// queries one at a time are all served by the same warm worker.
+// queries one at a time are served by the same warm worker or two.
 func TestUDPWorkersStartAsNeeded(t *testing.T) {
-	probe, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := netip.MustParseAddrPort(probe.LocalAddr().String())
-	probe.Close()
+	addr := freeUDPAddr(t)
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(r)
@@ -146,7 +131,20 @@ func TestUDPWorkersStartAsNeeded(t *testing.T) {
 	u.mu.Lock()
 	started := u.started
 	u.mu.Unlock()
-	if started != 1 {
-		t.Errorf("%d workers started for 50 queries one at a time, want 1", started)
+	// One, or a few: a reply can reach the client, and its next query the
+	// reader, before the worker that sent it is back on the idle stack.
+	if started > 3 {
+		t.Errorf("%d of 64 workers started for 50 queries one at a time, want one or a few", started)
 	}
+}
+
+// freeUDPAddr is a loopback address with a UDP port nobody holds.
+func freeUDPAddr(t *testing.T) netip.AddrPort {
+	t.Helper()
+	probe, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	return netip.MustParseAddrPort(probe.LocalAddr().String())
 }
