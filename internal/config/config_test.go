@@ -36,7 +36,7 @@ func TestDefaults(t *testing.T) {
 	if e.Backend != "nftables" || e.Table != "fqdngate" || e.Hook != "forward" || e.Scope != "client" {
 		t.Errorf("enforcer defaults: %+v", e)
 	}
-	if e.MinTTL != DefaultMinTTL || e.Grace != DefaultGrace || e.MaxTTL != DefaultMaxTTL || e.Hold != DefaultHold {
+	if e.MinTTL != DefaultMinTTL || e.Grace != DefaultGrace || e.MaxTTL != DefaultMaxTTL || e.Hold != DefaultHold || e.GCInterval != DefaultGCInterval {
 		t.Errorf("durations: %+v", e)
 	}
 	if got := c.Derived.Upstreams; len(got) != 1 || got[0] != netip.MustParseAddrPort("198.51.100.53:53") {
@@ -129,6 +129,11 @@ deny_response: drop
 				"t.yaml:1:1: mode: required: observe or enforce",
 				"t.yaml:1:1: upstreams: required: at least one resolver address",
 			},
+		},
+		{
+			name: "gc interval out of range",
+			file: "mode: observe\nupstreams: [198.51.100.53]\nenforcer:\n  gc_interval: 500ms\n",
+			want: []string{"t.yaml:4:16: enforcer.gc_interval: 500ms is outside 1s..1h"},
 		},
 		{
 			name: "output hook with client scope",
