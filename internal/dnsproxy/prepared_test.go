@@ -3,6 +3,7 @@ package dnsproxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/fqdngate/fqdngate/internal/enforce"
 	"github.com/fqdngate/fqdngate/internal/ledger"
+	"github.com/fqdngate/fqdngate/internal/policy"
 )
 
 // clockEnv is a handler with a cache and a clock the test steps.
@@ -152,4 +154,72 @@ func TestPreparedReplyWithheldWhenNotInstalled(t *testing.T) {
 	if resp.Rcode != dns.RcodeServerFailure || len(resp.Answer) != 0 {
 		t.Fatalf("got %v, want SERVFAIL without the answer", resp)
 	}
+}
+
+// Many clients at once on the real UDP server, on cached names: replies
+// replayed while others are being prepared and stored are each the right
+// one for their query (the race detector watches the shared replies and
+// the pooled buffers).
+func TestConcurrentReplaysOverUDP(t *testing.T) {
+	ce := newClockEnv(t, true)
+	addr := freeUDPAddr(t)
+	addr = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), addr.Port())
+	// Loopback clients are served: the test policy's group gets 127.0.0.0/8.
+	ce.h.SetPolicy(loopbackPolicy(t))
+	s, err := Listen([]netip.AddrPort{addr}, ce.h, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	names := []struct {
+		name    string
+		qtype   uint16
+		answers int
+	}{
+		{"prod.update.sphere.azure.net.", dns.TypeA, 4},
+		{"api.svc.example.com.", dns.TypeHTTPS, 1},
+		{"v6.svc.example.com.", dns.TypeAAAA, 1},
+	}
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			c := &dns.Client{Timeout: 2 * time.Second}
+			for i := range 150 {
+				n := names[(g+i)%len(names)]
+				m := query(n.name, n.qtype, i%2 == 0)
+				m.Question[0].Name = strings.ToUpper(n.name[:1]) + n.name[1:]
+				r, _, err := c.Exchange(m, addr.String())
+				switch {
+				case err != nil:
+					errs <- err
+					return
+				case r.Rcode != dns.RcodeSuccess || len(r.Answer) != n.answers || r.Question[0].Name != m.Question[0].Name ||
+					(r.IsEdns0() != nil) != (i%2 == 0):
+					errs <- fmt.Errorf("query %s (edns %v): %v", m.Question[0].Name, i%2 == 0, r)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := ce.up.askedFor("prod.update.sphere.azure.net."); n > 8 {
+		t.Errorf("upstream asked %d times for a cached name", n)
+	}
+}
+
+func loopbackPolicy(t *testing.T) *policy.Policy {
+	t.Helper()
+	g := testPolicy(t).Groups()[0]
+	lo := *g
+	lo.Prefixes = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	p, err := policy.New([]*policy.Group{&lo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
