@@ -48,9 +48,9 @@ type cached struct {
 	expires time.Time
 	// reply is the reply last made from this answer, for one kind of
 	// client (see prepared); nil until the answer is used again. One, not
-	// one per kind: the cache's memory stays bounded by its entries (at
-	// most twice the answers' bytes), and a gateway's clients are mostly
-	// of one kind.
+	// one per kind: the cache's memory stays bounded by its entries (about
+	// twice and a half the answers' bytes), and a gateway's clients are
+	// mostly of one kind.
 	reply atomic.Pointer[prepared]
 }
 
