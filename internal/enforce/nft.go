@@ -32,6 +32,7 @@ const (
 	maxBatchElems = 4096
 	maxMsgElems   = 256
 	heldGCEvery   = time.Minute
+	heldShards    = 64
 	heldKeep      = time.Minute
 )
 
@@ -263,7 +264,7 @@ func (n *NFT) submit(ctx context.Context, r *request) error {
 // transaction (group commit: under load, many answers share one netlink
 // round trip).
 func (n *NFT) writer() {
-	lastGC := n.now()
+	lastGC, gcShard := n.now(), 0
 	var lastCommit time.Time // when the last transaction was acknowledged (wall clock)
 	for {
 		var first *request
@@ -324,8 +325,16 @@ func (n *NFT) writer() {
 		if rebuild != nil {
 			rebuild.result <- n.rebuild(*rebuild.rebuild, rebuild.grants)
 		}
-		if now.Sub(lastGC) > heldGCEvery {
-			n.held.dropBefore(now.Add(-heldKeep).UnixNano())
+		// A shard per heldGCEvery/heldShards (more if requests came
+		// seldom), so that every shard is swept about once per
+		// heldGCEvery: at a million elements a sweep of them all held
+		// the writer, and every answer waiting for it, for tens of
+		// milliseconds.
+		if due := int(now.Sub(lastGC) / (heldGCEvery / heldShards)); due > 0 {
+			for range min(due, heldShards) {
+				n.held.dropBefore(gcShard, now.Add(-heldKeep).UnixNano())
+				gcShard = (gcShard + 1) % heldShards
+			}
 			lastGC = now
 		}
 	}
@@ -608,7 +617,7 @@ func (n *NFT) WriterStats() WriterStats {
 // lock; every other goroutine reads under the read lock. Open makes its
 // maps (init).
 type heldMap struct {
-	shards [64]struct {
+	shards [heldShards]struct {
 		mu sync.RWMutex
 		m  map[elemKey]heldElem
 	}
@@ -645,19 +654,17 @@ func (h *heldMap) remove(e elemKey) {
 	s.mu.Unlock()
 }
 
-// dropBefore forgets the elements that expired before cutoff (Unix ns),
-// a shard at a time, so that readers wait for one shard at most.
-func (h *heldMap) dropBefore(cutoff int64) {
-	for i := range h.shards {
-		s := &h.shards[i]
-		s.mu.Lock()
-		for e, m := range s.m {
-			if m.expires < cutoff {
-				delete(s.m, e)
-			}
+// dropBefore forgets shard i's elements that expired before cutoff (Unix
+// ns).
+func (h *heldMap) dropBefore(i int, cutoff int64) {
+	s := &h.shards[i]
+	s.mu.Lock()
+	for e, m := range s.m {
+		if m.expires < cutoff {
+			delete(s.m, e)
 		}
-		s.mu.Unlock()
 	}
+	s.mu.Unlock()
 }
 
 func (h *heldMap) reset(m map[elemKey]heldElem) {
