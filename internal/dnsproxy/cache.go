@@ -82,8 +82,10 @@ func keyOf(q *dns.Msg) cacheKey {
 // Get returns a copy of the answer to q with its TTLs lowered by the time
 // it has been cached, or nil.
 func (c *Cache) Get(q *dns.Msg, now time.Time) *dns.Msg {
-	m, _ := c.get(q, now)
-	return m
+	if e := c.lookup(q, now); e != nil {
+		return e.message(now)
+	}
+	return nil
 }
 
 // lookup returns the live entry for q, or nil.
@@ -104,15 +106,6 @@ func (c *Cache) lookup(q *dns.Msg, now time.Time) *cached {
 		return nil
 	}
 	return e
-}
-
-// get is Get, with the entry the answer came from.
-func (c *Cache) get(q *dns.Msg, now time.Time) (*dns.Msg, *cached) {
-	e := c.lookup(q, now)
-	if e == nil {
-		return nil, nil
-	}
-	return e.message(now), e
 }
 
 // message is a copy of the answer with its TTLs lowered by its age.
