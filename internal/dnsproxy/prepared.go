@@ -18,8 +18,8 @@ type prepared struct {
 	wire []byte
 	// qEnd is where the question section ends.
 	qEnd int
-	// ttlAt are the offsets of the TTL of every record but OPT (whose TTL
-	// field holds EDNS flags), ttl their values in wire.
+	// ttlAt are the offsets of the TTLs of the answer and authority
+	// records (the ones the cache ages), ttl their values in wire.
 	ttlAt []uint16
 	ttl   []uint32
 	// age is how long the answer had been cached when wire was made.
@@ -67,17 +67,18 @@ func prepare(wire []byte, age uint32, w Walked, kind variant) *prepared {
 	}
 	p.qEnd = off + 4
 	off = p.qEnd
-	records := int(binary.BigEndian.Uint16(wire[6:])) + int(binary.BigEndian.Uint16(wire[8:])) + int(binary.BigEndian.Uint16(wire[10:]))
-	for range records {
+	aged := int(binary.BigEndian.Uint16(wire[6:])) + int(binary.BigEndian.Uint16(wire[8:]))
+	records := aged + int(binary.BigEndian.Uint16(wire[10:]))
+	for i := range records {
 		_, nameEnd, err := dns.UnpackDomainName(wire, off)
 		if err != nil || nameEnd+8 > len(wire) || nameEnd+8 > 1<<16 {
 			return nil
 		}
-		rr, next, err := dns.UnpackRR(wire, off)
+		_, next, err := dns.UnpackRR(wire, off)
 		if err != nil {
 			return nil
 		}
-		if rr.Header().Rrtype != dns.TypeOPT {
+		if i < aged {
 			p.ttlAt = append(p.ttlAt, uint16(nameEnd+4))
 			p.ttl = append(p.ttl, binary.BigEndian.Uint32(wire[nameEnd+4:]))
 		}

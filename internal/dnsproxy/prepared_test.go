@@ -28,7 +28,11 @@ func newClockEnv(t *testing.T, global bool) *clockEnv {
 	ce := &clockEnv{now: t0}
 	o := Options{DenyRcode: dns.RcodeNameError, MinTTL: 0, MaxTTL: time.Hour, Grace: 5 * time.Second, Hold: 50 * time.Millisecond,
 		Cache: NewCache(100), Global: global}
-	ce.env = &env{up: &fakeUpstream{records: cdnRecords(), wire: true}, enf: enforce.NewFake(), led: ledger.New(ledger.Options{Global: global}), opts: o}
+	records := cdnRecords()
+	// An additional record that is no address: kept, and not aged.
+	records["txt.svc.example.com."] = []string{"txt.svc.example.com. 40 IN A 203.0.113.50"}
+	records["extra:txt.svc.example.com."] = []string{`info.example. 30 IN TXT "kept as it came"`}
+	ce.env = &env{up: &fakeUpstream{records: records, wire: true}, enf: enforce.NewFake(), led: ledger.New(ledger.Options{Global: global}), opts: o}
 	ce.h = NewHandler(testPolicy(t), ce.up, ce.led, ce.enf, o, slog.New(slog.NewTextHandler(io.Discard, nil)), func() time.Time { return ce.now })
 	return ce
 }
@@ -55,6 +59,7 @@ func TestPreparedReplyEqualsTheFullPath(t *testing.T) {
 		{"Api.Svc.Example.Com.", dns.TypeHTTPS, false, false, true, dev6},
 		{"v6.svc.example.com.", dns.TypeAAAA, true, false, true, dev6},
 		{"v6.svc.example.com.", dns.TypeAAAA, true, false, true, devA}, // withheld over IPv4
+		{"txt.svc.example.com.", dns.TypeA, true, false, true, devA},
 	}
 	msg := func(a ask, id uint16) *dns.Msg {
 		m := query(a.name, a.qtype, false)
