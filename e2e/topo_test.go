@@ -74,6 +74,9 @@ type topo struct {
 	cfgPath, stateDir string
 	// exited is closed when the current fqdngate process has ended.
 	exited chan struct{}
+	// probeDNS is where launch asks whether fqdngate answers, from devA;
+	// empty means the gateway's device-side address.
+	probeDNS string
 }
 
 // defaultClients is the gateway's client section: every device in one
@@ -216,7 +219,11 @@ func (tp *topo) launch() {
 	// Ready when it answers: a denied probe name gets NXDOMAIN.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		r, err := tp.resolve(tp.devA, "ready-probe.invalid.", dns.TypeA, gwDevAddr4)
+		server := tp.probeDNS
+		if server == "" {
+			server = gwDevAddr4
+		}
+		r, err := tp.resolve(tp.devA, "ready-probe.invalid.", dns.TypeA, server)
 		if err == nil && r.Rcode == dns.RcodeNameError {
 			return
 		}

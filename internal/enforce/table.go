@@ -66,6 +66,12 @@ func build(cc *nftables.Conn, s Spec) *nftables.Table {
 		// The host's own loopback, fqdngate's own upstream traffic, and
 		// IPv6 neighbour discovery are never subject to the allow list.
 		rule(filter, append(metaIfname(expr.MetaKeyOIFNAME, "lo"), accept_())...)
+		// Nor is traffic to the host's own addresses: it never leaves.
+		// DNS the host sent to another server and the dns chain
+		// redirected to fqdngate is that, and this hook still sees the
+		// device the packet was first routed to (oifname is not lo).
+		rule(filter, &expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.NativeEndian.AppendUint32(nil, unix.RTN_LOCAL)}, accept_())
 		rule(filter, &expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.NativeEndian.AppendUint32(nil, s.Mark)}, accept_())
 		rule(filter, append(icmp6ND(), accept_())...)
@@ -138,6 +144,11 @@ func buildRedirect(cc *nftables.Conn, t *nftables.Table, s Spec) {
 				}
 			}
 			for _, src := range sources {
+				// Queries sent to fqdngate itself need no redirect and
+				// are not counted as one.
+				if !target.Addr().IsUnspecified() {
+					src = append(src, notToAddr(target.Addr())...)
+				}
 				exprs := append(append(src, l4Port(proto, 53)...), counterRef(ctrDNSRedirects))
 				exprs = append(exprs, natTo(target)...)
 				cc.AddRule(&nftables.Rule{Table: t, Chain: nat, Exprs: exprs})
@@ -202,6 +213,19 @@ func matchPrefix(p netip.Prefix, source bool) []expr.Any {
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: n, Mask: maskBytes, Xor: make([]byte, n)},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p.Masked().Addr().AsSlice()},
 	)
+}
+
+// notToAddr matches packets not sent to a; the rule must have matched the
+// address family before it.
+func notToAddr(a netip.Addr) []expr.Any {
+	off, n := uint32(16), uint32(4)
+	if a.Is6() {
+		off, n = 24, 16
+	}
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: a.AsSlice()},
+	}
 }
 
 func prefixMask(p netip.Prefix) []byte {
