@@ -67,7 +67,10 @@ type NFT struct {
 	reqs chan *request
 	done chan struct{}
 	// stats counts the writer's work (WriterStats).
-	stats struct{ transactions, requests, elements atomic.Uint64 }
+	stats struct {
+		transactions, requests, elements atomic.Uint64
+		commit                           durationHist
+	}
 	// scratch is the writer's, reused by every commit.
 	scratch commitScratch
 }
@@ -438,7 +441,10 @@ func (n *NFT) commit(now time.Time, batch []*request) error {
 			}
 		}
 	}
-	if err := n.cc.Flush(); err != nil {
+	t0 := time.Now()
+	err := n.cc.Flush()
+	n.stats.commit.observe(time.Since(t0))
+	if err != nil {
 		return fmt.Errorf("enforce: table inet %s: %w", n.spec.Table, err)
 	}
 	n.stats.transactions.Add(1)
@@ -605,11 +611,64 @@ func (n *NFT) Elements() (int, error) {
 // how many answers share a transaction under load.
 type WriterStats struct {
 	Requests, Transactions, Elements uint64
+	// Commit is how long the kernel took to take each transaction (the
+	// netlink send and its acknowledgements): the kernel's part of
+	// answer→kernel, apart from the wait for the writer.
+	Commit Histogram
 }
 
 // WriterStats returns the writer's counters.
 func (n *NFT) WriterStats() WriterStats {
-	return WriterStats{Requests: n.stats.requests.Load(), Transactions: n.stats.transactions.Load(), Elements: n.stats.elements.Load()}
+	return WriterStats{Requests: n.stats.requests.Load(), Transactions: n.stats.transactions.Load(), Elements: n.stats.elements.Load(),
+		Commit: n.stats.commit.snapshot()}
+}
+
+// Histogram is a snapshot of durations in fixed buckets: Counts[i] is how
+// many were at most Bounds[i] seconds (and above the bound before); the
+// ones above the last bound count only in Count and Sum.
+type Histogram struct {
+	Bounds []float64
+	Counts []uint64
+	Count  uint64
+	Sum    float64 // seconds
+}
+
+// commitBounds run from 10 µs to 1.3 s, each twice the one before.
+var commitBounds = func() []float64 {
+	var b []float64
+	for v := 10e-6; v < 1.5; v *= 2 {
+		b = append(b, v)
+	}
+	return b
+}()
+
+// durationHist counts durations without a lock (the writer observes,
+// scrapes read).
+type durationHist struct {
+	counts [32]atomic.Uint64
+	count  atomic.Uint64
+	sumNS  atomic.Uint64
+}
+
+func (h *durationHist) observe(d time.Duration) {
+	s := d.Seconds()
+	for i, b := range commitBounds {
+		if s <= b {
+			h.counts[i].Add(1)
+			break
+		}
+	}
+	h.count.Add(1)
+	h.sumNS.Add(uint64(max(d, 0)))
+}
+
+func (h *durationHist) snapshot() Histogram {
+	out := Histogram{Bounds: commitBounds, Counts: make([]uint64, len(commitBounds)),
+		Count: h.count.Load(), Sum: float64(h.sumNS.Load()) / 1e9}
+	for i := range commitBounds {
+		out.Counts[i] = h.counts[i].Load()
+	}
+	return out
 }
 
 // heldMap is a sharded map of committed elements, their expiry and

@@ -158,8 +158,17 @@ func TestNFTConcurrentAllowsShareTransactions(t *testing.T) {
 	if got := strings.Count(out, "expires"); got != callers {
 		t.Fatalf("%d elements in the kernel, want %d", got, callers)
 	}
-	if st := n.WriterStats(); st.Requests != callers || st.Elements != callers || st.Transactions >= callers || st.Transactions == 0 {
+	st := n.WriterStats()
+	if st.Requests != callers || st.Elements != callers || st.Transactions >= callers || st.Transactions == 0 {
 		t.Fatalf("writer %+v: want %d requests and elements in fewer transactions", st, callers)
+	}
+	// Every transaction's time in the kernel is in the histogram.
+	var inBuckets uint64
+	for _, c := range st.Commit.Counts {
+		inBuckets += c
+	}
+	if st.Commit.Count != st.Transactions || inBuckets != st.Commit.Count || st.Commit.Sum <= 0 {
+		t.Fatalf("commit histogram %+v for %d transactions", st.Commit, st.Transactions)
 	}
 }
 

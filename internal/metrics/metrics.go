@@ -145,10 +145,11 @@ var (
 	descWriterTx   = prometheus.NewDesc("fqdngate_nft_transactions_total", "Netlink transactions the nftables writer committed (requests per transaction: how many answers share one).", nil, nil)
 	descQueueDrops = prometheus.NewDesc("fqdngate_dns_udp_queue_drops_total", "UDP queries dropped because every worker was busy and the queue full (clients retry).", nil, nil)
 	descWriterEl   = prometheus.NewDesc("fqdngate_nft_element_writes_total", "Set element adds and deletes in committed transactions.", nil, nil)
+	descCommit     = prometheus.NewDesc("fqdngate_nft_commit_duration_seconds", "How long the kernel took to take each netlink transaction of the writer: the kernel's part of answer to kernel.", nil, nil)
 )
 
 func (s *scraped) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCacheLen, descLedger, descLearnt, descEvicted, descElements, descDrops, descWould, descLost, descOverruns, descKernel, descKernelFail, descWriterReq, descWriterTx, descWriterEl, descQueueDrops} {
+	for _, d := range []*prometheus.Desc{descCacheLen, descLedger, descLearnt, descEvicted, descElements, descDrops, descWould, descLost, descOverruns, descKernel, descKernelFail, descWriterReq, descWriterTx, descWriterEl, descCommit, descQueueDrops} {
 		ch <- d
 	}
 }
@@ -172,6 +173,14 @@ func (s *scraped) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descWriterReq, prometheus.CounterValue, float64(w.Requests))
 		ch <- prometheus.MustNewConstMetric(descWriterTx, prometheus.CounterValue, float64(w.Transactions))
 		ch <- prometheus.MustNewConstMetric(descWriterEl, prometheus.CounterValue, float64(w.Elements))
+		if h := w.Commit; len(h.Bounds) > 0 {
+			buckets, cum := make(map[float64]uint64, len(h.Bounds)), uint64(0)
+			for i, b := range h.Bounds {
+				cum += h.Counts[i]
+				buckets[b] = cum
+			}
+			ch <- prometheus.MustNewConstHistogram(descCommit, h.Count, h.Sum, buckets)
+		}
 	}
 	if s.src.Elements != nil {
 		if n, err := s.src.Elements(); err == nil {

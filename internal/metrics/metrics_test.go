@@ -25,7 +25,10 @@ func fullSources() Sources {
 		Kernel:     func() (enforce.Counters, error) { return enforce.Counters{Drops: 2}, nil },
 		CacheLen:   func() int { return 7 },
 		Elements:   func() (int, error) { return 4, nil },
-		Writer:     func() enforce.WriterStats { return enforce.WriterStats{Requests: 6, Transactions: 2, Elements: 9} },
+		Writer: func() enforce.WriterStats {
+			return enforce.WriterStats{Requests: 6, Transactions: 2, Elements: 9,
+				Commit: enforce.Histogram{Bounds: []float64{1e-5, 1e-4, 1e-3}, Counts: []uint64{0, 1, 1}, Count: 2, Sum: 0.0009}}
+		},
 		QueueDrops: func() uint64 { return 0 },
 	}
 }
@@ -58,8 +61,17 @@ func TestMetricNames(t *testing.T) {
 			t.Errorf("metric %s has neither the fqdngate_ prefix nor a Go or process collector's", name)
 		}
 	}
-	if ours < 15 {
-		t.Errorf("%d fqdngate_ metrics gathered, want all of them (at least 15)", ours)
+	if ours < 16 {
+		t.Errorf("%d fqdngate_ metrics gathered, want all of them (at least 16)", ours)
+	}
+	for _, f := range families {
+		if f.GetName() != "fqdngate_nft_commit_duration_seconds" {
+			continue
+		}
+		h := f.GetMetric()[0].GetHistogram()
+		if h.GetSampleCount() != 2 || len(h.GetBucket()) != 3 || h.GetBucket()[1].GetCumulativeCount() != 1 || h.GetBucket()[2].GetCumulativeCount() != 2 {
+			t.Errorf("commit histogram %v, want 2 samples, cumulative 0, 1, 2", h)
+		}
 	}
 }
 
