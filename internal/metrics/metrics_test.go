@@ -22,9 +22,9 @@ func fullSources() Sources {
 		Drops: func() (map[monitor.Reason]uint64, map[monitor.Reason]uint64, uint64, uint64) {
 			return map[monitor.Reason]uint64{monitor.Expired: 2}, map[monitor.Reason]uint64{}, 0, 0
 		},
-		Kernel:     func() (enforce.Counters, error) { return enforce.Counters{Drops: 2}, nil },
-		CacheLen:   func() int { return 7 },
-		Elements:   func() (int, error) { return 4, nil },
+		Kernel:   func() (enforce.Counters, error) { return enforce.Counters{Drops: 2}, nil },
+		CacheLen: func() int { return 7 },
+		Elements: func() (int, error) { return 4, nil },
 		Writer: func() enforce.WriterStats {
 			return enforce.WriterStats{Requests: 6, Transactions: 2, Elements: 9,
 				Commit: enforce.Histogram{Bounds: []float64{1e-5, 1e-4, 1e-3}, Counts: []uint64{0, 1, 1}, Count: 2, Sum: 0.0009}}
