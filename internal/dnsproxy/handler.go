@@ -153,22 +153,22 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		h.obs.Query(Outcome{Time: h.now(), Client: client, Decision: DecisionBusy})
 		resp = reply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeOther, "fqdngate: busy")
 	}
+	size := dns.MaxMsgSize // TCP: no truncation
 	if udp {
-		size := dns.MinMsgSize
+		size = dns.MinMsgSize
 		if opt := req.IsEdns0(); opt != nil {
 			size = int(opt.UDPSize())
 		}
-		if wire != nil && len(wire) <= size {
-			_, _ = w.Write(wire)
-			return
-		}
-		if resp == nil {
-			resp = unpackReply(req, wire)
-		}
-		resp.Truncate(size)
+	}
+	if wire != nil && len(wire) <= size {
+		_, _ = w.Write(wire)
+		return
 	}
 	if resp == nil {
 		resp = unpackReply(req, wire)
+	}
+	if udp {
+		resp.Truncate(size)
 	}
 	_ = w.WriteMsg(resp)
 }
