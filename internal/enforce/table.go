@@ -199,13 +199,7 @@ func nfproto(v6 bool) []expr.Any {
 // matchPrefix matches the source (or destination) address against p.
 func matchPrefix(p netip.Prefix, source bool) []expr.Any {
 	v6 := p.Addr().Is6()
-	off, n := uint32(12), uint32(4)
-	if v6 {
-		off, n = 8, 16
-	}
-	if !source {
-		off += n
-	}
+	off, n := addrField(v6, source)
 	mask := netip.PrefixFrom(p.Addr(), p.Bits())
 	maskBytes := prefixMask(mask)
 	return append(nfproto(v6),
@@ -218,14 +212,24 @@ func matchPrefix(p netip.Prefix, source bool) []expr.Any {
 // notToAddr matches packets not sent to a; the rule must have matched the
 // address family before it.
 func notToAddr(a netip.Addr) []expr.Any {
-	off, n := uint32(16), uint32(4)
-	if a.Is6() {
-		off, n = 24, 16
-	}
+	off, n := addrField(a.Is6(), false)
 	return []expr.Any{
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: a.AsSlice()},
 	}
+}
+
+// addrField is where the source or destination address lies in the IPv4
+// or IPv6 header, and its length.
+func addrField(v6, source bool) (off, n uint32) {
+	off, n = 12, 4
+	if v6 {
+		off, n = 8, 16
+	}
+	if !source {
+		off += n
+	}
+	return off, n
 }
 
 func prefixMask(p netip.Prefix) []byte {
