@@ -72,3 +72,32 @@ func itoa(i int) string {
 		}
 	}
 }
+
+// BenchmarkLedgerRecordUnique is the benchmark's unique-name mix: a new
+// name per op, behind one of 100,000 CNAME targets, with three addresses
+// of its own, so that every op adds a name, three addresses and their
+// entries to a ledger that keeps growing.
+func BenchmarkLedgerRecordUnique(b *testing.B) {
+	l := New(Options{MaxEntries: 1 << 30, MaxPerName: 256})
+	rules, ports := []string{"all"}, []policy.PortRange{tcp443}
+	names := make([]string, b.N)
+	chains := make([][]string, 100_000)
+	for i := range names {
+		names[i] = "u" + itoa(i) + ".bench.example"
+	}
+	for i := range chains {
+		chains[i] = []string{"e" + itoa(i) + ".cdn.bench.example"}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		v := uint32(i)
+		addrs := []netip.Addr{
+			netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 4: byte(v >> 24), 5: byte(v >> 16), 6: byte(v >> 8), 7: byte(v), 15: 1}),
+			netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 4: byte(v >> 24), 5: byte(v >> 16), 6: byte(v >> 8), 7: byte(v), 15: 2}),
+			netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 4: byte(v >> 24), 5: byte(v >> 16), 6: byte(v >> 8), 7: byte(v), 15: 3}),
+		}
+		l.Record(t0, Answer{Client: devA, Group: "g", Name: names[i], Chain: chains[i%len(chains)], Addrs: addrs,
+			Rules: rules, Ports: ports, TTL: 20 * time.Second, Expires: t0.Add(time.Minute)})
+	}
+}

@@ -16,7 +16,7 @@ import (
 func checkInvariants(t *testing.T, l *Ledger) {
 	t.Helper()
 	used := 0
-	clients, names, lists, ports := map[uint32]uint32{}, map[uint32]uint32{}, map[uint32]uint32{}, map[uint32]uint32{}
+	clients, names, groups, lists, rules, ports := map[uint32]uint32{}, map[uint32]uint32{}, map[uint32]uint32{}, map[uint32]uint32{}, map[uint32]uint32{}, map[uint32]uint32{}
 	onName, onAddr := 0, 0
 	for i := range uint32(l.slab.len()) {
 		e := l.slab.at(i)
@@ -26,9 +26,9 @@ func checkInvariants(t *testing.T, l *Ledger) {
 		used++
 		clients[e.client]++
 		names[e.name]++
-		names[e.group]++
+		groups[e.group]++
 		lists[e.chain]++
-		lists[e.rules]++
+		rules[e.rules]++
 		ports[e.ports]++
 		if l.expiry[e.heap] != uint32(i) {
 			t.Fatalf("entry %d: heap position %d holds %d", i, e.heap, l.expiry[e.heap])
@@ -87,7 +87,9 @@ func checkInvariants(t *testing.T, l *Ledger) {
 	}
 	refs("client", l.strs.clients.refs, clients, l.strs.clients.ids)
 	refs("name", l.strs.names.refs, names, l.strs.names.ids)
-	refs("list", l.strs.lists.refs, lists, l.strs.lists.ids)
+	refs("group", l.strs.groups.refs, groups, l.strs.groups.ids)
+	refs("chain", l.strs.lists.refs, lists, l.strs.lists.ids)
+	refs("rules", l.strs.rules.refs, rules, l.strs.rules.ids)
 	refs("ports", l.strs.ports.refs, ports, l.strs.ports.ids)
 }
 

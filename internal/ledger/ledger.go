@@ -59,8 +59,8 @@ func (e *Entry) Live(now time.Time) bool { return now.Before(e.Expires) }
 type entry struct {
 	addr         addr16 // kind 0: a free slot
 	client       uint32 // in strs.clients
-	name, group  uint32 // in strs.names
-	chain, rules uint32 // in strs.lists
+	name, group  uint32 // in strs.names, strs.groups
+	chain, rules uint32 // in strs.lists, strs.rules
 	ports        uint32 // in strs.ports
 	ttl          uint32 // seconds
 	learnt       int64
@@ -183,9 +183,13 @@ func (l *Ledger) Record(now time.Time, a Answer) (revoke []Elem) {
 	ids := l.refAnswer(a)
 	defer l.releaseAnswer(ids)
 	nk := nameKey{ids.client, ids.name}
+	// The name's list is looked up once and carried through the loop (in
+	// a map of a million names each lookup is a cache miss), and read
+	// again only after an eviction, which may have changed it.
+	nl := l.nameList(nk)
 	for _, addr := range a.Addrs {
 		ad := pack(addr)
-		if i := l.findLocked(nk, ad); i != none {
+		if i := l.findIn(nl.head, ad); i != none {
 			e := l.slab.at(i)
 			if e.group != ids.group || e.chain != ids.chain || e.rules != ids.rules || e.ports != ids.ports {
 				l.releaseStrs(e)
@@ -199,25 +203,31 @@ func (l *Ledger) Record(now time.Time, a Answer) (revoke []Elem) {
 			l.touch(i)
 			continue
 		}
-		if int(l.byName[nk].n) >= l.opts.MaxPerName {
+		evicted := false
+		if int(nl.n) >= l.opts.MaxPerName {
 			oldest := none
-			for j := l.head(nk); j != none; j = l.slab.at(j).nextName {
+			for j := nl.head; j != none; j = l.slab.at(j).nextName {
 				if oldest == none || l.slab.at(j).expires < l.slab.at(oldest).expires {
 					oldest = j
 				}
 			}
 			revoke = append(revoke, l.removeLocked(nowNS, oldest)...)
 			l.stats.EvictedPerName++
+			evicted = true
 		}
 		if l.n >= l.opts.MaxEntries {
 			revoke = append(revoke, l.removeLocked(nowNS, l.expiry[0])...)
 			l.stats.EvictedGlobal++
+			evicted = true
+		}
+		if evicted {
+			nl = l.nameList(nk)
 		}
 		e := entry{client: ids.client, name: ids.name, addr: ad, ttl: ttlSeconds(a.TTL), learnt: nowNS, expires: a.Expires.UnixNano()}
 		l.strs.clients.refs[ids.client]++
 		l.strs.names.refs[ids.name]++
 		l.refStrs(&e, ids)
-		l.insertLocked(e)
+		nl = l.insertLocked(e, nl)
 		l.stats.Learnt++
 	}
 	// The answer's own elements are in the kernel already (rule before
@@ -248,17 +258,17 @@ type answerIDs struct {
 // refAnswer interns a's client, strings and lists, one reference each.
 func (l *Ledger) refAnswer(a Answer) answerIDs {
 	return answerIDs{
-		client: l.strs.client(a.Client), name: l.strs.name(a.Name), group: l.strs.name(a.Group),
-		chain: l.strs.list(a.Chain), rules: l.strs.list(a.Rules), ports: l.strs.portSet(a.Ports),
+		client: l.strs.client(a.Client), name: l.strs.name(a.Name), group: l.strs.group(a.Group),
+		chain: l.strs.chain(a.Chain), rules: l.strs.ruleList(a.Rules), ports: l.strs.portSet(a.Ports),
 	}
 }
 
 func (l *Ledger) releaseAnswer(ids answerIDs) {
 	l.strs.clients.release(ids.client)
 	l.strs.names.release(ids.name)
-	l.strs.names.release(ids.group)
+	l.strs.groups.release(ids.group)
 	l.strs.lists.release(ids.chain)
-	l.strs.lists.release(ids.rules)
+	l.strs.rules.release(ids.rules)
 	l.strs.ports.release(ids.ports)
 }
 
@@ -266,22 +276,25 @@ func (l *Ledger) releaseAnswer(ids answerIDs) {
 // reference on each.
 func (l *Ledger) refStrs(e *entry, ids answerIDs) {
 	e.group, e.chain, e.rules, e.ports = ids.group, ids.chain, ids.rules, ids.ports
-	l.strs.names.refs[e.group]++
+	l.strs.groups.refs[e.group]++
 	l.strs.lists.refs[e.chain]++
-	l.strs.lists.refs[e.rules]++
+	l.strs.rules.refs[e.rules]++
 	l.strs.ports.refs[e.ports]++
 }
 
 func (l *Ledger) releaseStrs(e *entry) {
-	l.strs.names.release(e.group)
+	l.strs.groups.release(e.group)
 	l.strs.lists.release(e.chain)
-	l.strs.lists.release(e.rules)
+	l.strs.rules.release(e.rules)
 	l.strs.ports.release(e.ports)
 }
 
 // findLocked returns the entry of addr on the (client, name) list, or none.
-func (l *Ledger) findLocked(nk nameKey, addr addr16) uint32 {
-	for i := l.head(nk); i != none; i = l.slab.at(i).nextName {
+func (l *Ledger) findLocked(nk nameKey, addr addr16) uint32 { return l.findIn(l.head(nk), addr) }
+
+// findIn returns the entry of addr on the name list that starts at head.
+func (l *Ledger) findIn(head uint32, addr addr16) uint32 {
+	for i := head; i != none; i = l.slab.at(i).nextName {
 		if l.slab.at(i).addr == addr {
 			return i
 		}
@@ -289,7 +302,17 @@ func (l *Ledger) findLocked(nk nameKey, addr addr16) uint32 {
 	return none
 }
 
-func (l *Ledger) insertLocked(e entry) uint32 {
+// nameList is the (client, name) list of k; its head is none when empty.
+func (l *Ledger) nameList(k nameKey) nameList {
+	if nl, ok := l.byName[k]; ok {
+		return nl
+	}
+	return nameList{head: none}
+}
+
+// insertLocked adds e at the head of its name list nl (what nameList
+// returns for e's client and name) and returns the list as it is now.
+func (l *Ledger) insertLocked(e entry, nl nameList) nameList {
 	var i uint32
 	if n := len(l.free); n > 0 {
 		i = l.free[n-1]
@@ -299,7 +322,7 @@ func (l *Ledger) insertLocked(e entry) uint32 {
 	}
 	nk := nameKey{e.client, e.name}
 	e.prevName, e.prevAddr = none, none
-	e.nextName = l.head(nk)
+	e.nextName = nl.head
 	e.nextAddr = l.headAddr(e.addr)
 	*l.slab.at(i) = e
 	if e.nextName != none {
@@ -308,12 +331,13 @@ func (l *Ledger) insertLocked(e entry) uint32 {
 	if e.nextAddr != none {
 		l.slab.at(e.nextAddr).prevAddr = i
 	}
-	l.byName[nk] = nameList{i, l.byName[nk].n + 1}
+	nl = nameList{i, nl.n + 1}
+	l.byName[nk] = nl
 	l.byAddr[e.addr] = i
 	l.n++
 	l.heapPush(i)
 	l.touch(i)
-	return i
+	return nl
 }
 
 func (l *Ledger) head(k nameKey) uint32 {
@@ -341,9 +365,9 @@ func (l *Ledger) touch(i uint32) {
 func (l *Ledger) export(i uint32) Entry {
 	e := l.slab.at(i)
 	return Entry{
-		Client: l.strs.clients.get(e.client), Group: l.strs.names.get(e.group), Name: l.strs.names.get(e.name),
+		Client: l.strs.clients.get(e.client), Group: l.strs.groups.get(e.group), Name: l.strs.names.get(e.name),
 		Chain: cloneOrNil(l.strs.lists.get(e.chain)), Addr: e.addr.addr(),
-		Rules: cloneOrNil(l.strs.lists.get(e.rules)), Ports: cloneOrNil(l.strs.ports.get(e.ports)),
+		Rules: cloneOrNil(l.strs.rules.get(e.rules)), Ports: cloneOrNil(l.strs.ports.get(e.ports)),
 		TTL:    time.Duration(e.ttl) * time.Second,
 		Learnt: time.Unix(0, e.learnt), Expires: time.Unix(0, e.expires),
 	}
@@ -406,7 +430,7 @@ func (l *Ledger) Restore(now time.Time, entries []Entry) (kept, dropped int) {
 		l.strs.names.refs[ids.name]++
 		l.refStrs(&in, ids)
 		l.releaseAnswer(ids)
-		l.insertLocked(in)
+		l.insertLocked(in, l.nameList(nameKey{in.client, in.name}))
 		kept++
 	}
 	// What was read back is what the store has: nothing to write.
@@ -684,8 +708,8 @@ func (l *Ledger) Repolicy(now time.Time, allowed func(client netip.Addr, name st
 			continue
 		}
 		old := l.strs.ports.get(e.ports)
-		newRules := l.strs.list(rules)
-		l.strs.lists.release(e.rules)
+		newRules := l.strs.ruleList(rules)
+		l.strs.rules.release(e.rules)
 		e.rules = newRules
 		if slices.Equal(ports, old) {
 			continue
