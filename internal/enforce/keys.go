@@ -48,30 +48,31 @@ func setFor(e ledger.Elem) string {
 
 // encodeKey lays out an element the way the kernel compares it: each field
 // padded to a 4-byte register, ports big-endian. For range sets, port is
-// the range start or end.
+// the range start or end. The addresses are copied from arrays: netip's
+// AsSlice allocates.
 func encodeKey(e ledger.Elem, global bool, port uint16) ([]byte, error) {
 	addr := e.Addr.Unmap()
-	n := 4
-	if addr.Is6() {
-		n = 16
-	}
-	size := n + 8
-	if !global {
-		size += n
-	}
-	b := make([]byte, 0, size)
+	b := make([]byte, 0, 2*16+8)
 	if !global {
 		c := e.Client.Unmap()
 		if c.BitLen() != addr.BitLen() {
 			return nil, fmt.Errorf("element %v: client %v and address %v are of different families", e, c, addr)
 		}
-		b = append(b, c.AsSlice()...)
+		b = appendAddr(b, c)
 	}
-	b = append(b, addr.AsSlice()...)
+	b = appendAddr(b, addr)
 	b = append(b, e.Port.Proto, 0, 0, 0)
 	b = binary.BigEndian.AppendUint16(b, port)
-	b = append(b, 0, 0)
-	return b, nil
+	return append(b, 0, 0), nil
+}
+
+func appendAddr(b []byte, a netip.Addr) []byte {
+	if a.Is4() {
+		a4 := a.As4()
+		return append(b, a4[:]...)
+	}
+	a16 := a.As16()
+	return append(b, a16[:]...)
 }
 
 // setElement builds the kernel element for e with a timeout.
