@@ -12,6 +12,7 @@ done
 mkdir -p bin
 go build -o bin/fqdngate ./cmd/fqdngate
 go build -o bin/bench-upstream ./bench/upstream
+go build -o bin/bench-floor ./bench/floor
 go run ./bench/harness -bin bin -out bench/RESULTS.md "$@"
 {
   echo

@@ -109,6 +109,9 @@ func apiGet(path string, timeout time.Duration) ([]byte, error) {
 	return body, err
 }
 
+// floorName is the reference forwarder's row.
+const floorName = "Go floor (forwarding only, reference)"
+
 func serversIn(dir string) []server {
 	fq := filepath.Join(*bin, "fqdngate")
 	return []server{
@@ -146,6 +149,11 @@ forward-zone:
 			conf := filepath.Join(dir, "dnsdist.conf")
 			os.WriteFile(conf, []byte(fmt.Sprintf("setLocal(%q)\nnewServer({address=%q})\nsetSecurityPollSuffix(\"\")\n", serverAddr+":53", upstreamAddr)), 0o600)
 			return pinned("dnsdist", "--supervised", "--disable-syslog", "-C", conf)
+		}},
+		// Not a product: what a Go forwarder of fqdngate's kind reaches
+		// when it does nothing but forward (see bench/floor).
+		{name: floorName, start: func(string, bool) *exec.Cmd {
+			return pinned(filepath.Join(*bin, "bench-floor"), "-listen", serverAddr+":53", "-upstream", upstreamAddr)
 		}},
 		{name: "fqdngate (backend none)", start: func(dir string, _ bool) *exec.Cmd {
 			return pinned(fq, "run", "--config", fqdngateConfig(dir, "none"))
@@ -266,7 +274,8 @@ func machine(w io.Writer) {
 	fmt.Fprintf(w, "All traffic on loopback inside a network namespace of the run.\n")
 	fmt.Fprintf(w, "- Unique mix: every query a new name under `*.bench.example` (AAAA, a CNAME and 2-4 addresses in 2001:db8::/32 per answer), so every query reaches the upstream and, for fqdngate with nftables, the kernel. ")
 	fmt.Fprintf(w, "Cached mix: 1,000 names asked over and over. Each max-qps run: %s, dnsperf with 32 clients and 100 queries outstanding (dnsperf's default), 1 s timeout. Latency: %d qps for 5 s on names of the unique mix not asked before, from `dnsperf -v`, a rate below every server's maximum so that it shows service time, not queueing; once on the fresh server, once after its maximum-rate run (its ledger, caches and kernel sets full of that run's answers). Every nftables table of the run is deleted between servers. answer→kernel is fqdngate's own histogram (`fqdngate_rule_install_duration_seconds`: upstream answer in hand → kernel acknowledged its elements), read before and after each run.\n", *duration, *rate)
-	fmt.Fprintf(w, "- fqdngate: `hook: output`, `scope: global`, `min_ttl: 0s`, `grace: 30s`, persistence off (`state_dir: \"\"`), log level error. dnsmasq: its default cache (150) for the unique mix (with 10,000 it reached only about 3,100 qps on unique names, a tenth of its rate: each new name scans its cache for an entry to evict) and 10,000 for the cached mix; `--nftset` adds every answer to nftables sets (one `nft` netlink exchange per answer). unbound: 1 thread, iterator only. dnsdist: no packet cache.\n\n")
+	fmt.Fprintf(w, "- fqdngate: `hook: output`, `scope: global`, `min_ttl: 0s`, `grace: 30s`, persistence off (`state_dir: \"\"`), log level error. dnsmasq: its default cache (150) for the unique mix (with 10,000 it reached only about 3,100 qps on unique names, a tenth of its rate: each new name scans its cache for an entry to evict) and 10,000 for the cached mix; `--nftset` adds every answer to nftables sets (one `nft` netlink exchange per answer). unbound: 1 thread, iterator only. dnsdist: no packet cache.\n")
+	fmt.Fprintf(w, "- %s: bench/floor, not a product: 128 goroutines, each reading the listening socket itself and keeping one upstream socket, doing fqdngate's four UDP system calls per query and its miekg/dns unpacking of query and reply and packing of the reply, and nothing else (no policy, cache, ledger, firewall, metrics, timeouts). It bounds what a forwarder built on Go's net package and miekg/dns reaches on one core here; it has no cache, so its cached mix is forwarding too.\n\n", floorName)
 }
 
 func writeRun(w io.Writer, n int, upQPS float64, rows []row) {

@@ -1,0 +1,103 @@
+// Command bench-floor is the least a Go forwarder can do per query, for
+// the report's floor: the same four UDP system calls per query as
+// fqdngate (read from the client, write to the upstream, read its reply,
+// write to the client), with -parse the same miekg/dns unpacking of
+// query and reply and packing of the reply, and nothing else: no policy,
+// cache, ledger or firewall. What it reaches on one core bounds what any
+// forwarder built this way can reach there.
+package main
+
+import (
+	"encoding/binary"
+	"flag"
+	"log"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/miekg/dns"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.2:53", "UDP address to serve")
+	upstream := flag.String("upstream", "127.0.0.53:5300", "UDP upstream")
+	workers := flag.Int("workers", 128, "goroutines, each with its own upstream socket")
+	parse := flag.Bool("parse", true, "unpack query and reply and pack the reply with miekg/dns")
+	flag.Parse()
+	up, err := netip.ParseAddrPort(*upstream)
+	if err != nil {
+		log.Fatal(err)
+	}
+	lc, err := net.ListenPacket("udp", *listen)
+	if err != nil {
+		log.Fatal(err)
+	}
+	c := lc.(*net.UDPConn)
+	_ = c.SetReadBuffer(4 << 20)
+	for range *workers {
+		uc, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(up))
+		if err != nil {
+			log.Fatal(err)
+		}
+		go serve(c, uc, *parse)
+	}
+	// Started in the background by a script, the process has SIGINT
+	// ignored; the harness stops it with SIGINT or SIGTERM.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	<-sig
+}
+
+func serve(c, uc *net.UDPConn, parse bool) {
+	buf := make([]byte, 4096)
+	rbuf := make([]byte, 4096)
+	out := make([]byte, 0, 4096)
+	var id uint16
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if n < 12 {
+			continue
+		}
+		cid := binary.BigEndian.Uint16(buf)
+		id++
+		q := buf[:n]
+		if parse {
+			m := new(dns.Msg)
+			if m.Unpack(q) != nil {
+				continue
+			}
+			m.Id = id
+			if q, err = m.PackBuffer(out); err != nil {
+				continue
+			}
+		} else {
+			binary.BigEndian.PutUint16(q, id)
+		}
+		if _, err := uc.Write(q); err != nil {
+			continue
+		}
+		rn, err := uc.Read(rbuf)
+		if err != nil || rn < 12 {
+			continue
+		}
+		r := rbuf[:rn]
+		if parse {
+			m := new(dns.Msg)
+			if m.Unpack(r) != nil {
+				continue
+			}
+			m.Id = cid
+			if r, err = m.PackBuffer(out); err != nil {
+				continue
+			}
+		} else {
+			binary.BigEndian.PutUint16(r, cid)
+		}
+		_, _ = c.WriteToUDPAddrPort(r, from)
+	}
+}
