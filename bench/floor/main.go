@@ -65,18 +65,9 @@ func serve(c, uc *net.UDPConn, parse bool) {
 		}
 		cid := binary.BigEndian.Uint16(buf)
 		id++
-		q := buf[:n]
-		if parse {
-			m := new(dns.Msg)
-			if m.Unpack(q) != nil {
-				continue
-			}
-			m.Id = id
-			if q, err = m.PackBuffer(out); err != nil {
-				continue
-			}
-		} else {
-			binary.BigEndian.PutUint16(q, id)
+		q, ok := withID(buf[:n], id, parse, out)
+		if !ok {
+			continue
 		}
 		if _, err := uc.Write(q); err != nil {
 			continue
@@ -85,19 +76,26 @@ func serve(c, uc *net.UDPConn, parse bool) {
 		if err != nil || rn < 12 {
 			continue
 		}
-		r := rbuf[:rn]
-		if parse {
-			m := new(dns.Msg)
-			if m.Unpack(r) != nil {
-				continue
-			}
-			m.Id = cid
-			if r, err = m.PackBuffer(out); err != nil {
-				continue
-			}
-		} else {
-			binary.BigEndian.PutUint16(r, cid)
+		r, ok := withID(rbuf[:rn], cid, parse, out)
+		if !ok {
+			continue
 		}
 		_, _ = c.WriteToUDPAddrPort(r, from)
 	}
+}
+
+// withID returns message b with ID id: unpacked, changed and packed into
+// out with -parse, as fqdngate would, else changed in place.
+func withID(b []byte, id uint16, parse bool, out []byte) ([]byte, bool) {
+	if !parse {
+		binary.BigEndian.PutUint16(b, id)
+		return b, true
+	}
+	m := new(dns.Msg)
+	if m.Unpack(b) != nil {
+		return nil, false
+	}
+	m.Id = id
+	p, err := m.PackBuffer(out)
+	return p, err == nil
 }
