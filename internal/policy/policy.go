@@ -83,6 +83,9 @@ func New(groups []*Group) (*Policy, error) {
 	seen := make(map[netip.Prefix]string)
 	for _, g := range groups {
 		for i, r := range g.Rules {
+			// A rule's ports as Ports returns them for it alone: without
+			// repeats, in the order first named.
+			r.Ports = MergePorts(r.Ports)
 			for _, pat := range r.Patterns {
 				g.names.insert(pat, i)
 			}

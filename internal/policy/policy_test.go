@@ -99,6 +99,25 @@ func TestDecisionUnionOfRules(t *testing.T) {
 	}
 }
 
+// A name that one rule allows gets that rule's ports as a union would
+// give them: a port named twice is one port (one kernel element).
+func TestDecisionOneRulePortsWithoutRepeats(t *testing.T) {
+	g := &Group{Name: "g", Prefixes: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}, Rules: []*Rule{
+		mustRule(t, "hub", []string{"tcp/8883", "tcp/443", "tcp/8883"}, "*.azure-devices.net"),
+	}}
+	p, err := New([]*Group{g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ports []string
+	for _, pr := range p.Match(netip.MustParseAddr("192.0.2.1"), "hub.azure-devices.net.").Ports() {
+		ports = append(ports, pr.String())
+	}
+	if want := []string{"tcp/8883", "tcp/443"}; !reflect.DeepEqual(ports, want) {
+		t.Fatalf("ports = %v, want %v", ports, want)
+	}
+}
+
 func TestParsePort(t *testing.T) {
 	tests := []struct {
 		in      string
