@@ -27,7 +27,7 @@ import (
 // attribute is appended, and the update goes to the kernel in a batch of
 // its own. Linux applies gc-interval updates to existing sets from 6.10
 // on; older kernels accept the message and keep one second, which
-// verifyGCInterval reports.
+// applyGCInterval reads back (gcIntervalOf) and reports.
 
 // nftaSetGCInterval is NFTA_SET_GC_INTERVAL (milliseconds, big endian u32).
 const nftaSetGCInterval = 0x0c
