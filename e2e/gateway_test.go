@@ -1,11 +1,16 @@
 package e2e
 
 import (
+	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/fqdngate/fqdngate/internal/api"
+	"github.com/fqdngate/fqdngate/internal/monitor"
 )
 
 // dropWait is how long a connection attempt waits before it counts as
@@ -221,4 +226,56 @@ func TestObserve(t *testing.T) {
 			t.Fatalf("outside client got %s", dns.RcodeToString[r.Rcode])
 		}
 	})
+}
+
+// TestDNSBypassWithoutIPv6Listener: with no IPv6 listen address, a
+// device's DNS over IPv6 to another server cannot be redirected. It is
+// dropped (fail closed), the start-up log says so and names the client
+// network, and the drop is explained as DNS to another resolver, not as a
+// hard-coded address. IPv4 DNS to another server is still redirected.
+func TestDNSBypassWithoutIPv6Listener(t *testing.T) {
+	tp := newTopoListen(t, "enforce", defaultClients, fmt.Sprintf(`["%s:53"]`, gwDevAddr4))
+	if log := tp.stderr.String(); !strings.Contains(log, "no IPv6 listen address that clients can reach") ||
+		!strings.Contains(log, "2001:db8:1::/64") {
+		t.Errorf("no start-up warning naming the IPv6 clients:\n%s", log)
+	}
+	if r, err := tp.resolve(tp.devA, "www.example.com.", dns.TypeA, otherDNS); err != nil || r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("IPv4 query to %s: %v %v, want it redirected and answered", otherDNS, r, err)
+	}
+
+	// The fake internet owns 2001:db8:cd::/64: were the query let
+	// through, it would come back as port unreachable, not as a drop.
+	const other6 = "2001:db8:cd::53"
+	before := tp.counter(t, "drops")
+	if r, err := tp.resolve(tp.devA, "www.example.com.", dns.TypeAAAA, other6); err == nil {
+		t.Fatalf("IPv6 query to %s answered: %v", other6, r)
+	}
+	if after := tp.counter(t, "drops"); after <= before {
+		t.Errorf("drops counter %d → %d, want the IPv6 query dropped", before, after)
+	}
+	var ex *monitor.Explanation
+	deadline := time.Now().Add(5 * time.Second)
+	for ex == nil && time.Now().Before(deadline) {
+		var evs api.EventsResponse
+		tp.apiGet(t, "/api/v1/events?since=0&limit=10000", &evs)
+		for _, e := range evs.Events {
+			if e.Kind == monitor.KindDrop && e.Drop != nil && e.Drop.Addr == netip.MustParseAddr(other6) {
+				ex = e.Drop
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if ex == nil {
+		t.Fatalf("no drop event for %s", other6)
+	}
+	if ex.Reason != monitor.DNSBypass || ex.Client != netip.MustParseAddr(devAAddr6) || ex.Port != "udp/53" ||
+		!strings.Contains(ex.Message, devAAddr6+" sent DNS to "+other6) {
+		t.Errorf("explained as %s from %s on %s: %q", ex.Reason, ex.Client, ex.Port, ex.Message)
+	}
+	if !strings.Contains(ex.Message, "no IPv6 listen address") {
+		t.Errorf("explanation does not name the missing listen address: %q", ex.Message)
+	}
+	if m := tp.metrics(t); m[`fqdngate_drops_total{reason="dns"}`] < 1 {
+		t.Errorf(`fqdngate_drops_total{reason="dns"} = %v`, m[`fqdngate_drops_total{reason="dns"}`])
+	}
 }

@@ -74,6 +74,9 @@ type topo struct {
 	cfgPath, stateDir string
 	// exited is closed when the current fqdngate process has ended.
 	exited chan struct{}
+	// listenDNS is the gateway's listen.dns list; empty means both
+	// device-side addresses.
+	listenDNS string
 	// probeDNS is where launch asks whether fqdngate answers, from devA;
 	// empty means the gateway's device-side address.
 	probeDNS string
@@ -99,8 +102,13 @@ func newTopo(t *testing.T, mode string) *topo {
 
 // newTopoClients is newTopo with another clients: section.
 func newTopoClients(t *testing.T, mode, clients string) *topo {
+	return newTopoListen(t, mode, clients, "")
+}
+
+// newTopoListen is newTopoClients with another listen.dns list.
+func newTopoListen(t *testing.T, mode, clients, listenDNS string) *topo {
 	labtest.Require(t, "ip", "nft", "sysctl")
-	tp := &topo{t: t,
+	tp := &topo{t: t, listenDNS: listenDNS,
 		gw: labtest.NS(t, "gw"), devA: labtest.NS(t, "deva"), devB: labtest.NS(t, "devb"), inet: labtest.NS(t, "inet")}
 	must := func(_ string, err error) {
 		t.Helper()
@@ -165,9 +173,13 @@ func newTopoClients(t *testing.T, mode, clients string) *topo {
 
 func (tp *topo) startGateway(mode, clients string) {
 	t := tp.t
+	listen := tp.listenDNS
+	if listen == "" {
+		listen = fmt.Sprintf(`["%s:53", "[%s]:53"]`, gwDevAddr4, gwDevAddr6)
+	}
 	cfg := fmt.Sprintf(`mode: %s
 listen:
-  dns: ["%s:53", "[%s]:53"]
+  dns: %s
 upstreams: ["%s"]
 enforcer:
   min_ttl: 0s
@@ -177,7 +189,7 @@ enforcer:
 state_dir: %s
 log:
   level: info
-`, mode, gwDevAddr4, gwDevAddr6, upstreamAddr, clients, tp.stateDir)
+`, mode, listen, upstreamAddr, clients, tp.stateDir)
 	path := tp.cfgPath
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

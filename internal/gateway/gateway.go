@@ -66,7 +66,8 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 		defer store.Close()
 	}
 
-	enf, err := openEnforcer(c, log, led.Grants(time.Now()))
+	spec := specOf(c, log)
+	enf, err := openEnforcer(c, spec, log, led.Grants(time.Now()))
 	if err != nil {
 		return err
 	}
@@ -105,7 +106,7 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 		}()
 	}
 
-	rl := &reloader{cfg: c, load: o.Load, led: led, enf: enf, h: h, log: log, spec: specOf(c, log)}
+	rl := &reloader{cfg: c, load: o.Load, led: led, enf: enf, h: h, log: log, spec: spec}
 	srv, err = dnsproxy.Listen(c.Derived.DNS, h, c.MaxInflight)
 	if err != nil {
 		return err
@@ -220,7 +221,7 @@ func tableReady(enf enforce.Enforcer) (bool, string) {
 	return true, ""
 }
 
-func openEnforcer(c *config.Config, log *slog.Logger, restore []ledger.Grant) (enforce.Enforcer, error) {
+func openEnforcer(c *config.Config, spec enforce.Spec, log *slog.Logger, restore []ledger.Grant) (enforce.Enforcer, error) {
 	e := c.Enforcer
 	if e.Backend == "none" {
 		return enforce.None{}, nil
@@ -230,9 +231,10 @@ func openEnforcer(c *config.Config, log *slog.Logger, restore []ledger.Grant) (e
 			log.Warn("hook forward, but IPv4 forwarding is off (net.ipv4.ip_forward=0): devices cannot pass through this host")
 		}
 	}
+	warnUnredirected(spec, log)
 	// The refresh slack only ever takes from the grace, never the TTL.
 	slack := min(time.Second, e.Grace/2)
-	n, err := enforce.Open(specOf(c, log), enforce.WithLogger(log), enforce.WithInitial(grantsOf(restore)),
+	n, err := enforce.Open(spec, enforce.WithLogger(log), enforce.WithInitial(grantsOf(restore)),
 		enforce.WithRefreshSlack(slack))
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
@@ -279,6 +281,34 @@ func redirectTargets(dnsAddrs []netip.AddrPort, hook string, log *slog.Logger) (
 		}
 	}
 	return v4, v6
+}
+
+// warnUnredirected names the client networks whose DNS to other servers
+// is dropped, not redirected, for want of a listen address of their
+// family: it fails closed, but their resolvers time out on that family,
+// and every such query is a drop (reason dns) until a listen address is
+// added.
+func warnUnredirected(s enforce.Spec, log *slog.Logger) {
+	for _, fam := range []struct {
+		v6     bool
+		target netip.AddrPort
+		name   string
+	}{{false, s.DNS4, "IPv4"}, {true, s.DNS6, "IPv6"}} {
+		if fam.target.IsValid() {
+			continue
+		}
+		var nets []string
+		for _, p := range s.Clients {
+			if p.Addr().Is6() == fam.v6 {
+				nets = append(nets, p.String())
+			}
+		}
+		if len(nets) > 0 {
+			log.Warn("no "+fam.name+" listen address that clients can reach: their "+fam.name+
+				" DNS to other servers is dropped, not redirected to fqdngate; add one to listen.dns",
+				"hook", s.Hook, "clients", strings.Join(nets, " "))
+		}
+	}
 }
 
 // upstreamMark is set on upstream sockets on hook output, so that the

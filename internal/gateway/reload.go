@@ -73,6 +73,7 @@ func (r *reloader) reload(ctx context.Context) error {
 			return fmt.Errorf("reload: rebuild table: %w", err)
 		}
 		r.spec = spec
+		warnUnredirected(spec, r.log)
 	} else {
 		if err := r.enf.Revoke(ctx, revoke); err != nil {
 			return fmt.Errorf("reload: withdraw %d elements: %w", len(revoke), err)

@@ -10,13 +10,15 @@ import (
 
 	"github.com/fqdngate/fqdngate/internal/ledger"
 	"github.com/fqdngate/fqdngate/internal/policy"
+	"golang.org/x/sys/unix"
 )
 
 // Reason is why a packet to an address was dropped (or would be).
 type Reason string
 
 // The reasons of DESIGN section 9, plus allowed (an explanation of an
-// address that is open) and dot (DNS over TLS to another resolver).
+// address that is open), dot (DNS over TLS to another resolver) and dns
+// (plain DNS to another resolver that the redirect did not catch).
 const (
 	Allowed       Reason = "allowed"
 	NeverResolved Reason = "never-resolved"
@@ -25,10 +27,11 @@ const (
 	WrongPort     Reason = "port"
 	DeniedName    Reason = "denied-name"
 	DoT           Reason = "dot"
+	DNSBypass     Reason = "dns"
 )
 
 // Reasons lists the drop reasons, for metrics.
-var Reasons = []Reason{NeverResolved, Expired, OtherClient, WrongPort, DeniedName, DoT}
+var Reasons = []Reason{NeverResolved, Expired, OtherClient, WrongPort, DeniedName, DoT, DNSBypass}
 
 // Explanation says why an address is open or closed for a client, with the
 // names and CNAME chain that led to it. Its JSON is the API's.
@@ -139,6 +142,27 @@ func (x *Explainer) Explain(now time.Time, client, addr netip.Addr, proto uint8,
 func ExplainDoT(client, addr netip.Addr) Explanation {
 	return Explanation{Reason: DoT, Client: client, Addr: addr, Port: "tcp/853",
 		Message: fmt.Sprintf("%s tried DNS over TLS to %s: clients must resolve through fqdngate", client, addr)}
+}
+
+// explainDNSBypass turns the explanation of a dropped packet to port 53
+// that fqdngate never opened into what it is: DNS to another resolver.
+// The redirect sends such queries to fqdngate, so one that reaches the
+// drop rule had no listen address of its family to go to (none
+// configured, or only loopback on hook forward), or the redirect chain is
+// missing. Saying "never resolved" would send the operator looking for a
+// hard-coded address.
+func explainDNSBypass(ex Explanation, proto uint8, port uint16) Explanation {
+	if port != 53 || (proto != unix.IPPROTO_UDP && proto != unix.IPPROTO_TCP) || ex.Reason != NeverResolved {
+		return ex
+	}
+	fam := "IPv4"
+	if ex.Addr.Is6() {
+		fam = "IPv6"
+	}
+	ex.Reason = DNSBypass
+	ex.Message = fmt.Sprintf("%s sent DNS to %s, which was not redirected to fqdngate: it has no %s listen address the client can reach (listen.dns; loopback does not count on hook forward); add one, or point the client at fqdngate",
+		clientOr(ex.Client), ex.Addr, fam)
+	return ex
 }
 
 func (ex *Explanation) fill(e ledger.Entry) {

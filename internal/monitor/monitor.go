@@ -69,9 +69,9 @@ type logged struct {
 }
 
 // numReasons is len(reasonIndex): the drop reasons and allowed.
-const numReasons = 7
+const numReasons = 8
 
-var reasonIndex = map[Reason]int{NeverResolved: 0, Expired: 1, OtherClient: 2, WrongPort: 3, DeniedName: 4, DoT: 5, Allowed: 6}
+var reasonIndex = map[Reason]int{NeverResolved: 0, Expired: 1, OtherClient: 2, WrongPort: 3, DeniedName: 4, DoT: 5, Allowed: 6, DNSBypass: 7}
 
 // New makes a monitor over the ledger.
 func New(led *ledger.Ledger, o Options, log *slog.Logger) *Monitor {
@@ -187,7 +187,7 @@ func (m *Monitor) Attribute(at time.Time, kind string, pkt Packet) Explanation {
 	if kind == enforce.PrefixDoT {
 		ex = ExplainDoT(pkt.Src, pkt.Dst)
 	} else {
-		ex = m.Explainer.Explain(at, pkt.Src, pkt.Dst, pkt.Proto, pkt.Port)
+		ex = explainDNSBypass(m.Explainer.Explain(at, pkt.Src, pkt.Dst, pkt.Proto, pkt.Port), pkt.Proto, pkt.Port)
 	}
 	would := kind == enforce.PrefixWouldDrop
 	if would {

@@ -214,3 +214,52 @@ func FuzzDecodePacket(f *testing.F) {
 		}
 	})
 }
+
+// TestAttributeDNSBypass: a dropped packet to port 53 that fqdngate never
+// opened is DNS to another resolver the redirect missed, and says which
+// listen address is lacking; one to an address fqdngate did hand out keeps
+// the ledger's reason.
+func TestAttributeDNSBypass(t *testing.T) {
+	resolver6 := netip.MustParseAddr("2001:db8::53")
+	dev6 := netip.MustParseAddr("2001:db8:1::10")
+	udp53 := policy.PortRange{Proto: unix.IPPROTO_UDP, Lo: 53, Hi: 53}
+	tests := []struct {
+		name    string
+		granted bool // cdnAddr was handed out to devA for udp/53
+		pkt     Packet
+		reason  Reason
+		message string
+	}{
+		{"udp/53 over IPv6", false, Packet{Src: dev6, Dst: resolver6, Proto: unix.IPPROTO_UDP, Port: 53}, DNSBypass,
+			"2001:db8:1::10 sent DNS to 2001:db8::53, which was not redirected to fqdngate: it has no IPv6 listen address"},
+		{"tcp/53 over IPv4", false, Packet{Src: devA, Dst: cdnAddr, Proto: unix.IPPROTO_TCP, Port: 53}, DNSBypass,
+			"it has no IPv4 listen address"},
+		{"not DNS", false, Packet{Src: devA, Dst: cdnAddr, Proto: unix.IPPROTO_UDP, Port: 54}, NeverResolved,
+			"never got 203.0.113.7"},
+		{"sctp/53 is not DNS", false, Packet{Src: devA, Dst: cdnAddr, Proto: unix.IPPROTO_SCTP, Port: 53}, NeverResolved,
+			"never got 203.0.113.7"},
+		{"a resolver allowed by name, expired", true, Packet{Src: devA, Dst: cdnAddr, Proto: unix.IPPROTO_UDP, Port: 53}, Expired,
+			"expired 55s ago"},
+		{"a resolver allowed by name, other port", true, Packet{Src: devA, Dst: cdnAddr, Proto: unix.IPPROTO_TCP, Port: 53}, WrongPort,
+			"allowed on udp/53, not on tcp/53"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			now := t0.Add(time.Minute)
+			led := ledger.New(ledger.Options{})
+			if tc.granted {
+				a := answer(devA, "resolver.example", 0, t0)
+				a.Ports = []policy.PortRange{udp53}
+				led.Record(t0, a)
+			}
+			m := New(led, Options{Now: func() time.Time { return now }}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			ex := m.Attribute(now, enforce.PrefixDrop, tc.pkt)
+			if ex.Reason != tc.reason || !strings.Contains(ex.Message, tc.message) {
+				t.Errorf("got %s: %q\nwant %s: %q", ex.Reason, ex.Message, tc.reason, tc.message)
+			}
+			if drops, _, _, _ := m.Counts(); drops[tc.reason] != 1 {
+				t.Errorf("counted %v, want one %s", drops, tc.reason)
+			}
+		})
+	}
+}
