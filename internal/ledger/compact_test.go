@@ -30,12 +30,12 @@ func checkInvariants(t *testing.T, l *Ledger) {
 		lists[e.chain]++
 		rules[e.rules]++
 		ports[e.ports]++
-		if l.expiry[e.heap] != uint32(i) {
-			t.Fatalf("entry %d: heap position %d holds %d", i, e.heap, l.expiry[e.heap])
+		if l.expiry.idx[e.heap] != uint32(i) {
+			t.Fatalf("entry %d: heap position %d holds %d", i, e.heap, l.expiry.idx[e.heap])
 		}
 	}
-	if used != l.n || used != len(l.expiry) {
-		t.Fatalf("used %d, n %d, heap %d", used, l.n, len(l.expiry))
+	if used != l.n || used != l.expiry.len() {
+		t.Fatalf("used %d, n %d, heap %d", used, l.n, l.expiry.len())
 	}
 	for k, h := range l.byName {
 		prev, n := none, 0
@@ -66,9 +66,31 @@ func checkInvariants(t *testing.T, l *Ledger) {
 	if onName != used || onAddr != used {
 		t.Fatalf("lists hold %d and %d of %d entries", onName, onAddr, used)
 	}
-	for i := 1; i < len(l.expiry); i++ {
-		if l.heapLess(i, (i-1)/2) {
-			t.Fatalf("heap order broken at %d", i)
+	checkHeap(t, l, &l.expiry, "ledger")
+	// A long list has its index, exactly its entries; a short one none.
+	for k, nl := range l.byName {
+		ll := l.long[k]
+		switch {
+		case nl.n >= l.longAt && ll == nil:
+			t.Fatalf("name %v: %d entries and no index", k, nl.n)
+		case nl.n < l.shortAt && ll != nil:
+			t.Fatalf("name %v: %d entries and an index", k, nl.n)
+		case ll == nil:
+			continue
+		}
+		if len(ll.at) != int(nl.n) || ll.heap.len() != int(nl.n) {
+			t.Fatalf("name %v: %d entries, index %d, heap %d", k, nl.n, len(ll.at), ll.heap.len())
+		}
+		for i := nl.head; i != none; i = l.slab.at(i).nextName {
+			if ll.at[l.slab.at(i).addr] != i || ll.heap.idx[l.slab.at(i).nameHeap] != i {
+				t.Fatalf("name %v: entry %d not indexed", k, i)
+			}
+		}
+		checkHeap(t, l, &ll.heap, fmt.Sprint("name ", k))
+	}
+	for k := range l.long {
+		if _, ok := l.byName[k]; !ok {
+			t.Fatalf("index of name %v, which has no entries", k)
 		}
 	}
 	refs := func(what string, got []uint32, want map[uint32]uint32, ids map[string]uint32) {
@@ -98,79 +120,103 @@ func checkInvariants(t *testing.T, l *Ledger) {
 // records, policy changes and collections, checking after each step the
 // invariants, and that what Record and Repolicy revoke is exactly what no
 // remaining live entry covers.
+// The second kind of case lets lists grow past a lowered longAt and
+// shrink below shortAt, so that their indexes are built, used and
+// dropped.
 func TestLedgerRandomOperations(t *testing.T) {
-	for _, global := range []bool{false, true} {
-		t.Run(fmt.Sprintf("global=%v", global), func(t *testing.T) {
-			r := rand.New(rand.NewPCG(1, 2))
-			l := New(Options{MaxPerName: 3, MaxEntries: 20, Retention: time.Minute, Global: global, Track: true})
-			clients := []netip.Addr{devA, devB}
-			portSets := [][]policy.PortRange{{tcp443}, {tcp443, tcp8883}, {tcp8883}}
-			// The policy: ports per name, nil when denied. Record follows
-			// it, as the handler does; Repolicy changes it.
-			pol := map[string][]policy.PortRange{}
-			for i := range 5 {
-				pol[fmt.Sprintf("n%d.example", i)] = portSets[i%3]
-			}
-			now := t0
-			for step := range 3000 {
-				now = now.Add(time.Duration(r.IntN(5000)) * time.Millisecond)
-				before := liveElems(l, now, global)
-				var revoke []Elem
-				what := "gc"
-				switch op := r.IntN(10); {
-				case op < 7:
-					var as []string
-					for range 1 + r.IntN(3) {
-						as = append(as, fmt.Sprintf("203.0.113.%d", r.IntN(8)))
-					}
-					name := fmt.Sprintf("n%d.example", r.IntN(5))
-					if pol[name] == nil {
-						continue
-					}
-					a := answer(clients[r.IntN(2)], name, now.Add(time.Duration(1+r.IntN(40))*time.Second), as...)
-					a.Ports = pol[name]
-					a.Chain = []string{fmt.Sprintf("c%d.cdn.example", r.IntN(3))}
-					for _, e := range l.ElemsOf(a) {
-						before[e] = true // installed before Record
-					}
-					revoke = l.Record(now, a)
-					what = fmt.Sprintf("record %v", a)
-				case op < 9:
-					name := fmt.Sprintf("n%d.example", r.IntN(5))
-					if pol[name] = portSets[r.IntN(3)]; r.IntN(3) == 0 {
-						pol[name] = nil
-					}
-					var grant []Grant
-					revoke, grant = l.Repolicy(now, func(_ netip.Addr, name string) ([]policy.PortRange, []string, bool) {
-						return pol[name], []string{"r2"}, pol[name] != nil
-					})
-					what = fmt.Sprintf("repolicy %s %v", name, pol[name])
-					for _, g := range grant {
-						before[g.Elem] = true
-					}
-				default:
-					l.GC(now)
+	for _, c := range []struct {
+		name                   string
+		maxPerName, maxEntries int
+		addrs                  int
+		longAt, shortAt        uint32
+	}{
+		{"short lists", 3, 20, 8, defaultLongAt, defaultShortAt},
+		{"long lists", 12, 40, 24, 4, 2},
+	} {
+		for _, global := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/global=%v", c.name, global), func(t *testing.T) {
+				r := rand.New(rand.NewPCG(1, 2))
+				l := New(Options{MaxPerName: c.maxPerName, MaxEntries: c.maxEntries, Retention: time.Minute, Global: global, Track: true})
+				l.longAt, l.shortAt = c.longAt, c.shortAt
+				clients := []netip.Addr{devA, devB}
+				portSets := [][]policy.PortRange{{tcp443}, {tcp443, tcp8883}, {tcp8883}}
+				// The policy: ports per name, nil when denied. Record follows
+				// it, as the handler does; Repolicy changes it.
+				pol := map[string][]policy.PortRange{}
+				for i := range 5 {
+					pol[fmt.Sprintf("n%d.example", i)] = portSets[i%3]
 				}
-				checkInvariants(t, l)
-				after := liveElems(l, now, global)
-				for e := range before {
-					if !after[e] != slices.Contains(revoke, e) {
-						t.Fatalf("step %d (%s): %v live before, live after %v, revoked %v", step, what, e, after[e], slices.Contains(revoke, e))
+				now := t0
+				for step := range 3000 {
+					now = now.Add(time.Duration(r.IntN(5000)) * time.Millisecond)
+					before := liveElems(l, now, global)
+					var revoke []Elem
+					what := "gc"
+					switch op := r.IntN(10); {
+					case op < 7:
+						var as []string
+						for range 1 + r.IntN(3) {
+							as = append(as, fmt.Sprintf("203.0.113.%d", r.IntN(c.addrs)))
+						}
+						name := fmt.Sprintf("n%d.example", r.IntN(5))
+						if pol[name] == nil {
+							continue
+						}
+						a := answer(clients[r.IntN(2)], name, now.Add(time.Duration(1+r.IntN(40))*time.Second), as...)
+						a.Ports = pol[name]
+						a.Chain = []string{fmt.Sprintf("c%d.cdn.example", r.IntN(3))}
+						for _, e := range l.ElemsOf(a) {
+							before[e] = true // installed before Record
+						}
+						revoke = l.Record(now, a)
+						what = fmt.Sprintf("record %v", a)
+					case op < 9:
+						name := fmt.Sprintf("n%d.example", r.IntN(5))
+						if pol[name] = portSets[r.IntN(3)]; r.IntN(3) == 0 {
+							pol[name] = nil
+						}
+						var grant []Grant
+						revoke, grant = l.Repolicy(now, func(_ netip.Addr, name string) ([]policy.PortRange, []string, bool) {
+							return pol[name], []string{"r2"}, pol[name] != nil
+						})
+						what = fmt.Sprintf("repolicy %s %v", name, pol[name])
+						for _, g := range grant {
+							before[g.Elem] = true
+						}
+					default:
+						l.GC(now)
 					}
+					checkInvariants(t, l)
+					after := liveElems(l, now, global)
+					for e := range before {
+						if !after[e] != slices.Contains(revoke, e) {
+							t.Fatalf("step %d (%s): %v live before, live after %v, revoked %v", step, what, e, after[e], slices.Contains(revoke, e))
+						}
+					}
+					l.TakeChanges()
 				}
-				l.TakeChanges()
-			}
-			// What a restart reads back builds the same ledger.
-			saved, _ := l.Select(Filter{}, 1<<20)
-			r2 := New(Options{MaxPerName: 3, MaxEntries: 20, Retention: time.Minute, Global: global})
-			if kept, _ := r2.Restore(now, saved); kept != len(saved) {
-				t.Fatalf("restored %d of %d", kept, len(saved))
-			}
-			checkInvariants(t, r2)
-			if got, _ := r2.Select(Filter{}, 1<<20); !slices.EqualFunc(got, saved, func(x, y Entry) bool { return fmt.Sprint(x) == fmt.Sprint(y) }) {
-				t.Fatalf("restored\n%v\nwant\n%v", got, saved)
-			}
-		})
+				// What a restart reads back builds the same ledger.
+				saved, _ := l.Select(Filter{}, 1<<20)
+				r2 := New(Options{MaxPerName: c.maxPerName, MaxEntries: c.maxEntries, Retention: time.Minute, Global: global})
+				r2.longAt, r2.shortAt = c.longAt, c.shortAt
+				if kept, _ := r2.Restore(now, saved); kept != len(saved) {
+					t.Fatalf("restored %d of %d", kept, len(saved))
+				}
+				checkInvariants(t, r2)
+				if got, _ := r2.Select(Filter{}, 1<<20); !slices.EqualFunc(got, saved, func(x, y Entry) bool { return fmt.Sprint(x) == fmt.Sprint(y) }) {
+					t.Fatalf("restored\n%v\nwant\n%v", got, saved)
+				}
+			})
+		}
+	}
+}
+
+func checkHeap(t *testing.T, l *Ledger, h *expiryHeap, what string) {
+	t.Helper()
+	for i := 1; i < h.len(); i++ {
+		if h.less(&l.slab, i, (i-1)/2) {
+			t.Fatalf("%s heap: order broken at %d", what, i)
+		}
 	}
 }
 

@@ -65,7 +65,8 @@ type entry struct {
 	ttl          uint32 // seconds
 	learnt       int64
 	expires      int64
-	heap         uint32 // position in the expiry heap
+	heap         uint32 // position in the ledger's expiry heap
+	nameHeap     uint32 // position in its name list's heap, if the list is long (longlist.go)
 	// Doubly linked lists through the slab; none ends them.
 	nextName, prevName uint32
 	nextAddr, prevAddr uint32
@@ -117,9 +118,12 @@ type Ledger struct {
 	n      int // entries in use
 	byName map[nameKey]nameList
 	byAddr map[addr16]uint32 // head of the address's list
-	expiry []uint32          // heap of slab indexes, earliest expiry first
-	strs   strs
-	stats  Stats
+	expiry expiryHeap
+	long   map[nameKey]*longList // the index of each long name list
+	// longAt and shortAt: see longlist.go.
+	longAt, shortAt uint32
+	strs            strs
+	stats           Stats
 	// changed holds the keys written or removed since TakeChanges (Track).
 	changed map[Key]struct{}
 }
@@ -149,6 +153,9 @@ func New(o Options) *Ledger {
 		changed: make(map[Key]struct{}),
 		byName:  make(map[nameKey]nameList),
 		byAddr:  make(map[addr16]uint32),
+		long:    make(map[nameKey]*longList),
+		longAt:  defaultLongAt,
+		shortAt: defaultShortAt,
 		strs:    newStrs(),
 	}
 }
@@ -189,7 +196,7 @@ func (l *Ledger) Record(now time.Time, a Answer) (revoke []Elem) {
 	nl := l.nameList(nk)
 	for _, addr := range a.Addrs {
 		ad := pack(addr)
-		if i := l.findIn(nl.head, ad); i != none {
+		if i := l.find(nk, nl, ad); i != none {
 			e := l.slab.at(i)
 			if e.group != ids.group || e.chain != ids.chain || e.rules != ids.rules || e.ports != ids.ports {
 				l.releaseStrs(e)
@@ -198,25 +205,20 @@ func (l *Ledger) Record(now time.Time, a Answer) (revoke []Elem) {
 			e.ttl, e.learnt = ttlSeconds(a.TTL), nowNS
 			if x := a.Expires.UnixNano(); x > e.expires {
 				e.expires = x
-				l.heapFix(int(e.heap))
+				l.expiry.fix(&l.slab, int(e.heap))
+				l.listExpiryChanged(nk, nl.n, i)
 			}
 			l.touch(i)
 			continue
 		}
 		evicted := false
 		if int(nl.n) >= l.opts.MaxPerName {
-			oldest := none
-			for j := nl.head; j != none; j = l.slab.at(j).nextName {
-				if oldest == none || l.slab.at(j).expires < l.slab.at(oldest).expires {
-					oldest = j
-				}
-			}
-			revoke = append(revoke, l.removeLocked(nowNS, oldest)...)
+			revoke = append(revoke, l.removeLocked(nowNS, l.oldest(nk, nl))...)
 			l.stats.EvictedPerName++
 			evicted = true
 		}
 		if l.n >= l.opts.MaxEntries {
-			revoke = append(revoke, l.removeLocked(nowNS, l.expiry[0])...)
+			revoke = append(revoke, l.removeLocked(nowNS, l.expiry.first())...)
 			l.stats.EvictedGlobal++
 			evicted = true
 		}
@@ -290,7 +292,7 @@ func (l *Ledger) releaseStrs(e *entry) {
 }
 
 // findLocked returns the entry of addr on the (client, name) list, or none.
-func (l *Ledger) findLocked(nk nameKey, addr addr16) uint32 { return l.findIn(l.head(nk), addr) }
+func (l *Ledger) findLocked(nk nameKey, addr addr16) uint32 { return l.find(nk, l.nameList(nk), addr) }
 
 // findIn returns the entry of addr on the name list that starts at head.
 func (l *Ledger) findIn(head uint32, addr addr16) uint32 {
@@ -335,7 +337,8 @@ func (l *Ledger) insertLocked(e entry, nl nameList) nameList {
 	l.byName[nk] = nl
 	l.byAddr[e.addr] = i
 	l.n++
-	l.heapPush(i)
+	l.expiry.push(&l.slab, i)
+	l.listAdded(nk, nl, i)
 	l.touch(i)
 	return nl
 }
@@ -474,6 +477,7 @@ func (l *Ledger) removeLocked(now int64, i uint32) []Elem {
 		}
 		l.byName[nk] = nl
 	}
+	l.listRemoved(nk, nl.n, i, e.addr)
 	if e.prevAddr != none {
 		l.slab.at(e.prevAddr).nextAddr = e.nextAddr
 	} else if e.nextAddr != none {
@@ -484,7 +488,7 @@ func (l *Ledger) removeLocked(now int64, i uint32) []Elem {
 	if e.nextAddr != none {
 		l.slab.at(e.nextAddr).prevAddr = e.prevAddr
 	}
-	l.heapRemove(int(e.heap))
+	l.expiry.remove(&l.slab, int(e.heap))
 	*l.slab.at(i) = entry{}
 	l.free = append(l.free, i)
 	l.n--
@@ -526,8 +530,8 @@ func (l *Ledger) GC(now time.Time) int {
 	defer l.mu.Unlock()
 	cutoff := now.Add(-l.opts.Retention).UnixNano()
 	n := 0
-	for len(l.expiry) > 0 && l.slab.at(l.expiry[0]).expires <= cutoff {
-		l.removeLocked(now.UnixNano(), l.expiry[0])
+	for l.expiry.len() > 0 && l.slab.at(l.expiry.first()).expires <= cutoff {
+		l.removeLocked(now.UnixNano(), l.expiry.first())
 		n++
 	}
 	l.stats.Collected += uint64(n)
@@ -561,72 +565,6 @@ func (l *Ledger) Stats() Stats {
 	s := l.stats
 	s.Entries = l.n
 	return s
-}
-
-// The expiry heap orders slab indexes by expiry, earliest first; each
-// entry knows its position (entry.heap) so that it can be fixed or
-// removed in place.
-func (l *Ledger) heapLess(i, j int) bool {
-	return l.slab.at(l.expiry[i]).expires < l.slab.at(l.expiry[j]).expires
-}
-
-func (l *Ledger) heapSwap(i, j int) {
-	h := l.expiry
-	h[i], h[j] = h[j], h[i]
-	l.slab.at(h[i]).heap, l.slab.at(h[j]).heap = uint32(i), uint32(j)
-}
-
-func (l *Ledger) heapPush(i uint32) {
-	l.slab.at(i).heap = uint32(len(l.expiry))
-	l.expiry = append(l.expiry, i)
-	l.heapUp(len(l.expiry) - 1)
-}
-
-func (l *Ledger) heapRemove(at int) {
-	last := len(l.expiry) - 1
-	if at != last {
-		l.heapSwap(at, last)
-	}
-	l.expiry = l.expiry[:last]
-	if at != last {
-		l.heapFix(at)
-	}
-}
-
-func (l *Ledger) heapFix(at int) {
-	if !l.heapDown(at) {
-		l.heapUp(at)
-	}
-}
-
-func (l *Ledger) heapUp(j int) {
-	for j > 0 {
-		i := (j - 1) / 2
-		if !l.heapLess(j, i) {
-			break
-		}
-		l.heapSwap(i, j)
-		j = i
-	}
-}
-
-func (l *Ledger) heapDown(i0 int) bool {
-	i, n := i0, len(l.expiry)
-	for {
-		j := 2*i + 1
-		if j >= n {
-			break
-		}
-		if r := j + 1; r < n && l.heapLess(r, j) {
-			j = r
-		}
-		if !l.heapLess(j, i) {
-			break
-		}
-		l.heapSwap(i, j)
-		i = j
-	}
-	return i > i0
 }
 
 // Filter selects ledger entries; zero fields match everything.

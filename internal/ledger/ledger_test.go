@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -167,5 +168,75 @@ func TestRepolicy(t *testing.T) {
 	}
 	if w, r := l.TakeChanges(); len(w) != 1 || len(r) != 1 {
 		t.Errorf("changes to persist: %d written, %d removed", len(w), len(r))
+	}
+}
+
+// TestPerNameCapEvictsEarliestExpiry fills one name to its cap with
+// addresses whose expiries come in no order, refreshes some of them, and
+// checks that each new address evicts the entry that expires first: by a
+// walk of the list when it is short, by its index when it is long (the
+// caps below and above longAt), in the fleet's scope and in a client's.
+func TestPerNameCapEvictsEarliestExpiry(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		cap    int
+		global bool
+	}{
+		{"short list", 8, false},
+		{"long list", 3 * defaultLongAt, false},
+		{"long list, scope global", 3 * defaultLongAt, true},
+		{"cap at longAt", defaultLongAt, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l := New(Options{MaxPerName: c.cap, Global: c.global})
+			expiry := map[netip.Addr]time.Time{}
+			addr := func(i int) string { return fmt.Sprintf("2001:db8::%x", i+1) }
+			// Expiries a permutation of 1..cap minutes, refreshed later.
+			for i := range c.cap {
+				exp := t0.Add(time.Duration((i*7)%c.cap+1) * time.Minute)
+				l.Record(t0, answer(devA, "cdn.example.com", exp, addr(i)))
+				expiry[netip.MustParseAddr(addr(i))] = exp
+			}
+			// The refreshes push the three earliest to the end.
+			for i, a := range []int{0, c.cap / 7, 2 * c.cap / 7} {
+				exp := t0.Add(time.Duration(c.cap+1+i) * time.Minute)
+				l.Record(t0, answer(devA, "cdn.example.com", exp, addr(a)))
+				expiry[netip.MustParseAddr(addr(a))] = exp
+			}
+			for n := range c.cap / 2 {
+				var want netip.Addr
+				for a, e := range expiry {
+					if !want.IsValid() || e.Before(expiry[want]) {
+						want = a
+					}
+				}
+				fresh := c.cap + n
+				exp := t0.Add(time.Duration(2*c.cap+n) * time.Minute)
+				revoke := l.Record(t0, answer(devA, "cdn.example.com", exp, addr(fresh)))
+				wantExp := expiry[want]
+				delete(expiry, want)
+				expiry[netip.MustParseAddr(addr(fresh))] = exp
+				if len(revoke) != 2 || revoke[0].Addr != want || revoke[1].Addr != want {
+					t.Fatalf("new address %d evicted %+v, want %s (expires %s) on both ports", n, revoke, want, wantExp)
+				}
+				if got := l.Lookup(want, devA); len(got) != 0 {
+					t.Fatalf("evicted %s still in the ledger: %+v", want, got)
+				}
+			}
+			if s := l.Stats(); s.Entries != c.cap || s.EvictedPerName != uint64(c.cap/2) {
+				t.Fatalf("stats %+v, want %d entries and %d evicted", s, c.cap, c.cap/2)
+			}
+			checkInvariants(t, l)
+			// Every address is still found, the refreshed ones included:
+			// a repeat answer evicts nothing.
+			for a := range expiry {
+				if r := l.Record(t0, answer(devA, "cdn.example.com", expiry[a], a.String())); len(r) != 0 {
+					t.Fatalf("repeat of %s evicted %+v", a, r)
+				}
+			}
+			if s := l.Stats(); s.Entries != c.cap {
+				t.Fatalf("repeats changed the entries: %+v", s)
+			}
+		})
 	}
 }
