@@ -301,8 +301,12 @@ func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, 
 	if !h.grant(ctx, client, dec, q.Name, walked, out) {
 		return reply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeOther, "fqdngate: firewall rule not installed"), nil
 	}
-	h.log.Debug("answered", "client", client, "qname", q.Name, "qtype", dns.TypeToString[q.Qtype],
-		"rcode", dns.RcodeToString[resp.Rcode], "upstream", up, "chain", walked.Chain, "addrs", walked.Addrs)
+	if h.log.Enabled(ctx, slog.LevelDebug) {
+		// Guarded: the arguments alone were two allocations of every
+		// answer, logged or not.
+		h.log.Debug("answered", "client", client, "qname", q.Name, "qtype", dns.TypeToString[q.Qtype],
+			"rcode", dns.RcodeToString[resp.Rcode], "upstream", up, "chain", walked.Chain, "addrs", walked.Addrs)
+	}
 
 	// 8. Release, with the client's ID, question and EDNS. A reply made
 	// from a cached answer is kept for the next client of this kind.
@@ -361,10 +365,9 @@ func (h *Handler) grant(ctx context.Context, client netip.Addr, dec policy.Decis
 }
 
 func (h *Handler) install(ctx context.Context, a ledger.Answer) error {
-	elems := h.ledger.ElemsOf(a)
-	grants := make([]enforce.Grant, len(elems))
-	for i, e := range elems {
-		grants[i] = enforce.Grant{Elem: e, Expires: a.Expires}
+	grants := h.ledger.GrantsOf(a)
+	if hd, ok := h.enforcer.(enforce.Holder); ok && hd.Holds(grants) {
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.opts.Hold)
 	defer cancel()

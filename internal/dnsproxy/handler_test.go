@@ -369,3 +369,44 @@ func TestCachedAnswersKeepTheTTLCap(t *testing.T) {
 		}
 	}
 }
+
+// holdingFake is an enforcer that says whether it already holds every
+// grant (enforce.Holder), over a Fake that stalls whatever reaches it.
+type holdingFake struct {
+	*enforce.Fake
+	holds bool
+}
+
+func (f holdingFake) Holds([]enforce.Grant) bool { return f.holds }
+
+// TestHolderSkipsTheWait: an answer whose elements the enforcer already
+// holds is released without reaching it (so without the hold budget's
+// timer and wait); one it does not hold waits for the kernel as before,
+// here until the budget runs out.
+func TestHolderSkipsTheWait(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		holds bool
+		rcode int
+		ede   string
+	}{
+		{"held already", true, dns.RcodeSuccess, ""},
+		{"not held", false, dns.RcodeServerFailure, "fqdngate: firewall rule not installed"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fake := enforce.NewFake()
+			fake.Set(nil, true)
+			o := Options{DenyRcode: dns.RcodeNameError, MinTTL: time.Minute, MaxTTL: time.Hour, Grace: 30 * time.Second, Hold: 20 * time.Millisecond}
+			led := ledger.New(ledger.Options{})
+			h := NewHandler(testPolicy(t), &fakeUpstream{records: cdnRecords()}, led, holdingFake{fake, c.holds}, o,
+				slog.New(slog.NewTextHandler(io.Discard, nil)), func() time.Time { return t0 })
+			resp := h.Resolve(context.Background(), devA, query("prod.update.sphere.azure.net.", dns.TypeA, true))
+			if resp.Rcode != c.rcode || ede(resp) != c.ede {
+				t.Fatalf("rcode %s, EDE %q; want %s, %q", dns.RcodeToString[resp.Rcode], ede(resp), dns.RcodeToString[c.rcode], c.ede)
+			}
+			if got := len(led.Lookup(netip.MustParseAddr("203.0.113.7"), devA)); (got > 0) != c.holds {
+				t.Fatalf("ledger entries for the answer's address: %d, want them only when released", got)
+			}
+		})
+	}
+}

@@ -27,7 +27,7 @@ func BenchmarkAllowOneAnswer(b *testing.B) {
 		var grants []Grant
 		for _, addr := range []netip.Addr{netip.AddrFrom4(a), netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)})} {
 			for _, p := range []uint16{443, 8883} {
-				grants = append(grants, Grant{ledger.Elem{Client: c, Addr: addr, Port: tcp443WithPort(p)}, exp})
+				grants = append(grants, Grant{Elem: ledger.Elem{Client: c, Addr: addr, Port: tcp443WithPort(p)}, Expires: exp})
 			}
 		}
 		if err := n.Allow(context.Background(), grants); err != nil {
@@ -60,7 +60,7 @@ func BenchmarkAllowBatch(b *testing.B) {
 			for k := range uint64(4) {
 				v := i*4 + k
 				a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 8: byte(v >> 24), 9: byte(v >> 16), 10: byte(v >> 8), 11: byte(v)})
-				grants = append(grants, Grant{ledger.Elem{Client: client6, Addr: a, Port: tcp443}, exp})
+				grants = append(grants, Grant{Elem: ledger.Elem{Client: client6, Addr: a, Port: tcp443}, Expires: exp})
 			}
 			if err := n.Allow(context.Background(), grants); err != nil {
 				b.Fatal(err)

@@ -9,11 +9,9 @@ import (
 	"github.com/fqdngate/fqdngate/internal/ledger"
 )
 
-// Grant asks for an element to be allowed until Expires.
-type Grant struct {
-	ledger.Elem
-	Expires time.Time
-}
+// Grant asks for an element to be allowed until Expires. It is the
+// ledger's: what the ledger records of an answer is what is installed.
+type Grant = ledger.Grant
 
 // Spec is what the table is built from.
 type Spec struct {
@@ -63,6 +61,15 @@ type Enforcer interface {
 	Close() error
 }
 
+// Holder is an Enforcer that can tell at once, without waiting, that it
+// already holds grants for at least as long as they ask. A repeated
+// answer (a cached one, or a popular name another device asked) then
+// needs no hold budget: the handler skips the timer and the wait, which
+// cost as much as the rest of such an answer's grant.
+type Holder interface {
+	Holds(grants []Grant) bool
+}
+
 // Errors callers branch on.
 var (
 	// ErrHoldTimeout: the kernel did not acknowledge within the hold budget.
@@ -76,6 +83,7 @@ var (
 type None struct{}
 
 func (None) Allow(context.Context, []Grant) error        { return nil }
+func (None) Holds([]Grant) bool                          { return true }
 func (None) Revoke(context.Context, []ledger.Elem) error { return nil }
 func (None) Counters() (Counters, error)                 { return Counters{}, nil }
 func (None) Close() error                                { return nil }

@@ -224,11 +224,15 @@ func (n *NFT) applyGCInterval(table *nftables.Table, sets []*nftables.Set, d tim
 	}
 }
 
+// Holds implements Holder: the writer committed every grant, to live at
+// least as long as it asks, less the refresh slack.
+func (n *NFT) Holds(grants []Grant) bool { return n.held.covers(grants, n.slack) }
+
 // Allow implements Enforcer.
 func (n *NFT) Allow(ctx context.Context, grants []Grant) error {
 	// A repeated answer (a cached one, another device asking a popular
 	// name) usually needs nothing new from the kernel: skip the writer.
-	if n.held.covers(grants, n.slack) {
+	if n.Holds(grants) {
 		return nil
 	}
 	return n.submit(ctx, &request{grants: grants, result: make(chan error, 1)})

@@ -91,7 +91,7 @@ func TestNFTElementsRefreshAndRevoke(t *testing.T) {
 		e4 := ledger.Elem{Client: client4, Addr: netip.MustParseAddr("203.0.113.7"), Port: tcp443}
 		e6 := ledger.Elem{Client: client6, Addr: netip.MustParseAddr("2001:db8:cd::7"), Port: tcp443}
 		r4 := ledger.Elem{Client: client4, Addr: netip.MustParseAddr("203.0.113.8"), Port: tcpRng}
-		if err := n.Allow(ctx, []Grant{{e4, now.Add(time.Minute)}, {e6, now.Add(time.Minute)}, {r4, now.Add(time.Minute)}}); err != nil {
+		if err := n.Allow(ctx, []Grant{{Elem: e4, Expires: now.Add(time.Minute)}, {Elem: e6, Expires: now.Add(time.Minute)}, {Elem: r4, Expires: now.Add(time.Minute)}}); err != nil {
 			t.Fatal(err)
 		}
 		if d, ok := expiresIn(t, ns, "allow4", "192.0.2.10 . 203.0.113.7 . tcp . 443"); !ok || d > time.Minute || d < 50*time.Second {
@@ -104,14 +104,14 @@ func TestNFTElementsRefreshAndRevoke(t *testing.T) {
 			t.Fatal("range element missing")
 		}
 		// A longer answer extends the element.
-		if err := n.Allow(ctx, []Grant{{e4, now.Add(10 * time.Minute)}}); err != nil {
+		if err := n.Allow(ctx, []Grant{{Elem: e4, Expires: now.Add(10 * time.Minute)}}); err != nil {
 			t.Fatal(err)
 		}
 		if d, _ := expiresIn(t, ns, "allow4", "192.0.2.10 . 203.0.113.7 . tcp . 443"); d < 9*time.Minute {
 			t.Fatalf("refresh did not extend: expires in %v", d)
 		}
 		// A shorter one never shortens it.
-		if err := n.Allow(ctx, []Grant{{e4, now.Add(2 * time.Minute)}}); err != nil {
+		if err := n.Allow(ctx, []Grant{{Elem: e4, Expires: now.Add(2 * time.Minute)}}); err != nil {
 			t.Fatal(err)
 		}
 		if d, _ := expiresIn(t, ns, "allow4", "192.0.2.10 . 203.0.113.7 . tcp . 443"); d < 9*time.Minute {
@@ -143,7 +143,7 @@ func TestNFTConcurrentAllowsShareTransactions(t *testing.T) {
 	for i := range callers {
 		go func() {
 			addr := netip.AddrFrom4([4]byte{203, 0, 113, byte(i)})
-			errc <- n.Allow(context.Background(), []Grant{{ledger.Elem{Client: client4, Addr: addr, Port: tcp443}, now.Add(time.Minute)}})
+			errc <- n.Allow(context.Background(), []Grant{{Elem: ledger.Elem{Client: client4, Addr: addr, Port: tcp443}, Expires: now.Add(time.Minute)}})
 		}()
 	}
 	for range callers {
@@ -221,12 +221,12 @@ func TestNFTRefreshWithTheSameLifetime(t *testing.T) {
 		ctx := context.Background()
 		e := ledger.Elem{Client: client4, Addr: netip.MustParseAddr("203.0.113.27"), Port: tcp443}
 		const life = 2 * time.Second
-		if err := n.Allow(ctx, []Grant{{e, time.Now().Add(life)}}); err != nil {
+		if err := n.Allow(ctx, []Grant{{Elem: e, Expires: time.Now().Add(life)}}); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(time.Second)
 		for range 3 { // the same lifetime, again and again
-			if err := n.Allow(ctx, []Grant{{e, time.Now().Add(life)}}); err != nil {
+			if err := n.Allow(ctx, []Grant{{Elem: e, Expires: time.Now().Add(life)}}); err != nil {
 				t.Fatal(err)
 			}
 		}

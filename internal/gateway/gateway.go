@@ -234,7 +234,7 @@ func openEnforcer(c *config.Config, spec enforce.Spec, log *slog.Logger, restore
 	warnUnredirected(spec, log)
 	// The refresh slack only ever takes from the grace, never the TTL.
 	slack := min(time.Second, e.Grace/2)
-	n, err := enforce.Open(spec, enforce.WithLogger(log), enforce.WithInitial(grantsOf(restore)),
+	n, err := enforce.Open(spec, enforce.WithLogger(log), enforce.WithInitial(restore),
 		enforce.WithRefreshSlack(slack))
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
@@ -254,14 +254,6 @@ func specOf(c *config.Config, log *slog.Logger) enforce.Spec {
 	}
 	spec.DNS4, spec.DNS6 = redirectTargets(c.Derived.DNS, e.Hook, log)
 	return spec
-}
-
-func grantsOf(gs []ledger.Grant) []enforce.Grant {
-	out := make([]enforce.Grant, len(gs))
-	for i, g := range gs {
-		out[i] = enforce.Grant{Elem: g.Elem, Expires: g.Expires}
-	}
-	return out
 }
 
 // redirectTargets picks where clients' DNS is redirected: the first

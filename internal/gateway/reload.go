@@ -69,7 +69,7 @@ func (r *reloader) reload(ctx context.Context) error {
 	if n, ok := r.enf.(*enforce.NFT); ok && !slices.Equal(spec.Clients, r.spec.Clients) {
 		// Other client networks: the table's chains change. Rebuild it
 		// with exactly what the ledger holds now, in one transaction.
-		if err := n.Rebuild(ctx, spec, grantsOf(r.led.Grants(now))); err != nil {
+		if err := n.Rebuild(ctx, spec, r.led.Grants(now)); err != nil {
 			return fmt.Errorf("reload: rebuild table: %w", err)
 		}
 		r.spec = spec
@@ -78,7 +78,7 @@ func (r *reloader) reload(ctx context.Context) error {
 		if err := r.enf.Revoke(ctx, revoke); err != nil {
 			return fmt.Errorf("reload: withdraw %d elements: %w", len(revoke), err)
 		}
-		if err := r.enf.Allow(ctx, grantsOf(grant)); err != nil {
+		if err := r.enf.Allow(ctx, grant); err != nil {
 			return fmt.Errorf("reload: add %d elements: %w", len(grant), err)
 		}
 	}

@@ -165,8 +165,8 @@ func TestLedgerRandomOperations(t *testing.T) {
 						a := answer(clients[r.IntN(2)], name, now.Add(time.Duration(1+r.IntN(40))*time.Second), as...)
 						a.Ports = pol[name]
 						a.Chain = []string{fmt.Sprintf("c%d.cdn.example", r.IntN(3))}
-						for _, e := range l.ElemsOf(a) {
-							before[e] = true // installed before Record
+						for _, g := range l.GrantsOf(a) {
+							before[g.Elem] = true // installed before Record
 						}
 						revoke = l.Record(now, a)
 						what = fmt.Sprintf("record %v", a)

@@ -160,17 +160,17 @@ func New(o Options) *Ledger {
 	}
 }
 
-// ElemsOf returns the kernel elements an answer needs, each to live until
-// the answer's expiry.
-func (l *Ledger) ElemsOf(a Answer) []Elem {
+// GrantsOf returns the kernel elements an answer needs, each to live
+// until the answer's expiry.
+func (l *Ledger) GrantsOf(a Answer) []Grant {
 	client := a.Client
 	if l.opts.Global {
 		client = netip.Addr{}
 	}
-	out := make([]Elem, 0, len(a.Addrs)*len(a.Ports))
+	out := make([]Grant, 0, len(a.Addrs)*len(a.Ports))
 	for _, addr := range a.Addrs {
 		for _, p := range a.Ports {
-			out = append(out, Elem{Client: client, Addr: addr, Port: p})
+			out = append(out, Grant{Elem{Client: client, Addr: addr, Port: p}, a.Expires})
 		}
 	}
 	return out
@@ -618,9 +618,10 @@ func (l *Ledger) Select(f Filter, limit int) ([]Entry, bool) {
 	return out, false
 }
 
-// Grant is an element and how long the kernel must hold it.
+// Grant is an element and how long the kernel must hold it: what an
+// answer asks of the enforcer.
 type Grant struct {
-	Elem    Elem
+	Elem
 	Expires time.Time
 }
 

@@ -33,14 +33,15 @@ func answer(client netip.Addr, name string, expires time.Time, as ...string) Ans
 	}
 }
 
-func TestElemsOfScope(t *testing.T) {
-	a := answer(devA, "x.example.com", t0.Add(time.Minute), "203.0.113.1", "2001:db8::1")
-	if got := New(Options{}).ElemsOf(a); len(got) != 4 || got[0].Client != devA {
-		t.Fatalf("client scope elems = %+v", got)
+func TestGrantsOfScope(t *testing.T) {
+	exp := t0.Add(time.Minute)
+	a := answer(devA, "x.example.com", exp, "203.0.113.1", "2001:db8::1")
+	if got := New(Options{}).GrantsOf(a); len(got) != 4 || got[0].Client != devA {
+		t.Fatalf("client scope grants = %+v", got)
 	}
-	for _, e := range New(Options{Global: true}).ElemsOf(a) {
-		if e.Client.IsValid() {
-			t.Fatalf("global scope elem has client %v", e.Client)
+	for _, g := range New(Options{Global: true}).GrantsOf(a) {
+		if g.Client.IsValid() || !g.Expires.Equal(exp) {
+			t.Fatalf("global scope grant %+v: want no client, expiry %s", g, exp)
 		}
 	}
 }
