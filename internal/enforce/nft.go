@@ -228,13 +228,11 @@ func (n *NFT) applyGCInterval(table *nftables.Table, sets []*nftables.Set, d tim
 // least as long as it asks, less the refresh slack.
 func (n *NFT) Holds(grants []Grant) bool { return n.held.covers(grants, n.slack) }
 
-// Allow implements Enforcer.
+// Allow implements Enforcer. It does not ask Holds first: the handler
+// has (so that a repeated answer needs no hold budget), and a second
+// look-up in a map of a million elements was 1% of the unique mix's CPU.
+// Grants the kernel already holds cost the writer no netlink message.
 func (n *NFT) Allow(ctx context.Context, grants []Grant) error {
-	// A repeated answer (a cached one, another device asking a popular
-	// name) usually needs nothing new from the kernel: skip the writer.
-	if n.Holds(grants) {
-		return nil
-	}
 	return n.submit(ctx, &request{grants: grants, result: make(chan error, 1)})
 }
 

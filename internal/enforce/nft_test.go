@@ -110,9 +110,18 @@ func TestNFTElementsRefreshAndRevoke(t *testing.T) {
 		if d, _ := expiresIn(t, ns, "allow4", "192.0.2.10 . 203.0.113.7 . tcp . 443"); d < 9*time.Minute {
 			t.Fatalf("refresh did not extend: expires in %v", d)
 		}
-		// A shorter one never shortens it.
-		if err := n.Allow(ctx, []Grant{{Elem: e4, Expires: now.Add(2 * time.Minute)}}); err != nil {
+		// A shorter one never shortens it, and costs no transaction:
+		// the element is held already, as Holds tells the handler.
+		shorter := []Grant{{Elem: e4, Expires: now.Add(2 * time.Minute)}}
+		if !n.Holds(shorter) || n.Holds([]Grant{{Elem: e4, Expires: now.Add(time.Hour)}}) {
+			t.Fatal("Holds: want true for a shorter lifetime than held, false for a longer one")
+		}
+		before := n.WriterStats().Transactions
+		if err := n.Allow(ctx, shorter); err != nil {
 			t.Fatal(err)
+		}
+		if tx := n.WriterStats().Transactions - before; tx != 0 {
+			t.Fatalf("allowing a held element committed %d transactions", tx)
 		}
 		if d, _ := expiresIn(t, ns, "allow4", "192.0.2.10 . 203.0.113.7 . tcp . 443"); d < 9*time.Minute {
 			t.Fatalf("shorter answer shortened the element to %v", d)
