@@ -64,8 +64,9 @@ type Enforcer interface {
 // Holder is an Enforcer that can tell at once, without waiting, that it
 // already holds grants for at least as long as they ask. A repeated
 // answer (a cached one, or a popular name another device asked) then
-// needs no hold budget: the handler skips the timer and the wait, which
-// cost as much as the rest of such an answer's grant.
+// needs no hold budget: the handler skips its timer and the wait (with
+// backend none, whose every grant is held, the timer alone was 3% of the
+// unique mix's CPU).
 type Holder interface {
 	Holds(grants []Grant) bool
 }
