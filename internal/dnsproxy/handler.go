@@ -87,6 +87,8 @@ type Handler struct {
 	upstream Upstream
 	ledger   *ledger.Ledger
 	enforcer enforce.Enforcer
+	// holder is enforcer as an enforce.Holder, nil when it is not one.
+	holder   enforce.Holder
 	opts     Options
 	log      *slog.Logger
 	now      func() time.Time
@@ -113,6 +115,7 @@ func NewHandler(p *policy.Policy, up Upstream, l *ledger.Ledger, e enforce.Enfor
 	}
 	h := &Handler{upstream: up, ledger: l, enforcer: e, opts: o, log: log, now: now,
 		inflight: make(chan struct{}, o.MaxInflight), obs: nopObserver{}}
+	h.holder, _ = e.(enforce.Holder)
 	h.policy.Store(p)
 	return h
 }
@@ -366,7 +369,7 @@ func (h *Handler) grant(ctx context.Context, client netip.Addr, dec policy.Decis
 
 func (h *Handler) install(ctx context.Context, a ledger.Answer) error {
 	grants := h.ledger.GrantsOf(a)
-	if hd, ok := h.enforcer.(enforce.Holder); ok && hd.Holds(grants) {
+	if h.holder != nil && h.holder.Holds(grants) {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.opts.Hold)

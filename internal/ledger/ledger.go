@@ -477,7 +477,7 @@ func (l *Ledger) removeLocked(now int64, i uint32) []Elem {
 		}
 		l.byName[nk] = nl
 	}
-	l.listRemoved(nk, nl.n, i, e.addr)
+	l.listRemoved(nk, nl.n, i)
 	if e.prevAddr != none {
 		l.slab.at(e.prevAddr).nextAddr = e.nextAddr
 	} else if e.nextAddr != none {

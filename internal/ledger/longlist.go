@@ -79,9 +79,9 @@ func (l *Ledger) listAdded(nk nameKey, nl nameList, i uint32) {
 	ll.add(&l.slab, i)
 }
 
-// listRemoved drops entry i, which had address a, from the index of nk's
-// list, now n long; a list that got short loses its index.
-func (l *Ledger) listRemoved(nk nameKey, n uint32, i uint32, a addr16) {
+// listRemoved drops entry i, unlinked but not yet cleared, from the index
+// of nk's list, now n long; a list that got short loses its index.
+func (l *Ledger) listRemoved(nk nameKey, n uint32, i uint32) {
 	ll := l.long[nk]
 	if ll == nil {
 		return
@@ -90,7 +90,7 @@ func (l *Ledger) listRemoved(nk nameKey, n uint32, i uint32, a addr16) {
 		delete(l.long, nk)
 		return
 	}
-	delete(ll.at, a)
+	delete(ll.at, l.slab.at(i).addr)
 	ll.heap.remove(&l.slab, ll.heap.at(&l.slab, i))
 }
 
