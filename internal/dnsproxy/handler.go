@@ -25,8 +25,6 @@ type Options struct {
 	MinTTL    time.Duration
 	MaxTTL    time.Duration
 	Grace     time.Duration
-	// Hold bounds the wait for the kernel's acknowledgement.
-	Hold time.Duration
 	// MaxInflight bounds the queries being worked on at once.
 	MaxInflight int
 	// Global is scope global: elements are not keyed by client, so
@@ -372,8 +370,7 @@ func (h *Handler) install(ctx context.Context, a ledger.Answer) error {
 	if h.holder != nil && h.holder.Holds(grants) {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, h.opts.Hold)
-	defer cancel()
+	// The enforcer bounds the wait by its hold budget.
 	return h.enforcer.Allow(ctx, grants)
 }
 

@@ -134,11 +134,13 @@ type env struct {
 }
 
 func newEnv(t testing.TB, mutate func(*Options)) *env {
-	o := Options{DenyRcode: dns.RcodeNameError, MinTTL: time.Minute, MaxTTL: time.Hour, Grace: 30 * time.Second, Hold: 50 * time.Millisecond}
+	o := Options{DenyRcode: dns.RcodeNameError, MinTTL: time.Minute, MaxTTL: time.Hour, Grace: 30 * time.Second}
 	if mutate != nil {
 		mutate(&o)
 	}
-	e := &env{up: &fakeUpstream{records: cdnRecords()}, enf: enforce.NewFake(), led: ledger.New(ledger.Options{}), opts: o}
+	enf := enforce.NewFake()
+	enf.Hold = 50 * time.Millisecond
+	e := &env{up: &fakeUpstream{records: cdnRecords()}, enf: enf, led: ledger.New(ledger.Options{}), opts: o}
 	e.h = NewHandler(testPolicy(t), e.up, e.led, e.enf, o, slog.New(slog.NewTextHandler(io.Discard, nil)), func() time.Time { return t0 })
 	return e
 }
@@ -396,7 +398,8 @@ func TestHolderSkipsTheWait(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			fake := enforce.NewFake()
 			fake.Set(nil, true)
-			o := Options{DenyRcode: dns.RcodeNameError, MinTTL: time.Minute, MaxTTL: time.Hour, Grace: 30 * time.Second, Hold: 20 * time.Millisecond}
+			fake.Hold = 20 * time.Millisecond
+			o := Options{DenyRcode: dns.RcodeNameError, MinTTL: time.Minute, MaxTTL: time.Hour, Grace: 30 * time.Second}
 			led := ledger.New(ledger.Options{})
 			h := NewHandler(testPolicy(t), &fakeUpstream{records: cdnRecords()}, led, holdingFake{fake, c.holds}, o,
 				slog.New(slog.NewTextHandler(io.Discard, nil)), func() time.Time { return t0 })

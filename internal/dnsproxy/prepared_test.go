@@ -26,7 +26,7 @@ type clockEnv struct {
 
 func newClockEnv(t *testing.T, global bool) *clockEnv {
 	ce := &clockEnv{now: t0}
-	o := Options{DenyRcode: dns.RcodeNameError, MinTTL: 0, MaxTTL: time.Hour, Grace: 5 * time.Second, Hold: 50 * time.Millisecond,
+	o := Options{DenyRcode: dns.RcodeNameError, MinTTL: 0, MaxTTL: time.Hour, Grace: 5 * time.Second,
 		Cache: NewCache(100), Global: global}
 	records := cdnRecords()
 	// An additional record that is no address: kept, and not aged.

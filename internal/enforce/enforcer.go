@@ -51,7 +51,8 @@ type Counters struct {
 //
 // Allow returns nil only after the kernel has acknowledged every grant
 // (or already held it for at least as long). A non-nil error means the
-// answer must not be released. It is safe for concurrent use.
+// answer must not be released. The enforcer bounds the wait by its hold
+// budget (enforcer.hold), and by ctx. It is safe for concurrent use.
 type Enforcer interface {
 	Allow(ctx context.Context, grants []Grant) error
 	// Revoke removes elements now (evictions). Elements the kernel no
@@ -64,9 +65,9 @@ type Enforcer interface {
 // Holder is an Enforcer that can tell at once, without waiting, that it
 // already holds grants for at least as long as they ask. A repeated
 // answer (a cached one, or a popular name another device asked) then
-// needs no hold budget: the handler skips its timer and the wait (with
-// backend none, whose every grant is held, the timer alone was 3% of the
-// unique mix's CPU).
+// needs no hold budget: the handler skips Allow, its timer and the wait
+// (with backend none, whose every grant is held, the timer alone was 3%
+// of the unique mix's CPU).
 type Holder interface {
 	Holds(grants []Grant) bool
 }

@@ -18,8 +18,11 @@ type Fake struct {
 	Batches int
 	// Err, when set, fails every Allow.
 	Err error
-	// Stall, when set, blocks Allow until the context ends.
+	// Stall, when set, blocks Allow until the context ends or, when Hold
+	// is set, for Hold, as the nftables enforcer's hold budget would.
 	Stall bool
+	// Hold is the hold budget (enforce.WithHold) that ends a stall.
+	Hold time.Duration
 }
 
 // NewFake returns an empty Fake.
@@ -27,10 +30,17 @@ func NewFake() *Fake { return &Fake{Elems: make(map[ledger.Elem]time.Time)} }
 
 func (f *Fake) Allow(ctx context.Context, grants []Grant) error {
 	f.mu.Lock()
-	stall, err := f.Stall, f.Err
+	stall, err, hold := f.Stall, f.Err, f.Hold
 	f.mu.Unlock()
 	if stall {
-		<-ctx.Done()
+		var expired <-chan time.Time
+		if hold > 0 {
+			expired = time.After(hold)
+		}
+		select {
+		case <-ctx.Done():
+		case <-expired:
+		}
 		return ErrHoldTimeout
 	}
 	if err != nil {

@@ -64,6 +64,9 @@ type NFT struct {
 	// (counters, element counts), which a rebuild replaces.
 	tableMu sync.RWMutex
 
+	// hold bounds how long Allow waits for the kernel (WithHold).
+	hold time.Duration
+
 	reqs chan *request
 	done chan struct{}
 	// stats counts the writer's work (WriterStats).
@@ -122,6 +125,11 @@ func WithRefreshSlack(d time.Duration) Option { return func(n *NFT) { n.slack = 
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(n *NFT) { n.log = l } }
+
+// WithHold bounds how long Allow waits for the kernel's acknowledgement:
+// after d it returns ErrHoldTimeout. Zero leaves only the caller's
+// context to end the wait.
+func WithHold(d time.Duration) Option { return func(n *NFT) { n.hold = d } }
 
 // WithClock sets the clock used for timeouts.
 func WithClock(now func() time.Time) Option { return func(n *NFT) { n.now = now } }
@@ -232,8 +240,9 @@ func (n *NFT) Holds(grants []Grant) bool { return n.held.covers(grants, n.slack)
 // has (so that a repeated answer needs no hold budget), and a second
 // look-up in a map of a million elements was 1% of the unique mix's CPU.
 // Grants the kernel already holds cost the writer no netlink message.
+// The wait is bounded by the hold budget (WithHold) as well as by ctx.
 func (n *NFT) Allow(ctx context.Context, grants []Grant) error {
-	return n.submit(ctx, &request{grants: grants, result: make(chan error, 1)})
+	return n.submit(ctx, &request{grants: grants, result: make(chan error, 1)}, n.hold)
 }
 
 // Revoke implements Enforcer.
@@ -241,28 +250,54 @@ func (n *NFT) Revoke(ctx context.Context, elems []ledger.Elem) error {
 	if len(elems) == 0 {
 		return nil
 	}
-	return n.submit(ctx, &request{revokes: elems, result: make(chan error, 1)})
+	return n.submit(ctx, &request{revokes: elems, result: make(chan error, 1)}, 0)
 }
 
-func (n *NFT) submit(ctx context.Context, r *request) error {
+// submit queues r and waits for the writer's result, at most budget when
+// it is not zero. The budget's timer comes from a pool rather than from a
+// context per answer: context.WithTimeout, its Done channel and its
+// timer were 3.5% of the CPU on the unique mix, enforcing.
+func (n *NFT) submit(ctx context.Context, r *request, budget time.Duration) error {
+	var expired <-chan time.Time // nil, never ready, without a budget
+	if budget > 0 {
+		t := holdTimers.Get().(*time.Timer)
+		t.Reset(budget)
+		defer func() {
+			t.Stop() // since Go 1.23 a stopped timer delivers nothing stale
+			holdTimers.Put(t)
+		}()
+		expired = t.C
+	}
 	select {
 	case n.reqs <- r:
 	case <-n.done:
 		return ErrClosed
+	case <-expired:
+		return fmt.Errorf("%w: queue full after %s", ErrHoldTimeout, budget)
 	case <-ctx.Done():
 		return fmt.Errorf("%w: queue full: %w", ErrHoldTimeout, ctx.Err())
 	}
+	// When the wait ends early, the transaction may still land; that only
+	// keeps an address open that the client was not told, for its
+	// lifetime.
 	select {
 	case err := <-r.result:
 		return err
 	case <-n.done:
 		return ErrClosed
+	case <-expired:
+		return fmt.Errorf("%w: no acknowledgement within %s", ErrHoldTimeout, budget)
 	case <-ctx.Done():
-		// The transaction may still land; that only keeps an address open
-		// that the client was not told, for its lifetime.
 		return fmt.Errorf("%w: %w", ErrHoldTimeout, ctx.Err())
 	}
 }
+
+// holdTimers are stopped timers for submit's budget.
+var holdTimers = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}}
 
 // writer is the only goroutine that writes to the kernel. It takes one
 // request, then whatever else is already queued, and commits them in one
@@ -507,7 +542,7 @@ func (sc *commitScratch) empty() bool {
 // mode) with exactly grants, in one transaction, between two batches of
 // answers. Reload uses it; it is not for the query path.
 func (n *NFT) Rebuild(ctx context.Context, spec Spec, grants []Grant) error {
-	return n.submit(ctx, &request{rebuild: &spec, grants: grants, result: make(chan error, 1)})
+	return n.submit(ctx, &request{rebuild: &spec, grants: grants, result: make(chan error, 1)}, 0)
 }
 
 // Counters implements Enforcer.

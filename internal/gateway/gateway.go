@@ -93,7 +93,7 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 	h := dnsproxy.NewHandler(c.Derived.Policy, pool, led, enf,
 		dnsproxy.Options{
 			Observe: c.Mode == config.ModeObserve, DenyRcode: deny,
-			MinTTL: e.MinTTL, MaxTTL: e.MaxTTL, Grace: e.Grace, Hold: e.Hold, MaxInflight: c.MaxInflight,
+			MinTTL: e.MinTTL, MaxTTL: e.MaxTTL, Grace: e.Grace, MaxInflight: c.MaxInflight,
 			Global: e.Scope == "global", Cache: cache,
 		}, log, nil)
 	h.SetObserver(observers{mon, met})
@@ -235,7 +235,7 @@ func openEnforcer(c *config.Config, spec enforce.Spec, log *slog.Logger, restore
 	// The refresh slack only ever takes from the grace, never the TTL.
 	slack := min(time.Second, e.Grace/2)
 	n, err := enforce.Open(spec, enforce.WithLogger(log), enforce.WithInitial(restore),
-		enforce.WithRefreshSlack(slack))
+		enforce.WithRefreshSlack(slack), enforce.WithHold(e.Hold))
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			return nil, fmt.Errorf("%w (fqdngate needs CAP_NET_ADMIN; or set enforcer.backend: none)", err)
