@@ -127,9 +127,14 @@ func WithRefreshSlack(d time.Duration) Option { return func(n *NFT) { n.slack = 
 func WithLogger(l *slog.Logger) Option { return func(n *NFT) { n.log = l } }
 
 // WithHold bounds how long Allow waits for the kernel's acknowledgement:
-// after d it returns ErrHoldTimeout. Zero leaves only the caller's
-// context to end the wait.
+// after d (DefaultHold unless set) it returns ErrHoldTimeout. Zero leaves
+// only the caller's context to end the wait.
 func WithHold(d time.Duration) Option { return func(n *NFT) { n.hold = d } }
+
+// DefaultHold is the hold budget of an NFT opened without WithHold, the
+// configuration's default (config.DefaultHold): an answer must not wait
+// for a stuck kernel without end.
+const DefaultHold = time.Second
 
 // WithClock sets the clock used for timeouts.
 func WithClock(now func() time.Time) Option { return func(n *NFT) { n.now = now } }
@@ -142,6 +147,7 @@ func Open(spec Spec, opts ...Option) (*NFT, error) {
 		log:            slog.Default(),
 		now:            time.Now,
 		readdRefreshes: kernelRefreshesOnReadd(),
+		hold:           DefaultHold,
 		reqs:           make(chan *request, queueLen),
 		done:           make(chan struct{}),
 	}
