@@ -21,12 +21,13 @@ type Fake struct {
 	// Stall, when set, blocks Allow until the context ends or, when Hold
 	// is set, for Hold, as the nftables enforcer's hold budget would.
 	Stall bool
-	// Hold is the hold budget (enforce.WithHold) that ends a stall.
+	// Hold is the hold budget (enforce.WithHold) that ends a stall;
+	// DefaultHold in a new Fake.
 	Hold time.Duration
 }
 
 // NewFake returns an empty Fake.
-func NewFake() *Fake { return &Fake{Elems: make(map[ledger.Elem]time.Time)} }
+func NewFake() *Fake { return &Fake{Elems: make(map[ledger.Elem]time.Time), Hold: DefaultHold} }
 
 func (f *Fake) Allow(ctx context.Context, grants []Grant) error {
 	f.mu.Lock()
