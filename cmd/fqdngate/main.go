@@ -19,6 +19,7 @@ import (
 	"github.com/fqdngate/fqdngate/internal/config"
 	"github.com/fqdngate/fqdngate/internal/enforce"
 	"github.com/fqdngate/fqdngate/internal/gateway"
+	"github.com/fqdngate/fqdngate/internal/gcfloor"
 )
 
 // Exit codes (DESIGN section 6).
@@ -129,6 +130,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return code
 	}
 	log := newLogger(c, stderr)
+	defer gcfloor.Start(gcfloor.Default)()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
