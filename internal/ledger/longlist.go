@@ -82,7 +82,7 @@ func (l *Ledger) listAdded(nk nameKey, nl nameList, i uint32) {
 // listRemoved drops entry i, unlinked but not yet cleared, from the index
 // of nk's list, now n long; a list that got short loses its index.
 func (l *Ledger) listRemoved(nk nameKey, n uint32, i uint32) {
-	ll := l.long[nk]
+	ll := l.longOf(nk, n+1) // the length it had: short lists skip the map
 	if ll == nil {
 		return
 	}
