@@ -2,7 +2,10 @@
 // (nftables and backend none) against dnsmasq, dnsmasq --nftset, unbound
 // (1 thread) and dnsdist, all forwarding to the same fixed upstream, in a
 // network namespace of its own, loopback only. The server under test is
-// pinned to CPU 0; dnsperf and the upstream to CPU 1.
+// pinned to CPU 0; dnsperf and the upstream to CPU 1. Per server it
+// measures the maximum rate (dnsperf, closed loop), latency at a fixed
+// rate, a ramp (resperf, open loop) and memory, and it checks every run
+// against the targets of the report.
 package main
 
 import (
@@ -56,9 +59,9 @@ func main() {
 }
 
 func run() error {
-	for _, tool := range []string{"dnsperf", "dnsmasq", "unbound", "dnsdist", "taskset", "nft", "ip"} {
+	for _, tool := range []string{"dnsperf", "resperf", "dnsmasq", "unbound", "dnsdist", "taskset", "nft", "ip"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%s not found: apt-get install -y dnsperf dnsmasq-base unbound dnsdist util-linux nftables iproute2", tool)
+			return fmt.Errorf("%s not found: apt-get install -y dnsperf dnsmasq-base unbound dnsdist util-linux nftables iproute2 (resperf comes with dnsperf)", tool)
 		}
 	}
 	var err error
@@ -89,6 +92,14 @@ func run() error {
 	if err := writeQueries(fixedAfter, 10*(*rate), "g", "AAAA"); err != nil {
 		return err
 	}
+	rampFile = filepath.Join(dir, "ramp.txt")
+	if err := writeQueries(rampFile, rampNames(), "r", "AAAA"); err != nil {
+		return err
+	}
+	gb, err := readGoBench(*goBenchF)
+	if err != nil {
+		return err
+	}
 	up := ns.Command("taskset", "-c", "1", filepath.Join(*bin, "bench-upstream"), "-listen", upstreamAddr, "-sockets", "2")
 	if err := up.Start(); err != nil {
 		return err
@@ -101,9 +112,15 @@ func run() error {
 	var report strings.Builder
 	machine(&report)
 	servers := serversIn(dir)
+	var all [][]row
 	for r := 1; r <= *runs; r++ {
 		fmt.Fprintf(os.Stderr, "run %d/%d\n", r, *runs)
 		upQPS, _, err := dnsperf(upstreamAddr, uniq, *duration, 0)
+		if err != nil {
+			return err
+		}
+		upTop := rampTop(upQPS)
+		upRamp, _, err := ramp(upstreamAddr, rampFile, upTop)
 		if err != nil {
 			return err
 		}
@@ -120,6 +137,12 @@ func run() error {
 			rows = append(rows, rw)
 		}
 		writeRun(&report, r, upQPS, rows)
+		writeMemory(&report, upRamp, upTop, rows)
+		all = append(all, rows)
+	}
+	writeTargets(&report, all, gb)
+	if gb.text != "" {
+		fmt.Fprintf(&report, "## Go benchmarks (go test -bench, this machine)\n\n```\n%s```\n", gb.text)
 	}
 	return os.WriteFile(*out, []byte(report.String()), 0o644)
 }
@@ -133,6 +156,14 @@ type row struct {
 	// answer→kernel at the fixed rate, and p99 at the maximum rate.
 	installP50, installP99, installMaxP99 time.Duration
 	lost                                  float64
+	// The resperf ramp on a fresh server: highest rate kept up with,
+	// and the share lost then.
+	rampQPS, rampLost float64
+	rampTop           int
+	// RSS of the fresh server and right after its maximum-rate run.
+	rssFresh, rssMax int64
+	// fqdngate's memory at fillEntries ledger entries.
+	filled filled
 }
 
 // The fixed-rate runs' names: unique, none asked before. The fresh
@@ -143,6 +174,7 @@ type row struct {
 var (
 	fixed      [3]string
 	fixedAfter string
+	rampFile   string
 )
 
 func measure(s server, dir, uniq, cached string) (row, error) {
@@ -188,7 +220,8 @@ func measure(s server, dir, uniq, cached string) (row, error) {
 		return rw, err
 	}
 	var h0, h1, h2 []bucket
-	if enforcing {
+	rw.rssFresh, err = rss(cmd.Process.Pid)
+	if err == nil && enforcing {
 		h0, err = installHistogram()
 	}
 	// Unique mix: latency at the fixed rate on the fresh server, the
@@ -228,6 +261,9 @@ func measure(s server, dir, uniq, cached string) (row, error) {
 			return err
 		})
 	}
+	if err == nil {
+		rw.rssMax, err = rss(cmd.Process.Pid)
+	}
 	if err == nil && enforcing {
 		if h2, err = installHistogram(); err == nil {
 			_, rw.installMaxP99, err = quantiles(h1, h2)
@@ -235,6 +271,9 @@ func measure(s server, dir, uniq, cached string) (row, error) {
 	}
 	if err == nil {
 		_, rw.p99Filled, err = latency(serverAddr+":53", fixedAfter)
+	}
+	if err == nil && isFqdngate {
+		rw.filled, err = fill(dir, cmd.Process.Pid)
 	}
 	stop(cmd)
 	dropTables()
@@ -254,6 +293,22 @@ func measure(s server, dir, uniq, cached string) (row, error) {
 		rw.cachedQPS, _, err = dnsperf(serverAddr+":53", cached, *duration, 0)
 		return err
 	})
+	stop(cmd)
+	dropTables()
+	if err != nil {
+		return rw, err
+	}
+	// The ramp, on a server of its own: a fresh one, as the other mixes.
+	if s.pre != nil {
+		if err := s.pre(); err != nil {
+			return rw, err
+		}
+	}
+	if cmd, err = start(false); err != nil {
+		return rw, err
+	}
+	rw.rampTop = rampTop(rw.uniqueQPS)
+	rw.rampQPS, rw.rampLost, err = ramp(serverAddr+":53", rampFile, rw.rampTop)
 	stop(cmd)
 	dropTables()
 	return rw, err
@@ -306,11 +361,16 @@ var (
 )
 
 // dnsperf runs the load generator on CPU 1 and returns qps and the share
-// of queries lost. qps 0 means as fast as the server answers.
+// of queries lost. qps 0 means as fast as the server answers; d 0, once
+// through the file.
 func dnsperf(addr, file string, d time.Duration, qps int) (float64, float64, error) {
 	host, port, _ := strings.Cut(addr, ":")
-	args := []string{"-c", "1", "dnsperf", "-s", host, "-p", port, "-d", file, "-l", strconv.Itoa(int(d.Seconds())),
-		"-c", "32", "-q", "100", "-t", "1", "-T", "1"}
+	args := []string{"-c", "1", "dnsperf", "-s", host, "-p", port, "-d", file, "-c", "32", "-q", "100", "-t", "1", "-T", "1"}
+	if d > 0 {
+		args = append(args, "-l", strconv.Itoa(int(d.Seconds())))
+	} else {
+		args = append(args, "-n", "1")
+	}
 	if qps > 0 {
 		args = append(args, "-Q", strconv.Itoa(qps))
 	}

@@ -1,0 +1,318 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The ramp: resperf raises the query rate from zero to a top over
+// rampTime, open loop (it does not wait for answers, as dnsperf does), so
+// that it finds the rate at which a server starts to lose queries rather
+// than how fast it answers 100 outstanding ones. Each server's top is
+// rampOver times its closed-loop maximum of the same run: resperf measures
+// in steps of rampStep, and with one ramp for all a step was 5,000 qps,
+// more than the whole rate of the slower servers.
+var (
+	rampCap  = flag.Int("ramp-max", 250000, "highest top of a resperf ramp (qps)")
+	rampTime = flag.Duration("ramp-time", 12*time.Second, "length of the resperf ramp")
+)
+
+const (
+	rampOver = 1.5
+	rampStep = 250 * time.Millisecond
+)
+
+// rampTop is the ramp's top for a server of closed-loop rate qps.
+func rampTop(qps float64) int { return min(*rampCap, max(5000, int(rampOver*qps))) }
+
+// rampLoss is the share of lost queries up to which resperf counts a rate
+// as kept up with.
+const rampLoss = 2
+
+var (
+	rampMaxRe  = regexp.MustCompile(`Maximum throughput:\s+([0-9.]+)`)
+	rampLostRe = regexp.MustCompile(`Lost at that point:\s+([0-9.]+)%`)
+)
+
+// ramp runs resperf on CPU 1 against addr with the names of file (each
+// asked once), up to top qps, and returns the highest rate of responses
+// over a step in which no more than rampLoss percent of the queries were
+// lost, and the share lost in that step. Its receive buffer is raised
+// (16 MiB): with the default, resperf itself, sharing CPU 1 with the
+// upstream, dropped the answers.
+func ramp(addr, file string, top int) (qps, lost float64, err error) {
+	host, port, _ := strings.Cut(addr, ":")
+	out, err := ns.Command("taskset", "-c", "1", "resperf", "-s", host, "-p", port, "-d", file,
+		"-m", strconv.Itoa(top), "-r", strconv.Itoa(int(rampTime.Seconds())), "-c", "0",
+		"-i", strconv.FormatFloat(rampStep.Seconds(), 'f', -1, 64),
+		"-t", "1", "-L", strconv.Itoa(rampLoss), "-b", "16384", "-P", os.DevNull).CombinedOutput()
+	if err != nil {
+		return 0, 0, fmt.Errorf("resperf: %v\n%s", err, out)
+	}
+	return parseResperf(out)
+}
+
+// parseResperf reads resperf's statistics.
+func parseResperf(out []byte) (qps, lost float64, err error) {
+	m := rampMaxRe.FindSubmatch(out)
+	l := rampLostRe.FindSubmatch(out)
+	if m == nil || l == nil {
+		return 0, 0, fmt.Errorf("no maximum throughput in the resperf output:\n%s", out)
+	}
+	qps, _ = strconv.ParseFloat(string(m[1]), 64)
+	lost, _ = strconv.ParseFloat(string(l[1]), 64)
+	return qps, lost, nil
+}
+
+// rampNames is how many names a ramp asks: the area under the ramp.
+func rampNames() int { return int(float64(*rampCap)*rampTime.Seconds()/2) + 1000 }
+
+// rss is a process's resident set (VmRSS) in bytes.
+func rss(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseRSS(b)
+}
+
+// parseRSS reads VmRSS from the text of /proc/PID/status.
+func parseRSS(status []byte) (int64, error) {
+	for line := range bytes.Lines(status) {
+		if rest, ok := bytes.CutPrefix(line, []byte("VmRSS:")); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(string(rest)), " kB"), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("VmRSS: %w", err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in the process status")
+}
+
+var ledgerRe = regexp.MustCompile(`(?m)^fqdngate_ledger_entries ([0-9.e+]+)$`)
+
+// ledgerEntries reads fqdngate's ledger size from its metrics.
+func ledgerEntries() (int, error) {
+	body, err := apiGet("/metrics", 5*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	m := ledgerRe.FindSubmatch(body)
+	if m == nil {
+		return 0, fmt.Errorf("no fqdngate_ledger_entries in the metrics")
+	}
+	v, err := strconv.ParseFloat(string(m[1]), 64)
+	return int(v), err
+}
+
+// fillEntries is the ledger size at which the report reads fqdngate's
+// memory.
+const fillEntries = 1_000_000
+
+// filled is fqdngate's memory with at least fillEntries in its ledger.
+type filled struct {
+	entries int
+	rss     int64
+}
+
+// fill asks names not asked before, as fast as the server answers, until
+// fqdngate's ledger holds at least fillEntries entries, and reads the
+// process's RSS then.
+func fill(dir string, pid int) (filled, error) {
+	for round := range 6 {
+		n, err := ledgerEntries()
+		if err != nil {
+			return filled{}, err
+		}
+		if n >= fillEntries {
+			r, err := rss(pid)
+			return filled{entries: n, rss: r}, err
+		}
+		// Answers carry two to four addresses: enough names for two each.
+		file := filepath.Join(dir, fmt.Sprintf("fill-%d.txt", round))
+		if err := writeQueries(file, (fillEntries-n)/2+1000, fmt.Sprintf("m%d-", round), "AAAA"); err != nil {
+			return filled{}, err
+		}
+		if _, _, err := dnsperf(serverAddr+":53", file, 0, 0); err != nil {
+			return filled{}, err
+		}
+	}
+	return filled{}, fmt.Errorf("the ledger stayed under %d entries", fillEntries)
+}
+
+func mb(b int64) string { return fmt.Sprintf("%.0f MB", float64(b)/1e6) }
+
+// writeMemory writes a run's ramp and memory table.
+func writeMemory(w io.Writer, upRamp float64, upTop int, rows []row) {
+	var base row
+	for _, r := range rows {
+		if r.name == "dnsmasq" {
+			base = r
+		}
+	}
+	fmt.Fprintf(w, "Ramp (resperf on a fresh server, open loop, names not asked before: the rate rises from 0 to %.1f times the server's maximum above over %s; the highest rate of answers over a %s step that lost at most %d%%) and memory. The upstream alone: %.0f qps on a ramp to %d.\n\n",
+		rampOver, *rampTime, rampStep, rampLoss, upRamp, upTop)
+	fmt.Fprintf(w, "| server | ramp: highest rate with ≤ %d%% lost | vs dnsmasq | lost in that step | top of the ramp | RSS fresh | RSS after the max run |\n", rampLoss)
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|")
+	var limited, topped []string
+	for _, r := range rows {
+		vs := "-"
+		if base.rampQPS > 0 {
+			vs = fmt.Sprintf("%.2f×", r.rampQPS/base.rampQPS)
+		}
+		if r.rampQPS >= 0.8*upRamp {
+			limited = append(limited, r.name)
+		}
+		if r.rampQPS >= 0.95*float64(r.rampTop) {
+			topped = append(topped, r.name)
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %s | %.2f%% | %d | %s | %s |\n", r.name, r.rampQPS, vs, r.rampLost, r.rampTop, mb(r.rssFresh), mb(r.rssMax))
+	}
+	fmt.Fprintln(w)
+	if len(limited) > 0 {
+		fmt.Fprintf(w, "Within 20%% of the upstream alone on the ramp, so limited by the load side there: %s.\n\n", strings.Join(limited, ", "))
+	}
+	if len(topped) > 0 {
+		fmt.Fprintf(w, "Kept up to the top of the ramp, so the ramp, not the server, ended there: %s.\n\n", strings.Join(topped, ", "))
+	}
+	for _, r := range rows {
+		if r.filled.entries == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "%s with %d ledger entries (new names asked after the runs above until the ledger held %d): RSS %s, %.0f bytes per entry over the fresh server's RSS (the ledger, the DNS cache, the map of what the kernel holds and the Go heap's slack together; the ledger alone is in `BenchmarkLedgerBytesPerEntry` below).\n\n",
+			r.name, r.filled.entries, fillEntries, mb(r.filled.rss), float64(r.filled.rss-r.rssFresh)/float64(r.filled.entries))
+	}
+}
+
+// goBench is what the report's targets need from the Go benchmarks.
+type goBench struct {
+	text        string
+	matchNs     float64 // BenchmarkMatch50k, ns a lookup
+	ledgerBytes float64 // BenchmarkLedgerBytesPerEntry
+	// haveMatch and haveLedger: found in the output.
+	haveMatch, haveLedger bool
+}
+
+var (
+	matchRe  = regexp.MustCompile(`(?m)^BenchmarkMatch50k\S*\s+\d+\s+([0-9.]+) ns/op`)
+	bytesRe  = regexp.MustCompile(`(?m)^BenchmarkLedgerBytesPerEntry\S*\s+\d+\s+[0-9.]+ ns/op\s+([0-9.]+) bytes/entry`)
+	goBenchF = flag.String("gobench", "", "output of the Go benchmarks (go test -bench) to include and check against the targets")
+)
+
+func readGoBench(path string) (goBench, error) {
+	if path == "" {
+		return goBench{}, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return goBench{}, err
+	}
+	g := goBench{text: string(b)}
+	if m := matchRe.FindSubmatch(b); m != nil {
+		g.matchNs, _ = strconv.ParseFloat(string(m[1]), 64)
+		g.haveMatch = true
+	}
+	if m := bytesRe.FindSubmatch(b); m != nil {
+		g.ledgerBytes, _ = strconv.ParseFloat(string(m[1]), 64)
+		g.haveLedger = true
+	}
+	return g, nil
+}
+
+// target is one of the report's goals, checked in every run.
+type target struct {
+	what, goal string
+	value      func(rows []row) (float64, bool) // false: not measured in that run
+	format     func(float64) string
+	met        func(float64) bool
+}
+
+func find(rows []row, name string) (row, bool) {
+	for _, r := range rows {
+		if r.name == name {
+			return r, true
+		}
+	}
+	return row{}, false
+}
+
+// ratioOf is a over b of field f, when both servers ran.
+func ratioOf(a, b string, f func(row) float64) func([]row) (float64, bool) {
+	return func(rows []row) (float64, bool) {
+		ra, okA := find(rows, a)
+		rb, okB := find(rows, b)
+		if !okA || !okB || f(rb) == 0 {
+			return 0, false
+		}
+		return f(ra) / f(rb), true
+	}
+}
+
+const (
+	nameEnforce = "fqdngate (nftables, enforce)"
+	nameNone    = "fqdngate (backend none)"
+)
+
+var targets = []target{
+	{"unique mix, nftables enforce vs dnsmasq --nftset", "≥ 4×", ratioOf(nameEnforce, "dnsmasq --nftset", func(r row) float64 { return r.uniqueQPS }), times, atLeast(4)},
+	{"unique mix, nftables enforce vs plain dnsmasq", "≥ 1.0×", ratioOf(nameEnforce, "dnsmasq", func(r row) float64 { return r.uniqueQPS }), times, atLeast(1)},
+	{"unique mix, backend none vs dnsdist", "≥ 0.7×", ratioOf(nameNone, "dnsdist", func(r row) float64 { return r.uniqueQPS }), times, atLeast(0.7)},
+	{"cached mix, backend none vs unbound (1 thread)", "≥ 1.0×", ratioOf(nameNone, "unbound (1 thread)", func(r row) float64 { return r.cachedQPS }), times, atLeast(1)},
+	{"p99 at the fixed rate, enforce vs dnsdist", "≤ 2×", ratioOf(nameEnforce, "dnsdist", func(r row) float64 { return float64(r.p99) }), times, func(v float64) bool { return v <= 2 }},
+	{"answer→kernel p99 at the fixed rate", "≤ 200 µs", func(rows []row) (float64, bool) {
+		r, ok := find(rows, nameEnforce)
+		return float64(r.installP99.Microseconds()), ok && r.installP99 > 0
+	}, func(v float64) string { return fmt.Sprintf("%.0f µs", v) }, func(v float64) bool { return v <= 200 }},
+}
+
+func times(v float64) string { return fmt.Sprintf("%.2f×", v) }
+
+func atLeast(x float64) func(float64) bool { return func(v float64) bool { return v >= x } }
+
+// writeTargets checks every run against the targets, and the Go
+// benchmarks against theirs.
+func writeTargets(w io.Writer, runs [][]row, g goBench) {
+	fmt.Fprintf(w, "## Targets\n\nEach run on its own: a target is met in a run when that run's figures meet it.\n\n")
+	fmt.Fprintf(w, "| target | goal |")
+	for i := range runs {
+		fmt.Fprintf(w, " run %d |", i+1)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "|---|---|%s\n", strings.Repeat("---|", len(runs)))
+	for _, t := range targets {
+		fmt.Fprintf(w, "| %s | %s |", t.what, t.goal)
+		for _, rows := range runs {
+			v, ok := t.value(rows)
+			if !ok {
+				fmt.Fprintf(w, " - |")
+				continue
+			}
+			fmt.Fprintf(w, " %s %s |", t.format(v), verdict(t.met(v)))
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w)
+	if g.haveLedger {
+		fmt.Fprintf(w, "- Ledger bytes per entry at 1M entries (`BenchmarkLedgerBytesPerEntry` below), goal ≤ 200: %.1f, %s.\n", g.ledgerBytes, verdict(g.ledgerBytes <= 200))
+	}
+	if g.haveMatch {
+		fmt.Fprintf(w, "- Policy matcher at 50,000 patterns on one core (`BenchmarkMatch50k` below), goal ≥ 5 M lookups/s: %.1f M/s (%.0f ns a lookup), %s.\n", 1e3/g.matchNs, g.matchNs, verdict(1e3/g.matchNs >= 5))
+	}
+	fmt.Fprintln(w)
+}
+
+func verdict(met bool) string {
+	if met {
+		return "met"
+	}
+	return "**not met**"
+}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseResperf(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		out       string
+		qps, lost float64
+		err       bool
+	}{
+		{"statistics", "Statistics:\n\n  Queries sent:         500000\n  Run time (s):         10.979679\n  Maximum throughput:   57526.000000 qps\n  Lost at that point:   0.03%\n", 57526, 0.03, false},
+		{"no answers at all", "  Maximum throughput:   0.000000 qps\n  Lost at that point:   100.00%\n", 0, 100, false},
+		{"cut short", "[Status] Sending\n", 0, 0, true},
+		{"throughput without its loss", "  Maximum throughput:   100.000000 qps\n", 0, 0, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			qps, lost, err := parseResperf([]byte(c.out))
+			if (err != nil) != c.err || qps != c.qps || lost != c.lost {
+				t.Errorf("got %v qps, %v%% lost, error %v; want %v, %v, error %v", qps, lost, err, c.qps, c.lost, c.err)
+			}
+		})
+	}
+}
+
+func TestParseRSS(t *testing.T) {
+	for _, c := range []struct {
+		name, status string
+		want         int64
+		err          bool
+	}{
+		{"status", "Name:\tfqdngate\nVmPeak:\t 1300000 kB\nVmRSS:\t  113948 kB\nRssAnon:\t  100000 kB\n", 113948 << 10, false},
+		{"no VmRSS (a kernel thread)", "Name:\tkworker/0:2\nState:\tI (idle)\n", 0, true},
+		{"damaged", "VmRSS:\t many kB\n", 0, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := parseRSS([]byte(c.status))
+			if (err != nil) != c.err || got != c.want {
+				t.Errorf("got %d, error %v; want %d, error %v", got, err, c.want, c.err)
+			}
+		})
+	}
+}
+
+func TestReadGoBench(t *testing.T) {
+	out := `BenchmarkMatch50k-2   	12334024	       196.9 ns/op	       3 B/op	       0 allocs/op
+PASS
+BenchmarkLedgerRecord-2          	  696430	      2971 ns/op	     592 B/op	       5 allocs/op
+BenchmarkLedgerBytesPerEntry-2   	       2	1485736481 ns/op	       192.2 bytes/entry	352089984 B/op	 1262747 allocs/op
+`
+	path := filepath.Join(t.TempDir(), "gobench.txt")
+	if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g, err := readGoBench(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !g.haveMatch || g.matchNs != 196.9 || !g.haveLedger || g.ledgerBytes != 192.2 || g.text != out {
+		t.Errorf("got %+v", g)
+	}
+	if g, err := readGoBench(""); err != nil || g.haveMatch || g.haveLedger {
+		t.Errorf("no file: got %+v, %v", g, err)
+	}
+	if _, err := readGoBench(filepath.Join(t.TempDir(), "missing")); err == nil {
+		t.Error("a missing file: no error")
+	}
+}
+
+// TestTargets checks the verdicts the report prints from a run's rows.
+func TestTargets(t *testing.T) {
+	run := []row{
+		{name: "dnsmasq", uniqueQPS: 30000, cachedQPS: 70000},
+		{name: "dnsmasq --nftset", uniqueQPS: 4000},
+		{name: "unbound (1 thread)", uniqueQPS: 16000, cachedQPS: 50000},
+		{name: "dnsdist", uniqueQPS: 80000, p99: 500 * time.Microsecond},
+		{name: nameNone, uniqueQPS: 40000, cachedQPS: 120000},
+		{name: nameEnforce, uniqueQPS: 24000, p99: 900 * time.Microsecond, installP99: 250 * time.Microsecond},
+	}
+	var b strings.Builder
+	writeTargets(&b, [][]row{run, run[3:]}, goBench{haveMatch: true, matchNs: 250, haveLedger: true, ledgerBytes: 192})
+	got := b.String()
+	for _, want := range []string{
+		"| unique mix, nftables enforce vs dnsmasq --nftset | ≥ 4× | 6.00× met | - |",
+		"| unique mix, nftables enforce vs plain dnsmasq | ≥ 1.0× | 0.80× **not met** | - |",
+		"| unique mix, backend none vs dnsdist | ≥ 0.7× | 0.50× **not met** | 0.50× **not met** |",
+		"| cached mix, backend none vs unbound (1 thread) | ≥ 1.0× | 2.40× met | - |",
+		"| p99 at the fixed rate, enforce vs dnsdist | ≤ 2× | 1.80× met | 1.80× met |",
+		"| answer→kernel p99 at the fixed rate | ≤ 200 µs | 250 µs **not met** | 250 µs **not met** |",
+		"goal ≤ 200: 192.0, met.",
+		"goal ≥ 5 M lookups/s: 4.0 M/s (250 ns a lookup), **not met**.",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("report lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+func TestRampTop(t *testing.T) {
+	for _, c := range []struct {
+		qps  float64
+		want int
+	}{
+		{30000, 45000},   // 1.5 times the closed-loop maximum
+		{2000, 5000},     // never below 5,000
+		{0, 5000},        // a server that answered nothing
+		{400000, 250000}, // capped by -ramp-max
+	} {
+		if got := rampTop(c.qps); got != c.want {
+			t.Errorf("rampTop(%v) = %d, want %d", c.qps, got, c.want)
+		}
+	}
+}
