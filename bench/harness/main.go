@@ -280,37 +280,38 @@ func measure(s server, dir, uniq, cached string) (row, error) {
 	if err != nil {
 		return rw, err
 	}
-	if s.pre != nil {
-		if err := s.pre(); err != nil {
-			return rw, err
+	// The cached mix and the ramp, each on a fresh server of its own.
+	onFresh := func(cached bool, f func() error) error {
+		if s.pre != nil {
+			if err := s.pre(); err != nil {
+				return err
+			}
 		}
-	}
-	if cmd, err = start(true); err != nil {
-		return rw, err
-	}
-	err = profiled(isFqdngate, s.name, "cached", fmt.Sprintf("profile?seconds=%d", int(duration.Seconds())-2), func() error {
-		var err error
-		rw.cachedQPS, _, err = dnsperf(serverAddr+":53", cached, *duration, 0)
+		cmd, err := start(cached)
+		if err != nil {
+			return err
+		}
+		err = f()
+		stop(cmd)
+		dropTables()
 		return err
+	}
+	err = onFresh(true, func() error {
+		return profiled(isFqdngate, s.name, "cached", fmt.Sprintf("profile?seconds=%d", int(duration.Seconds())-2), func() error {
+			var err error
+			rw.cachedQPS, _, err = dnsperf(serverAddr+":53", cached, *duration, 0)
+			return err
+		})
 	})
-	stop(cmd)
-	dropTables()
 	if err != nil {
 		return rw, err
 	}
-	// The ramp, on a server of its own: a fresh one, as the other mixes.
-	if s.pre != nil {
-		if err := s.pre(); err != nil {
-			return rw, err
-		}
-	}
-	if cmd, err = start(false); err != nil {
-		return rw, err
-	}
 	rw.rampTop = rampTop(rw.uniqueQPS)
-	rw.rampQPS, rw.rampLost, err = ramp(serverAddr+":53", rampFile, rw.rampTop)
-	stop(cmd)
-	dropTables()
+	err = onFresh(false, func() error {
+		var err error
+		rw.rampQPS, rw.rampLost, err = ramp(serverAddr+":53", rampFile, rw.rampTop)
+		return err
+	})
 	return rw, err
 }
 
