@@ -153,29 +153,20 @@ func mb(b int64) string { return fmt.Sprintf("%.0f MB", float64(b)/1e6) }
 
 // writeMemory writes a run's ramp and memory table.
 func writeMemory(w io.Writer, upRamp float64, upTop int, rows []row) {
-	var base row
-	for _, r := range rows {
-		if r.name == "dnsmasq" {
-			base = r
-		}
-	}
+	base, _ := find(rows, "dnsmasq")
 	fmt.Fprintf(w, "Ramp (resperf on a fresh server, open loop, names not asked before: the rate rises from 0 to %.1f times the server's maximum above over %s; the highest rate of answers over a %s step that lost at most %d%%) and memory. The upstream alone: %.0f qps on a ramp to %d.\n\n",
 		rampOver, *rampTime, rampStep, rampLoss, upRamp, upTop)
 	fmt.Fprintf(w, "| server | ramp: highest rate with ≤ %d%% lost | vs dnsmasq | lost in that step | top of the ramp | RSS fresh | RSS after the max run |\n", rampLoss)
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|")
 	var limited, topped []string
 	for _, r := range rows {
-		vs := "-"
-		if base.rampQPS > 0 {
-			vs = fmt.Sprintf("%.2f×", r.rampQPS/base.rampQPS)
-		}
 		if r.rampQPS >= 0.8*upRamp {
 			limited = append(limited, r.name)
 		}
 		if r.rampQPS >= 0.95*float64(r.rampTop) {
 			topped = append(topped, r.name)
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %s | %.2f%% | %d | %s | %s |\n", r.name, r.rampQPS, vs, r.rampLost, r.rampTop, mb(r.rssFresh), mb(r.rssMax))
+		fmt.Fprintf(w, "| %s | %.0f | %s | %.2f%% | %d | %s | %s |\n", r.name, r.rampQPS, ratio(r.rampQPS, base.rampQPS), r.rampLost, r.rampTop, mb(r.rssFresh), mb(r.rssMax))
 	}
 	fmt.Fprintln(w)
 	if len(limited) > 0 {

@@ -280,18 +280,7 @@ func machine(w io.Writer) {
 }
 
 func writeRun(w io.Writer, n int, upQPS float64, rows []row) {
-	var base row
-	for _, r := range rows {
-		if r.name == "dnsmasq" {
-			base = r
-		}
-	}
-	ratio := func(v, b float64) string {
-		if b == 0 {
-			return "-"
-		}
-		return fmt.Sprintf("%.2f×", v/b)
-	}
+	base, _ := find(rows, "dnsmasq")
 	fmt.Fprintf(w, "## Run %d\n\nThe upstream alone, on the unique mix, with dnsperf on the same CPU: %.0f qps.", n, upQPS)
 	var limited []string
 	for _, r := range rows {
@@ -305,12 +294,7 @@ func writeRun(w io.Writer, n int, upQPS float64, rows []row) {
 		fmt.Fprintf(w, " Every server stays below 80%% of it: the servers, not the load side, are measured.")
 	}
 	fmt.Fprintf(w, "\n\n")
-	var dnsdist row
-	for _, r := range rows {
-		if r.name == "dnsdist" {
-			dnsdist = r
-		}
-	}
+	dnsdist, _ := find(rows, "dnsdist")
 	fmt.Fprintf(w, "| server | unique qps | vs dnsmasq | lost | cached qps | vs dnsmasq | p50 at %d qps | p99 | p99 of each run (µs) | p99 vs dnsdist | p99 after the max run | answer→kernel p50 at %d qps | p99 | p99 at max qps |\n", *rate, *rate)
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	var saturated []string
@@ -337,6 +321,14 @@ func writeRun(w io.Writer, n int, upQPS float64, rows []row) {
 	if len(saturated) > 0 {
 		fmt.Fprintf(w, "Below the fixed rate of %d qps on the unique mix, so their latency there is queueing: %s.\n\n", *rate, strings.Join(saturated, ", "))
 	}
+}
+
+// ratio is v over b as the report prints it; "-" without b.
+func ratio(v, b float64) string {
+	if b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f×", v/b)
 }
 
 func dnsperfVersion() string {
