@@ -98,12 +98,12 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 		}, log, nil)
 	h.SetObserver(observers{mon, met})
 
+	// Subscribed before the listeners open: a drop is explained from the
+	// first answer on.
 	if e.Backend == "nftables" {
-		go func() {
-			if err := mon.ReadNFLOG(ctx, e.NFLogGroup); err != nil {
-				log.Warn("drops are counted but cannot be explained", "err", err)
-			}
-		}()
+		if err := mon.ListenNFLOG(ctx, e.NFLogGroup); err != nil {
+			log.Warn("drops are counted but cannot be explained", "err", err)
+		}
 	}
 
 	rl := &reloader{cfg: c, load: o.Load, led: led, enf: enf, h: h, log: log, spec: spec}

@@ -119,10 +119,12 @@ func (m *Monitor) Counts() (drops, wouldDrops map[Reason]uint64, lost, overruns 
 	return drops, wouldDrops, m.lost.Load(), m.nflogErrs.Load()
 }
 
-// ReadNFLOG reads fqdngate's NFLOG group until ctx ends, attributing every
-// packet. It returns when the socket cannot be opened (the error says so)
-// or ctx ends.
-func (m *Monitor) ReadNFLOG(ctx context.Context, group uint16) error {
+// ListenNFLOG subscribes to fqdngate's NFLOG group and attributes every
+// packet from then on, until ctx ends. It returns once subscribed, or with
+// what kept it from subscribing: the kernel drops the log of a packet
+// that no one listens for, and the drops of a gateway that answered
+// before it listened were counted but never explained.
+func (m *Monitor) ListenNFLOG(ctx context.Context, group uint16) error {
 	nf, err := nflog.Open(&nflog.Config{
 		Group:    group,
 		Copymode: nflog.CopyPacket,
@@ -135,7 +137,6 @@ func (m *Monitor) ReadNFLOG(ctx context.Context, group uint16) error {
 	if err != nil {
 		return fmt.Errorf("nflog group %d: %w", group, err)
 	}
-	defer nf.Close()
 	// A large socket buffer rides out bursts; overruns are counted.
 	_ = nf.Con.SetReadBuffer(8 << 20)
 	hook := func(a nflog.Attribute) int {
@@ -162,9 +163,13 @@ func (m *Monitor) ReadNFLOG(ctx context.Context, group uint16) error {
 		return 0 // keep reading: a burst overran the buffer
 	}
 	if err := nf.RegisterWithErrorFunc(ctx, hook, errfn); err != nil {
+		nf.Close()
 		return fmt.Errorf("nflog group %d: %w", group, err)
 	}
-	m.attribute(ctx)
+	go func() {
+		defer nf.Close()
+		m.attribute(ctx)
+	}()
 	return nil
 }
 
