@@ -138,6 +138,8 @@ func run() error {
 		}
 		writeRun(&report, r, upQPS, rows)
 		writeMemory(&report, upRamp, upTop, rows)
+		writeCPU(&report, rows)
+		writeBreakdown(&report, rows)
 		all = append(all, rows)
 	}
 	writeTargets(&report, all, gb)
@@ -164,6 +166,9 @@ type row struct {
 	rssFresh, rssMax int64
 	// fqdngate's memory at fillEntries ledger entries.
 	filled filled
+	// CPU 0 during the maximum-rate run, and fqdngate's profile.
+	cpu   cpuUse
+	parts breakdown
 }
 
 // The fixed-rate runs' names: unique, none asked before. The fresh
@@ -256,8 +261,12 @@ func measure(s server, dir, uniq, cached string) (row, error) {
 	}
 	if err == nil {
 		err = profiled(isFqdngate, s.name, "unique", fmt.Sprintf("profile?seconds=%d", int(duration.Seconds())-2), func() error {
-			var err error
-			rw.uniqueQPS, rw.lost, err = dnsperf(serverAddr+":53", uniq, *duration, 0)
+			ticks, err := onCPU0(func() error {
+				var err error
+				rw.uniqueQPS, rw.lost, err = dnsperf(serverAddr+":53", uniq, *duration, 0)
+				return err
+			})
+			rw.cpu = perQuery(ticks, rw.uniqueQPS*duration.Seconds())
 			return err
 		})
 	}
@@ -310,6 +319,24 @@ func measure(s server, dir, uniq, cached string) (row, error) {
 	err = onFresh(false, func() error {
 		var err error
 		rw.rampQPS, rw.rampLost, err = ramp(serverAddr+":53", rampFile, rw.rampTop)
+		return err
+	})
+	if err != nil || !isFqdngate {
+		return rw, err
+	}
+	// The profile has a run of its own: profiling costs a few percent,
+	// and the maximum rate above is measured without it.
+	keep := dir
+	if *profile != "" {
+		keep = *profile
+	}
+	path := filepath.Join(keep, profileName(s.name, "breakdown.pprof"))
+	err = onFresh(false, func() error {
+		var err error
+		rw.parts, err = profileParts(filepath.Join(*bin, "fqdngate"), path, func() error {
+			_, _, err := dnsperf(serverAddr+":53", uniq, *duration, 0)
+			return err
+		})
 		return err
 	})
 	return rw, err

@@ -52,9 +52,9 @@ log:
 
 func pinned(args ...string) *exec.Cmd {
 	cmd := ns.Command("taskset", append([]string{"-c", "0"}, args...)...)
-	if *profile != "" {
-		cmd.Env = append(os.Environ(), "FQDNGATE_PPROF=1")
-	}
+	// fqdngate serves its profiles (the breakdown run and -profile); the
+	// other servers ignore it.
+	cmd.Env = append(os.Environ(), "FQDNGATE_PPROF=1")
 	return cmd
 }
 
@@ -64,11 +64,9 @@ func profiled(isFqdngate bool, server, phase, what string, f func() error) error
 	if *profile == "" || !isFqdngate {
 		return f()
 	}
-	name := strings.NewReplacer(" ", "-", "(", "", ")", "", ",", "").Replace(server) + "-" + phase
+	name := profileName(server, phase+".pprof")
 	if strings.HasPrefix(what, "trace") {
-		name += ".trace"
-	} else {
-		name += ".pprof"
+		name = profileName(server, phase+".trace")
 	}
 	done := make(chan error, 1)
 	go func() {
@@ -83,6 +81,11 @@ func profiled(isFqdngate bool, server, phase, what string, f func() error) error
 		fmt.Fprintf(os.Stderr, "  profile %s: %v\n", name, err)
 	}
 	return ferr
+}
+
+// profileName is the file of a server's profile of a phase.
+func profileName(server, phase string) string {
+	return strings.NewReplacer(" ", "-", "(", "", ")", "", ",", "").Replace(server) + "-" + phase
 }
 
 // apiGet fetches a path of fqdngate's API inside the namespace.
