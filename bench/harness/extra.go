@@ -261,7 +261,8 @@ var targets = []target{
 	{"p99 at the fixed rate, enforce vs dnsdist", "≤ 2×", ratioOf(nameEnforce, "dnsdist", func(r row) float64 { return float64(r.p99) }), times, func(v float64) bool { return v <= 2 }},
 	{"answer→kernel p99 at the fixed rate", "≤ 200 µs", func(rows []row) (float64, bool) {
 		r, ok := find(rows, nameEnforce)
-		return float64(r.installP99.Microseconds()), ok && r.installP99 > 0
+		// Rounded as the run's table prints it, so that both say the same.
+		return float64(r.installP99.Round(time.Microsecond).Microseconds()), ok && r.installP99 > 0
 	}, func(v float64) string { return fmt.Sprintf("%.0f µs", v) }, func(v float64) bool { return v <= 200 }},
 }
 

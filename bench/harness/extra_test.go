@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -83,8 +84,12 @@ func TestTargets(t *testing.T) {
 		{name: nameNone, uniqueQPS: 40000, cachedQPS: 120000},
 		{name: nameEnforce, uniqueQPS: 24000, p99: 900 * time.Microsecond, installP99: 250 * time.Microsecond},
 	}
+	// The second run lacks some servers; its answer→kernel p99 is read as
+	// the run's table prints it, rounded to the microsecond.
+	run2 := slices.Clone(run[3:])
+	run2[2].installP99 = 186700 * time.Nanosecond
 	var b strings.Builder
-	writeTargets(&b, [][]row{run, run[3:]}, goBench{haveMatch: true, matchNs: 250, haveLedger: true, ledgerBytes: 192})
+	writeTargets(&b, [][]row{run, run2}, goBench{haveMatch: true, matchNs: 250, haveLedger: true, ledgerBytes: 192})
 	got := b.String()
 	for _, want := range []string{
 		"| unique mix, nftables enforce vs dnsmasq --nftset | ≥ 4× | 6.00× met | - |",
@@ -92,7 +97,7 @@ func TestTargets(t *testing.T) {
 		"| unique mix, backend none vs dnsdist | ≥ 0.7× | 0.50× **not met** | 0.50× **not met** |",
 		"| cached mix, backend none vs unbound (1 thread) | ≥ 1.0× | 2.40× met | - |",
 		"| p99 at the fixed rate, enforce vs dnsdist | ≤ 2× | 1.80× met | 1.80× met |",
-		"| answer→kernel p99 at the fixed rate | ≤ 200 µs | 250 µs **not met** | 250 µs **not met** |",
+		"| answer→kernel p99 at the fixed rate | ≤ 200 µs | 250 µs **not met** | 187 µs met |",
 		"goal ≤ 200: 192.0, met.",
 		"goal ≥ 5 M lookups/s: 4.0 M/s (250 ns a lookup), **not met**.",
 	} {
