@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // Where the server's time goes. The maximum rate says how fast a server
@@ -172,32 +171,20 @@ var parts = []part{
 	{name: "scheduler and poller", focus: `^runtime\.(schedule|findRunnable|netpoll|park_m)$`},
 }
 
-// profileTime is how long the profile of a run of the maximum rate
-// lasts: it starts with the run and ends before dnsperf's last queries.
-func profileTime() time.Duration { return max(time.Second, *duration-2*time.Second) }
-
 // breakdown is fqdngate's profile summed by parts.
 type breakdown struct {
 	shares []float64 // percent, in the order of parts
 }
 
-// profileParts fetches a CPU profile (profileTime long) from the running
+// profileParts fetches a CPU profile (cpuProfile) from the running
 // fqdngate while f loads it, keeps it as path, and sums it by parts.
 func profileParts(binary, path string, f func() error) (breakdown, error) {
-	done := make(chan error, 1)
-	go func() {
-		body, err := apiGet(fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(profileTime().Seconds())), profileTime()+20*time.Second)
-		if err == nil {
-			err = os.WriteFile(path, body, 0o644)
-		}
-		done <- err
-	}()
-	ferr := f()
-	if err := <-done; err != nil {
-		return breakdown{}, fmt.Errorf("profile: %w", err)
+	fetchErr, err := fetchDuring(path, cpuProfile(), f)
+	if err != nil {
+		return breakdown{}, err
 	}
-	if ferr != nil {
-		return breakdown{}, ferr
+	if fetchErr != nil {
+		return breakdown{}, fmt.Errorf("profile: %w", fetchErr)
 	}
 	var b breakdown
 	for _, p := range parts {
@@ -248,7 +235,7 @@ func writeBreakdown(w io.Writer, rows []row) {
 	if len(have) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "fqdngate's CPU profile (pprof, 100 samples a second) during one more unique-mix run on a fresh server, %s of its %s at the maximum rate: the share of its samples in each part. Parts that call one another overlap (allocation is inside the others), so the column does not add up to 100%%.\n\n", profileTime(), *duration)
+	fmt.Fprintf(w, "fqdngate's CPU profile (pprof, 100 samples a second) during one more unique-mix run on a fresh server at the maximum rate (all of its %s but the last two seconds): the share of its samples in each part. Parts that call one another overlap (allocation is inside the others), so the column does not add up to 100%%.\n\n", *duration)
 	fmt.Fprint(w, "| part |")
 	for _, r := range have {
 		fmt.Fprintf(w, " %s |", r.name)

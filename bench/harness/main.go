@@ -260,7 +260,7 @@ func measure(s server, dir, uniq, cached string) (row, error) {
 		}
 	}
 	if err == nil {
-		err = profiled(isFqdngate, s.name, "unique", fmt.Sprintf("profile?seconds=%d", int(duration.Seconds())-2), func() error {
+		err = profiled(isFqdngate, s.name, "unique", cpuProfile(), func() error {
 			ticks, err := onCPU0(func() error {
 				var err error
 				rw.uniqueQPS, rw.lost, err = dnsperf(serverAddr+":53", uniq, *duration, 0)
@@ -306,7 +306,7 @@ func measure(s server, dir, uniq, cached string) (row, error) {
 		return err
 	}
 	err = onFresh(true, func() error {
-		return profiled(isFqdngate, s.name, "cached", fmt.Sprintf("profile?seconds=%d", int(duration.Seconds())-2), func() error {
+		return profiled(isFqdngate, s.name, "cached", cpuProfile(), func() error {
 			var err error
 			rw.cachedQPS, _, err = dnsperf(serverAddr+":53", cached, *duration, 0)
 			return err

@@ -68,20 +68,31 @@ func profiled(isFqdngate bool, server, phase, what string, f func() error) error
 	if strings.HasPrefix(what, "trace") {
 		name = profileName(server, phase+".trace")
 	}
+	profErr, err := fetchDuring(filepath.Join(*profile, name), what, f)
+	if profErr != nil {
+		fmt.Fprintf(os.Stderr, "  profile %s: %v\n", name, profErr)
+	}
+	return err
+}
+
+// fetchDuring runs f while it fetches fqdngate's /debug/pprof/<what> into
+// path; it returns the fetch's error and f's.
+func fetchDuring(path, what string, f func() error) (fetchErr, err error) {
 	done := make(chan error, 1)
 	go func() {
 		body, err := apiGet("/debug/pprof/"+what, 30*time.Second)
 		if err == nil {
-			err = os.WriteFile(filepath.Join(*profile, name), body, 0o644)
+			err = os.WriteFile(path, body, 0o644)
 		}
 		done <- err
 	}()
-	ferr := f()
-	if err := <-done; err != nil {
-		fmt.Fprintf(os.Stderr, "  profile %s: %v\n", name, err)
-	}
-	return ferr
+	err = f()
+	return <-done, err
 }
+
+// cpuProfile is the pprof request of a run of the maximum rate: it starts
+// with the run and ends before dnsperf's last queries.
+func cpuProfile() string { return fmt.Sprintf("profile?seconds=%d", max(1, int(duration.Seconds())-2)) }
 
 // profileName is the file of a server's profile of a phase.
 func profileName(server, phase string) string {
