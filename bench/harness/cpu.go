@@ -112,7 +112,7 @@ func onCPU0(f func() error) (cpuTicks, error) {
 
 // writeCPU writes a run's table of CPU 0 per answered query.
 func writeCPU(w io.Writer, rows []row) {
-	fmt.Fprintf(w, "CPU 0 (the server's) during the unique mix's maximum-rate run, from /proc/stat: the server's own code (user), the kernel's work in its system calls (system: a send on loopback also delivers the datagram into the receiving socket, and a netlink send runs the nftables transaction), interrupts (irq and softirq), in µs per answered query; and the share of the run CPU 0 was idle (near 0: the server was the limit) or taken by the hypervisor (steal).\n\n")
+	fmt.Fprintf(w, "CPU 0 (the server's) during the unique mix's maximum-rate run, from /proc/stat: the server's own code (user), the kernel's work in its system calls (system: a send on loopback also delivers the datagram into the receiving socket, and a netlink send runs the nftables transaction), interrupts (irq and softirq), in µs per answered query; and the share of the run CPU 0 was idle (near 0: the server was the limit) or taken by the hypervisor (steal). Everything CPU 0 ran counts: the server, and the kernel's workers that its work queued there (the resizing of a growing nftables set's hash table, for one).\n\n")
 	fmt.Fprintln(w, "| server | unique qps | user µs | system µs | irq µs | all µs | idle | steal |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rows {
