@@ -141,3 +141,29 @@ func allowOrStuck(t *testing.T, n *NFT, ctx context.Context, grants []Grant) err
 		return nil
 	}
 }
+
+// TestUnderLoad checks when the writer waits for the answers behind a
+// request: a lone answer at a low rate must be committed at once, or it
+// waits behind other queries' work.
+func TestUnderLoad(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		gap  time.Duration
+		last int
+		want bool
+	}{
+		{"first request ever", time.Hour, 0, false},
+		{"right after a commit of one", 10 * time.Microsecond, 1, true},
+		{"just within the close gap", 49 * time.Microsecond, 1, true},
+		{"a lone answer 100 µs after a commit of one (2,000 qps by chance)", 100 * time.Microsecond, 1, false},
+		{"100 µs after a commit of several", 100 * time.Microsecond, 5, true},
+		{"at the busy gap after a commit of several", 200 * time.Microsecond, 5, false},
+		{"long after a commit of several", time.Millisecond, 20, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := underLoad(c.gap, c.last); got != c.want {
+				t.Errorf("underLoad(%v, %d) = %v, want %v", c.gap, c.last, got, c.want)
+			}
+		})
+	}
+}
