@@ -125,8 +125,8 @@ func writeCPU(w io.Writer, rows []row) {
 	}
 	fmt.Fprintln(w)
 	base, ok1 := find(rows, "dnsmasq")
-	none, ok2 := find(rows, "fqdngate (backend none)")
-	enf, ok3 := find(rows, "fqdngate (nftables, enforce)")
+	none, ok2 := find(rows, nameNone)
+	enf, ok3 := find(rows, nameEnforce)
 	if !ok1 || !ok2 || !ok3 || !base.cpu.ok || !none.cpu.ok || !enf.cpu.ok {
 		return
 	}
@@ -150,21 +150,28 @@ type part struct {
 // cacheFuncs are the DNS cache's functions.
 const cacheFuncs = `/internal/dnsproxy\.(\(\*(Cache|cached|prepared)\)\.|prepare$)`
 
+// dnsMsgFuncs are miekg/dns's unpacking and packing of whole messages.
+const dnsMsgFuncs = `^github\.com/miekg/dns\.\(\*Msg\)\.(Unpack|Pack|PackBuffer)$`
+
+// nftFlush is google/nftables's sending of a transaction and reading of
+// its acknowledgements.
+const nftFlush = `^github\.com/google/nftables\.\(\*Conn\)\.Flush$`
+
 // nftEncode is google/nftables's encoding of set elements, which the
 // enforcer calls before Flush sends them.
 const nftEncode = `^github\.com/google/nftables\.\(\*Conn\)\.Set(Add|Delete)Elements$`
 
 var parts = []part{
 	{name: "UDP sockets: reads and sends to clients and the upstream (the kernel's loopback delivery included)", focus: `^net\.\(\*(UDPConn|conn)\)\.(Read|Write)`},
-	{name: "DNS messages: miekg/dns unpacking and packing", focus: `^github\.com/miekg/dns\.\(\*Msg\)\.(Unpack|Pack|PackBuffer)$`},
+	{name: "DNS messages: miekg/dns unpacking and packing", focus: dnsMsgFuncs},
 	{name: "ledger: recording answers", focus: `/internal/ledger\.`},
 	{name: "DNS cache", focus: cacheFuncs},
 	{name: "the handler's other work (upstream exchange bookkeeping, answer walk, policy match)", focus: `/internal/dnsproxy\.\(\*Handler\)\.resolve$`,
-		ignore: `^net\.|miekg/dns\.\(\*Msg\)\.(Unpack|Pack|PackBuffer)$|/internal/(ledger|enforce)\.|` + cacheFuncs},
-	{name: "nftables: netlink transactions (google/nftables Flush, the kernel's set work included)", focus: `^github\.com/google/nftables\.\(\*Conn\)\.Flush$`},
+		ignore: `^net\.|/internal/(ledger|enforce)\.|` + dnsMsgFuncs + "|" + cacheFuncs},
+	{name: "nftables: netlink transactions (google/nftables Flush, the kernel's set work included)", focus: nftFlush},
 	{name: "nftables: encoding the elements (google/nftables SetAddElements, SetDeleteElements)", focus: nftEncode},
 	{name: "nftables: the rest of the enforcer (elements from grants, the map of what the kernel holds, the writer's queue)", focus: `/internal/enforce\.`,
-		ignore: `^github\.com/google/nftables\.\(\*Conn\)\.Flush$|` + nftEncode},
+		ignore: nftFlush + "|" + nftEncode},
 	{name: "events and metrics", focus: `/internal/(monitor|metrics)\.|prometheus`},
 	{name: "memory allocation (inside all of the above)", focus: `^runtime\.mallocgc$`},
 	{name: "garbage collection (background and assists)", focus: `^runtime\.(gcBgMarkWorker|gcAssistAlloc|bgsweep|bgscavenge)$`},

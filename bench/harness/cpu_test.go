@@ -107,8 +107,8 @@ func TestPartsMatchTheCode(t *testing.T) {
 func TestWriteCPU(t *testing.T) {
 	rows := []row{
 		{name: "dnsmasq", uniqueQPS: 31745, cpu: cpuUse{user: 16.9, system: 8.5, irq: 6.0, ok: true}},
-		{name: "fqdngate (backend none)", uniqueQPS: 38137, cpu: cpuUse{user: 19.1, system: 4.7, irq: 2.4, ok: true}},
-		{name: "fqdngate (nftables, enforce)", uniqueQPS: 24535, cpu: cpuUse{user: 25.6, system: 12.1, irq: 3.1, idle: 1, steal: 2, ok: true}},
+		{name: nameNone, uniqueQPS: 38137, cpu: cpuUse{user: 19.1, system: 4.7, irq: 2.4, ok: true}},
+		{name: nameEnforce, uniqueQPS: 24535, cpu: cpuUse{user: 25.6, system: 12.1, irq: 3.1, idle: 1, steal: 2, ok: true}},
 		{name: "unbound (1 thread)", uniqueQPS: 20000},
 	}
 	var b strings.Builder
@@ -134,7 +134,7 @@ func TestWriteCPU(t *testing.T) {
 func TestWriteBreakdown(t *testing.T) {
 	shares := make([]float64, len(parts))
 	shares[2] = 21.4
-	rows := []row{{name: "dnsmasq"}, {name: "fqdngate (backend none)", parts: breakdown{shares: shares}}}
+	rows := []row{{name: "dnsmasq"}, {name: nameNone, parts: breakdown{shares: shares}}}
 	var b strings.Builder
 	writeBreakdown(&b, rows)
 	if want := "| " + parts[2].name + " | 21.4% |"; !strings.Contains(b.String(), want) {

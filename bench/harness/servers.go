@@ -169,10 +169,10 @@ forward-zone:
 		{name: floorName, start: func(string, bool) *exec.Cmd {
 			return pinned(filepath.Join(*bin, "bench-floor"), "-listen", serverAddr+":53", "-upstream", upstreamAddr)
 		}},
-		{name: "fqdngate (backend none)", start: func(dir string, _ bool) *exec.Cmd {
+		{name: nameNone, start: func(dir string, _ bool) *exec.Cmd {
 			return pinned(fq, "run", "--config", fqdngateConfig(dir, "none"))
 		}},
-		{name: "fqdngate (nftables, enforce)", start: func(dir string, _ bool) *exec.Cmd {
+		{name: nameEnforce, start: func(dir string, _ bool) *exec.Cmd {
 			return pinned(fq, "run", "--config", fqdngateConfig(dir, "nftables"))
 		}},
 	}
