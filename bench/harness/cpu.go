@@ -135,6 +135,29 @@ func writeCPU(w io.Writer, rows []row) {
 	kernel := enf.cpu.system + enf.cpu.irq
 	fmt.Fprintf(w, "Enforcing took %.1f µs of system time per query more than backend none: the kernel's work on the nftables transactions. To answer as fast as plain dnsmasq (%.1f µs of CPU 0 per query here) with the kernel and interrupt time it has (%.1f µs), enforcing fqdngate's own code would have to take %.1f µs per query or less; it takes %.1f µs, and dnsmasq's own code %.1f µs.\n\n",
 		enf.cpu.system-none.cpu.system, base.cpu.all(), kernel, base.cpu.all()-kernel, enf.cpu.user, base.cpu.user)
+	writeNoneBudget(w, rows, none)
+}
+
+// writeNoneBudget says what the backend none target asks, in this run's
+// figures: the CPU per query it allows, against what the Go floors take
+// for forwarding alone and what backend none adds to that.
+func writeNoneBudget(w io.Writer, rows []row, none row) {
+	dd, ok1 := find(rows, "dnsdist")
+	fl, ok2 := find(rows, floorName)
+	fb, ok3 := find(rows, floorBatchName)
+	if !ok1 || !ok2 || !ok3 || dd.uniqueQPS <= 0 || !fl.cpu.ok || !fb.cpu.ok {
+		return
+	}
+	goal := noneTarget * dd.uniqueQPS
+	budget := 1e6 / goal // µs of CPU 0 per query with CPU 0 always busy
+	floor := min(fl.cpu.all(), fb.cpu.all())
+	left := "nothing"
+	if budget > floor {
+		left = fmt.Sprintf("%.1f µs", budget-floor)
+	}
+	fmt.Fprintf(w, "Backend none at %.1f× dnsdist would answer %.0f qps: %.1f µs of CPU 0 per query at most. Forwarding alone takes the Go floor %.1f µs (%.2f× dnsdist), and %.1f µs with batched I/O (%.2f×). Backend none takes %.1f µs, %.1f µs more than the floor for its policy, cache, ledger, events and metrics; over the cheaper floor the target leaves them %s.\n\n",
+		noneTarget, goal, budget, fl.cpu.all(), fl.uniqueQPS/dd.uniqueQPS, fb.cpu.all(), fb.uniqueQPS/dd.uniqueQPS,
+		none.cpu.all(), none.cpu.all()-fl.cpu.all(), left)
 }
 
 func (c cpuUse) all() float64 { return c.user + c.system + c.irq }

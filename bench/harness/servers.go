@@ -123,8 +123,11 @@ func apiGet(path string, timeout time.Duration) ([]byte, error) {
 	return body, err
 }
 
-// floorName is the reference forwarder's row.
-const floorName = "Go floor (forwarding only, reference)"
+// The reference forwarders' rows: bench/floor as workers, and with -batch.
+const (
+	floorName      = "Go floor (forwarding only, reference)"
+	floorBatchName = "Go floor, batched I/O (reference)"
+)
 
 func serversIn(dir string) []server {
 	fq := filepath.Join(*bin, "fqdngate")
@@ -168,6 +171,11 @@ forward-zone:
 		// when it does nothing but forward (see bench/floor).
 		{name: floorName, start: func(string, bool) *exec.Cmd {
 			return pinned(filepath.Join(*bin, "bench-floor"), "-listen", serverAddr+":53", "-upstream", upstreamAddr)
+		}},
+		// The same with dnsdist's design: would another I/O model raise
+		// the floor?
+		{name: floorBatchName, start: func(string, bool) *exec.Cmd {
+			return pinned(filepath.Join(*bin, "bench-floor"), "-batch", "-listen", serverAddr+":53", "-upstream", upstreamAddr)
 		}},
 		{name: nameNone, start: func(dir string, _ bool) *exec.Cmd {
 			return pinned(fq, "run", "--config", fqdngateConfig(dir, "none"))
@@ -290,7 +298,8 @@ func machine(w io.Writer) {
 	fmt.Fprintf(w, "Cached mix: 1,000 names asked over and over. Each max-qps run: %s, dnsperf with 32 clients and 100 queries outstanding (dnsperf's default), 1 s timeout. Latency: %d qps for 5 s on names of the unique mix not asked before, from `dnsperf -v`, a rate below every server's maximum so that it shows service time, not queueing; three times on the fresh server (p50 and p99 are the medians of the three runs, each run's p99 is shown beside them: one run's p99 moved by up to a factor of two here from one run to the next, the same server and binary), once after its maximum-rate run (its ledger, caches and kernel sets full of that run's answers). Every nftables table of the run is deleted between servers. answer→kernel is fqdngate's own histogram (`fqdngate_rule_install_duration_seconds`: upstream answer in hand → kernel acknowledged its elements), read before and after each run.\n", *duration, *rate)
 	fmt.Fprintf(w, "- Ramp: `resperf` on CPU 1, on a fresh server, open loop (it does not wait for answers), each name asked once; the rate rises from 0 to %.1f times the server's closed-loop maximum of the same run over %s, and the figure is the highest rate of answers over a %s step in which no more than %d%% of the queries were lost (resperf's maximum throughput). Memory: the server's VmRSS when fresh and right after its maximum-rate run; fqdngate is then asked new names until its ledger holds %d entries or more, and its RSS read again.\n", rampOver, *rampTime, rampStep, rampLoss, fillEntries)
 	fmt.Fprintf(w, "- fqdngate: `hook: output`, `scope: global`, `min_ttl: 0s`, `grace: 30s`, persistence off (`state_dir: \"\"`), log level error. dnsmasq: its default cache (150) for the unique mix (with 10,000 it reached only about 3,100 qps on unique names, a tenth of its rate: each new name scans its cache for an entry to evict) and 10,000 for the cached mix; `--nftset` adds every answer to nftables sets (one `nft` netlink exchange per answer). unbound: 1 thread, iterator only. dnsdist: no packet cache.\n")
-	fmt.Fprintf(w, "- %s: bench/floor, not a product: 128 goroutines, each reading the listening socket itself and keeping one upstream socket, doing fqdngate's four UDP system calls per query and its miekg/dns unpacking of query and reply and packing of the reply, and nothing else (no policy, cache, ledger, firewall, metrics, timeouts). It bounds what a forwarder built on Go's net package and miekg/dns reaches on one core here; it has no cache, so its cached mix is forwarding too.\n\n", floorName)
+	fmt.Fprintf(w, "- %s: bench/floor, not a product: 128 goroutines, each reading the listening socket itself and keeping one upstream socket, doing fqdngate's four UDP system calls per query and its miekg/dns unpacking of query and reply and packing of the reply, and nothing else (no policy, cache, ledger, firewall, metrics, timeouts). It bounds what a forwarder built on Go's net package and miekg/dns reaches on one core here; it has no cache, so its cached mix is forwarding too.\n", floorName)
+	fmt.Fprintf(w, "- %s: bench/floor -batch, the same work built as dnsdist is: one goroutine reads queries with recvmmsg and sends them upstream with sendmmsg on one socket, another reads the replies with recvmmsg and sends them to the clients with sendmmsg, a table of outstanding IDs between them. It tells whether batching the system calls and leaving the goroutine per query would raise the floor.\n\n", floorBatchName)
 }
 
 func writeRun(w io.Writer, n int, upQPS float64, rows []row) {
