@@ -155,9 +155,9 @@ func writeNoneBudget(w io.Writer, rows []row, none row) {
 	if budget > floor {
 		left = fmt.Sprintf("%.1f µs", budget-floor)
 	}
-	fmt.Fprintf(w, "Backend none at %.1f× dnsdist would answer %.0f qps: %.1f µs of CPU 0 per query at most. Forwarding alone takes the Go floor %.1f µs (%.2f× dnsdist), and %.1f µs with batched I/O (%.2f×). Backend none takes %.1f µs, %.1f µs more than the floor for its policy, cache, ledger, events and metrics; over the cheaper floor the target leaves them %s.\n\n",
+	fmt.Fprintf(w, "Backend none at %.1f× dnsdist would answer %.0f qps: %.1f µs of CPU 0 per query at most. Forwarding alone takes the Go floor %.1f µs (%.2f× dnsdist), and %.1f µs with batched I/O (%.2f×). Backend none takes %.1f µs, %.1f µs more than the cheaper floor for its policy, cache, ledger, events and metrics; the target leaves them %s.\n\n",
 		noneTarget, goal, budget, fl.cpu.all(), fl.uniqueQPS/dd.uniqueQPS, fb.cpu.all(), fb.uniqueQPS/dd.uniqueQPS,
-		none.cpu.all(), none.cpu.all()-fl.cpu.all(), left)
+		none.cpu.all(), none.cpu.all()-floor, left)
 }
 
 func (c cpuUse) all() float64 { return c.user + c.system + c.irq }
