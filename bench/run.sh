@@ -20,4 +20,3 @@ trap 'rm -f "$gobench"' EXIT
 go test -run '^$' -bench 'Match50k|LedgerRecord|LedgerBytesPerEntry|Walk|AllowOneAnswer|AllowBatch' -benchmem -benchtime 2s \
   ./internal/policy ./internal/ledger ./internal/dnsproxy ./internal/enforce 2>&1 | grep -E '^(Benchmark|ok|PASS)' >"$gobench" || true
 go run ./bench/harness -bin bin -out bench/RESULTS.md -gobench "$gobench" "$@"
-echo "bench: wrote bench/RESULTS.md"

@@ -146,7 +146,11 @@ func run() error {
 	if gb.text != "" {
 		fmt.Fprintf(&report, "## Go benchmarks (go test -bench, this machine)\n\n```\n%s```\n", gb.text)
 	}
-	return os.WriteFile(*out, []byte(report.String()), 0o644)
+	if err := os.WriteFile(*out, []byte(report.String()), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "bench: wrote %s\n", *out)
+	return nil
 }
 
 type row struct {
