@@ -75,6 +75,16 @@ func (t cpuTicks) minus(o cpuTicks) cpuTicks {
 	return cpuTicks{t.user - o.user, t.system - o.system, t.irq - o.irq, t.idle - o.idle, t.steal - o.steal}
 }
 
+// stealShare is the share of t (percent) the hypervisor took; false when
+// t is empty.
+func (t cpuTicks) stealShare() (float64, bool) {
+	total := t.user + t.system + t.irq + t.idle + t.steal
+	if total == 0 {
+		return 0, false
+	}
+	return 100 * float64(t.steal) / float64(total), true
+}
+
 // cpuUse is a run's CPU 0 time: µs per answered query where the server
 // worked, and shares of the window where it did not.
 type cpuUse struct {
@@ -90,8 +100,9 @@ func perQuery(d cpuTicks, answered float64) cpuUse {
 		return cpuUse{}
 	}
 	us := func(t uint64) float64 { return float64(t) * 1e6 / userHz / answered }
+	steal, _ := d.stealShare()
 	return cpuUse{user: us(d.user), system: us(d.system), irq: us(d.irq),
-		idle: 100 * float64(d.idle) / total, steal: 100 * float64(d.steal) / total, ok: true}
+		idle: 100 * float64(d.idle) / total, steal: steal, ok: true}
 }
 
 // onCPU0 runs f and returns CPU 0's ticks meanwhile.

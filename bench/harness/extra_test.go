@@ -105,6 +105,31 @@ func TestTargets(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, got)
 		}
 	}
+	if strings.Contains(got, "in doubt") {
+		t.Errorf("a verdict in doubt without steal:\n%s", got)
+	}
+
+	// Steal of 5% or more in a run a figure comes from puts its verdict
+	// in doubt; steal in a run it does not come from, or below the limit,
+	// does not.
+	run[3].cpu = cpuUse{steal: 16, ok: true}          // dnsdist's maximum-rate run
+	run[5].cpu = cpuUse{steal: 4.9, ok: true}         // enforcing's: under the limit
+	run[5].fixedSteal, run[5].fixedStealOK = 18, true // enforcing's fixed-rate runs
+	b.Reset()
+	writeTargets(&b, [][]row{run}, goBench{})
+	got = b.String()
+	for _, want := range []string{
+		"| unique mix, nftables enforce vs plain dnsmasq | ≥ 1.0× | 0.80× **not met** |",
+		"| unique mix, backend none vs dnsdist | ≥ 0.7× | 0.50× **not met**, in doubt: steal 16% in dnsdist's runs |",
+		"| p99 at the fixed rate, enforce vs dnsdist | ≤ 2× | 1.80× met, in doubt: steal 18% in " + nameEnforce + "'s runs |",
+		"| answer→kernel p99 at the fixed rate | ≤ 200 µs | 250 µs **not met**, in doubt: steal 18% in " + nameEnforce + "'s runs |",
+		"| cached mix, backend none vs unbound (1 thread) | ≥ 1.0× | 2.40× met |",
+		"A verdict in doubt comes from runs in which the hypervisor took 5% of CPU 0 or more",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("report lacks %q:\n%s", want, got)
+		}
+	}
 }
 
 func TestRampTop(t *testing.T) {

@@ -173,6 +173,10 @@ type row struct {
 	// CPU 0 during the maximum-rate run, and fqdngate's profile.
 	cpu   cpuUse
 	parts breakdown
+	// fixedSteal is the share of CPU 0 (percent) the hypervisor took
+	// during the fresh server's fixed-rate runs.
+	fixedSteal   float64
+	fixedStealOK bool
 }
 
 // The fixed-rate runs' names: unique, none asked before. The fresh
@@ -239,6 +243,7 @@ func measure(s server, dir, uniq, cached string) (row, error) {
 	isFqdngate := strings.HasPrefix(s.name, "fqdngate")
 	if err == nil {
 		var p50s []time.Duration
+		before, stErr := readCPU(0)
 		for i, f := range fixed {
 			run := func() error {
 				p50, p99, err := latency(serverAddr+":53", f)
@@ -256,6 +261,9 @@ func measure(s server, dir, uniq, cached string) (row, error) {
 		}
 		if err == nil {
 			rw.p50, rw.p99 = median(p50s), median(rw.p99s)
+			if after, err := readCPU(0); err == nil && stErr == nil {
+				rw.fixedSteal, rw.fixedStealOK = after.minus(before).stealShare()
+			}
 		}
 	}
 	if err == nil && enforcing {
