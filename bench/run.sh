@@ -17,6 +17,10 @@ go build -o bin/bench-floor ./bench/floor
 # targets too.
 gobench=$(mktemp)
 trap 'rm -f "$gobench"' EXIT
+# The machine's CPU counters around them, for the share the hypervisor
+# took meanwhile (steal).
+sed -n 's/^cpu /before: cpu /p' /proc/stat >"$gobench"
 go test -run '^$' -bench 'Match50k|LedgerRecord|LedgerBytesPerEntry|Walk|AllowOneAnswer|AllowBatch' -benchmem -benchtime 2s \
-  ./internal/policy ./internal/ledger ./internal/dnsproxy ./internal/enforce 2>&1 | grep -E '^(Benchmark|ok|PASS)' >"$gobench" || true
+  ./internal/policy ./internal/ledger ./internal/dnsproxy ./internal/enforce 2>&1 | grep -E '^(Benchmark|ok|PASS)' >>"$gobench" || true
+sed -n 's/^cpu /after: cpu /p' /proc/stat >>"$gobench"
 go run ./bench/harness -bin bin -out bench/RESULTS.md -gobench "$gobench" "$@"

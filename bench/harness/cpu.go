@@ -48,7 +48,12 @@ func readCPU(n int) (cpuTicks, error) {
 // softirq steal ...") in the text of /proc/stat. nice counts as user,
 // iowait as idle, softirq with irq.
 func parseCPU(stat []byte, n int) (cpuTicks, error) {
-	label := "cpu" + strconv.Itoa(n)
+	return parseCPULine(stat, "cpu"+strconv.Itoa(n))
+}
+
+// parseCPULine reads the line of stat whose first field is label ("cpu"
+// for the whole machine, "cpuN" for one CPU).
+func parseCPULine(stat []byte, label string) (cpuTicks, error) {
 	sc := bufio.NewScanner(bytes.NewReader(stat))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())

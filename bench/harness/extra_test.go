@@ -72,6 +72,29 @@ BenchmarkLedgerBytesPerEntry-2   	       2	1485736481 ns/op	       192.2 bytes/e
 	if _, err := readGoBench(filepath.Join(t.TempDir(), "missing")); err == nil {
 		t.Error("a missing file: no error")
 	}
+
+	// bench/run.sh's /proc/stat lines around the benchmarks: 100 of 1,000
+	// ticks stolen is 10%, and the lines are not part of the text.
+	withStat := "before: cpu  100 0 100 700 0 0 0 100 0 0\n" + out + "after: cpu  300 0 200 1300 0 0 0 200 0 0\n"
+	if err := os.WriteFile(path, []byte(withStat), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g, err = readGoBench(path)
+	if err != nil || !g.stealOK || g.steal != 10 || g.text != out {
+		t.Errorf("with /proc/stat lines: got %+v, %v", g, err)
+	}
+	var b strings.Builder
+	writeTargets(&b, nil, g)
+	if want := "(197 ns a lookup), met, in doubt: the hypervisor took 10% of the CPUs (steal) while the Go benchmarks ran."; !strings.Contains(b.String(), want) {
+		t.Errorf("report lacks %q:\n%s", want, b.String())
+	}
+	// A damaged line is an error that names the file.
+	if err := os.WriteFile(path, []byte("before: cpu  x\n"+out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readGoBench(path); err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("a damaged /proc/stat line: got %v", err)
+	}
 }
 
 // TestTargets checks the verdicts the report prints from a run's rows.
