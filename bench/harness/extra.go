@@ -315,10 +315,10 @@ func fixedRunSteal(r row) (float64, bool) { return r.fixedSteal, r.fixedStealOK 
 // worstSteal is the most CPU 0 the hypervisor took during the runs t's
 // figure comes from, and whose runs they were.
 func (t target) worstSteal(rows []row) (float64, string) {
-	worst, who := 0.0, ""
 	if t.steal == nil {
 		return 0, ""
 	}
+	worst, who := 0.0, ""
 	for _, name := range t.rows {
 		r, ok := find(rows, name)
 		if !ok {
