@@ -74,9 +74,6 @@ func (b *batched) loop(in, out *ipv4.PacketConn, turn func(m *ipv4.Message, buf 
 			}
 			sent += m
 		}
-		for i := range wr[:k] {
-			wr[i].Buffers[0] = wr[i].Buffers[0][:cap(wr[i].Buffers[0])]
-		}
 	}
 }
 

@@ -243,27 +243,29 @@ func measure(s server, dir, uniq, cached string) (row, error) {
 	isFqdngate := strings.HasPrefix(s.name, "fqdngate")
 	if err == nil {
 		var p50s []time.Duration
-		before, stErr := readCPU(0)
-		for i, f := range fixed {
-			run := func() error {
-				p50, p99, err := latency(serverAddr+":53", f)
-				p50s, rw.p99s = append(p50s, p50), append(rw.p99s, p99)
-				return err
+		var ticks cpuTicks
+		ticks, err = onCPU0(func() error {
+			for i, f := range fixed {
+				run := func() error {
+					p50, p99, err := latency(serverAddr+":53", f)
+					p50s, rw.p99s = append(p50s, p50), append(rw.p99s, p99)
+					return err
+				}
+				var err error
+				if i == 0 {
+					err = profiled(isFqdngate, s.name, "fresh-fixed", "trace?seconds=4", run)
+				} else {
+					err = run()
+				}
+				if err != nil {
+					return err
+				}
 			}
-			if i == 0 {
-				err = profiled(isFqdngate, s.name, "fresh-fixed", "trace?seconds=4", run)
-			} else {
-				err = run()
-			}
-			if err != nil {
-				break
-			}
-		}
+			return nil
+		})
 		if err == nil {
 			rw.p50, rw.p99 = median(p50s), median(rw.p99s)
-			if after, err := readCPU(0); err == nil && stErr == nil {
-				rw.fixedSteal, rw.fixedStealOK = after.minus(before).stealShare()
-			}
+			rw.fixedSteal, rw.fixedStealOK = ticks.stealShare()
 		}
 	}
 	if err == nil && enforcing {
