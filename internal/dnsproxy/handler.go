@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -45,6 +46,9 @@ const (
 	DecisionBusy         = "busy"
 	DecisionUpstreamFail = "upstream-fail"
 	DecisionEnforceFail  = "enforce-fail"
+	// DecisionWithdrawn: a reload withdrew the name while it was
+	// resolved; the answer was withheld (SERVFAIL) and nothing stays open.
+	DecisionWithdrawn = "withdrawn"
 )
 
 // Outcome is what became of one query, for metrics and the event log.
@@ -97,7 +101,7 @@ type Handler struct {
 
 // Stats counts outcomes; read with Snapshot.
 type Stats struct {
-	Allowed, Denied, WouldDeny, Refused, Malformed, UpstreamFail, EnforceFail, Busy atomic.Uint64
+	Allowed, Denied, WouldDeny, Refused, Malformed, UpstreamFail, EnforceFail, Busy, Withdrawn atomic.Uint64
 }
 
 // NewHandler wires a handler. now may be nil for time.Now.
@@ -262,8 +266,8 @@ func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, 
 			}
 			if wire, walked, ok := p.replay(*buf, req, entry.age(now)); ok {
 				*buf = wire
-				if !h.grant(ctx, client, dec, q.Name, walked, out) {
-					return reply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeOther, "fqdngate: firewall rule not installed"), nil
+				if !h.grant(ctx, pol, client, dec, q.Name, walked, out) {
+					return withheld(req, out), nil
 				}
 				return nil, wire
 			}
@@ -299,8 +303,8 @@ func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, 
 	strip(resp, walked)
 
 	// 6. Rule before answer, and 7. record who was told what.
-	if !h.grant(ctx, client, dec, q.Name, walked, out) {
-		return reply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeOther, "fqdngate: firewall rule not installed"), nil
+	if !h.grant(ctx, pol, client, dec, q.Name, walked, out) {
+		return withheld(req, out), nil
 	}
 	if h.log.Enabled(ctx, slog.LevelDebug) {
 		// Guarded: the arguments alone were two allocations of every
@@ -325,9 +329,10 @@ func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, 
 
 // grant installs the addresses of an allowed answer for client, bounded
 // by the hold budget, and records them in the ledger (steps 6 and 7). It
-// returns false, with the outcome set, when the kernel did not take them:
-// the answer must not be released.
-func (h *Handler) grant(ctx context.Context, client netip.Addr, dec policy.Decision, qname string, walked Walked, out *Outcome) bool {
+// returns false, with the outcome set, when the kernel did not take them
+// or a reload withdrew the name meanwhile: the answer must not be
+// released. pol is the policy dec came from.
+func (h *Handler) grant(ctx context.Context, pol *policy.Policy, client netip.Addr, dec policy.Decision, qname string, walked Walked, out *Outcome) bool {
 	if !dec.Allowed() {
 		return true
 	}
@@ -355,14 +360,52 @@ func (h *Handler) grant(ctx context.Context, client netip.Addr, dec policy.Decis
 		h.log.Error("rule not installed; answer withheld", "client", client, "qname", qname, "err", err)
 		return false
 	}
-	h.stats.Allowed.Add(1)
-	out.Answer = &ans
 	if revoke := h.ledger.Record(now, ans); len(revoke) > 0 {
 		if err := h.enforcer.Revoke(ctx, revoke); err != nil {
 			h.log.Warn("evicted addresses not removed; they expire on their own", "n", len(revoke), "err", err)
 		}
 	}
+	if cur := h.policy.Load(); cur != pol && !h.stillGranted(ctx, cur, ans) {
+		h.stats.Withdrawn.Add(1)
+		out.Decision = DecisionWithdrawn
+		return false
+	}
+	h.stats.Allowed.Add(1)
+	out.Answer = &ans
 	return true
+}
+
+// stillGranted settles the race between a query and a reload. A reload
+// swaps the policy first and then withdraws, from the ledger and the
+// kernel, what the new policy no longer allows. A query that matched the
+// old policy and recorded its answer after that walk would leave its
+// name open: so every query reads the policy again after recording, and
+// one that finds another policy checks its answer against it. Either the
+// record came before the walk (the reload withdraws it) or the check here
+// sees the new policy (the query withdraws itself): no order of the two
+// leaves a withdrawn name open. An answer the new policy grants on other
+// ports is withdrawn too and the client asks again, rather than keep
+// ports the reload took away.
+func (h *Handler) stillGranted(ctx context.Context, cur *policy.Policy, ans ledger.Answer) bool {
+	if d := cur.Match(ans.Client, ans.Name); d.Allowed() && slices.Equal(d.Ports(), ans.Ports) {
+		return true
+	}
+	if revoke := h.ledger.Withdraw(h.now(), ans.Client, ans.Name); len(revoke) > 0 {
+		if err := h.enforcer.Revoke(ctx, revoke); err != nil {
+			h.log.Warn("withdrawn addresses not removed; they expire on their own", "n", len(revoke), "err", err)
+		}
+	}
+	h.log.Info("answer withheld: a reload withdrew the name while it was resolved", "client", ans.Client, "qname", ans.Name)
+	return false
+}
+
+// withheld is the reply to an allowed query whose answer must not be
+// released (grant returned false).
+func withheld(req *dns.Msg, out *Outcome) *dns.Msg {
+	if out.Decision == DecisionWithdrawn {
+		return reply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeOther, "fqdngate: policy reloaded, ask again")
+	}
+	return reply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeOther, "fqdngate: firewall rule not installed")
 }
 
 func (h *Handler) install(ctx context.Context, a ledger.Answer) error {

@@ -567,57 +567,6 @@ func (l *Ledger) Stats() Stats {
 	return s
 }
 
-// Filter selects ledger entries; zero fields match everything.
-type Filter struct {
-	Client, Addr netip.Addr
-	// Name is normalised (lower case, no trailing dot).
-	Name string
-}
-
-// Select returns copies of up to limit entries matching f, newest expiry
-// first, and whether more matched.
-func (l *Ledger) Select(f Filter, limit int) ([]Entry, bool) {
-	l.mu.Lock()
-	var out []Entry
-	fc, known := l.strs.clientID(f.Client)
-	if f.Client.IsValid() && !known {
-		l.mu.Unlock()
-		return nil, false
-	}
-	fa := pack(f.Addr.Unmap())
-	add := func(i uint32) {
-		e := l.slab.at(i)
-		if (f.Client.IsValid() && e.client != fc) || (f.Addr.IsValid() && e.addr != fa) || (f.Name != "" && l.strs.names.get(e.name) != f.Name) {
-			return
-		}
-		out = append(out, l.export(i))
-	}
-	switch {
-	case f.Addr.IsValid():
-		for i := l.headAddr(fa); i != none; i = l.slab.at(i).nextAddr {
-			add(i)
-		}
-	case f.Client.IsValid() && f.Name != "":
-		if id, ok := l.strs.names.ids[f.Name]; ok {
-			for i := l.head(nameKey{fc, id}); i != none; i = l.slab.at(i).nextName {
-				add(i)
-			}
-		}
-	default:
-		for i := range uint32(l.slab.len()) {
-			if l.slab.at(i).used() {
-				add(uint32(i))
-			}
-		}
-	}
-	l.mu.Unlock()
-	slices.SortFunc(out, func(x, y Entry) int { return y.Expires.Compare(x.Expires) })
-	if len(out) > limit {
-		return out[:limit], true
-	}
-	return out, false
-}
-
 // Grant is an element and how long the kernel must hold it: what an
 // answer asks of the enforcer.
 type Grant struct {

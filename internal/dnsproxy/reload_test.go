@@ -1,0 +1,107 @@
+package dnsproxy
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+
+	"github.com/miekg/dns"
+
+	"github.com/fqdngate/fqdngate/internal/ledger"
+	"github.com/fqdngate/fqdngate/internal/policy"
+)
+
+// gatedUpstream answers as its fakeUpstream once released, and says when
+// a query has reached it: the test steps a query and a reload past each
+// other without sleeping.
+type gatedUpstream struct {
+	*fakeUpstream
+	asked   chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedUpstream) Exchange(ctx context.Context, q *dns.Msg) (Reply, error) {
+	g.asked <- struct{}{}
+	<-g.release
+	return g.fakeUpstream.Exchange(ctx, q)
+}
+
+// reloadTo does what the gateway's reloader does, in its order: the new
+// policy first, then the ledger's withdrawal and the kernel's.
+func (e *env) reloadTo(t *testing.T, p *policy.Policy) {
+	t.Helper()
+	e.h.SetPolicy(p)
+	revoke, _ := e.led.Repolicy(t0, func(client netip.Addr, name string) ([]policy.PortRange, []string, bool) {
+		d := p.Match(client, name)
+		return d.Ports(), d.RuleNames(), d.Allowed()
+	})
+	if err := e.enf.Revoke(context.Background(), revoke); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReloadDuringQuery(t *testing.T) {
+	withoutUpdate := func(t *testing.T) *policy.Policy {
+		p := testPolicy(t)
+		g := p.Groups()[0]
+		np, err := policy.New([]*policy.Group{{Name: g.Name, Prefixes: g.Prefixes, Rules: g.Rules[1:]}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return np
+	}
+	onlyPort443 := func(t *testing.T) *policy.Policy {
+		p := testPolicy(t)
+		g := p.Groups()[0]
+		r := *g.Rules[0]
+		r.Ports = []policy.PortRange{tcp443}
+		np, err := policy.New([]*policy.Group{{Name: g.Name, Prefixes: g.Prefixes, Rules: []*policy.Rule{&r, g.Rules[1]}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return np
+	}
+	tests := []struct {
+		name      string
+		reload    func(*testing.T) *policy.Policy
+		rcode     int
+		installed int // elements left in the kernel
+		decision  string
+	}{
+		{"the reload withdrew the name", withoutUpdate, dns.RcodeServerFailure, 0, DecisionWithdrawn},
+		{"the reload took a port away", onlyPort443, dns.RcodeServerFailure, 0, DecisionWithdrawn},
+		{"the reload left the rule as it was", func(t *testing.T) *policy.Policy { return testPolicy(t) }, dns.RcodeSuccess, 4, DecisionAllowed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			g := &gatedUpstream{fakeUpstream: e.up, asked: make(chan struct{}), release: make(chan struct{})}
+			e.h.upstream = g
+			var out Outcome
+			e.h.SetObserver(observerFunc(func(o Outcome) { out = o }))
+			done := make(chan *dns.Msg)
+			go func() {
+				done <- e.h.Resolve(context.Background(), devA, query("prod.update.sphere.azure.net.", dns.TypeA, true))
+			}()
+			<-g.asked // the query matched the old policy and is upstream
+			e.reloadTo(t, tc.reload(t))
+			close(g.release)
+			resp := <-done
+			if resp.Rcode != tc.rcode || out.Decision != tc.decision {
+				t.Fatalf("rcode %s, decision %s; want %s, %s", dns.RcodeToString[resp.Rcode], out.Decision,
+					dns.RcodeToString[tc.rcode], tc.decision)
+			}
+			if len(e.enf.Elems) != tc.installed {
+				t.Errorf("%d elements in the kernel, want %d: %v", len(e.enf.Elems), tc.installed, e.enf.Elems)
+			}
+			entries, _ := e.led.Select(ledger.Filter{Client: devA}, 100)
+			if tc.installed == 0 && len(entries) != 0 {
+				t.Errorf("ledger still holds %v", entries)
+			}
+		})
+	}
+}
+
+type observerFunc func(Outcome)
+
+func (f observerFunc) Query(o Outcome) { f(o) }
