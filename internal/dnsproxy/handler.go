@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/time/rate"
 
 	"github.com/fqdngate/fqdngate/internal/enforce"
 	"github.com/fqdngate/fqdngate/internal/ledger"
@@ -97,11 +98,23 @@ type Handler struct {
 	inflight chan struct{}
 	stats    Stats
 	obs      Observer
+	// logs bounds the log lines of single queries (denied, failed): a
+	// device asking random denied names must not flood the log. Counts
+	// are always kept; LogsSuppressed counts the lines left out.
+	logs *rate.Limiter
 }
+
+// Budget of per-query log lines: the same as the drop log's (monitor).
+const (
+	queryLogsPerSec = 50
+	queryLogsBurst  = 200
+)
 
 // Stats counts outcomes; read with Snapshot.
 type Stats struct {
 	Allowed, Denied, WouldDeny, Refused, Malformed, UpstreamFail, EnforceFail, Busy, Withdrawn atomic.Uint64
+	// LogsSuppressed counts per-query log lines left out for the budget.
+	LogsSuppressed atomic.Uint64
 }
 
 // NewHandler wires a handler. now may be nil for time.Now.
@@ -116,7 +129,8 @@ func NewHandler(p *policy.Policy, up Upstream, l *ledger.Ledger, e enforce.Enfor
 		o.DenyRcode = dns.RcodeNameError
 	}
 	h := &Handler{upstream: up, ledger: l, enforcer: e, opts: o, log: log, now: now,
-		inflight: make(chan struct{}, o.MaxInflight), obs: nopObserver{}}
+		inflight: make(chan struct{}, o.MaxInflight), obs: nopObserver{},
+		logs: rate.NewLimiter(queryLogsPerSec, queryLogsBurst)}
 	h.holder, _ = e.(enforce.Holder)
 	h.policy.Store(p)
 	return h
@@ -241,12 +255,12 @@ func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, 
 		if !h.opts.Observe {
 			h.stats.Denied.Add(1)
 			out.Decision = DecisionDenied
-			h.log.Info("denied", "client", client, "group", dec.Group.Name, "qname", q.Name, "qtype", dns.TypeToString[q.Qtype])
+			h.logQuery(slog.LevelInfo, "denied", "client", client, "group", dec.Group.Name, "qname", q.Name, "qtype", dns.TypeToString[q.Qtype])
 			return reply(req, h.opts.DenyRcode, dns.ExtendedErrorCodeBlocked, "fqdngate: name not allowed"), nil
 		}
 		h.stats.WouldDeny.Add(1)
 		out.Decision = DecisionWouldDeny
-		h.log.Info("would deny", "client", client, "group", dec.Group.Name, "qname", q.Name, "qtype", dns.TypeToString[q.Qtype])
+		h.logQuery(slog.LevelInfo, "would deny", "client", client, "group", dec.Group.Name, "qname", q.Name, "qtype", dns.TypeToString[q.Qtype])
 	}
 
 	// 4. Ask the cache, else an upstream (and cache its answer). A cached
@@ -280,7 +294,7 @@ func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, 
 		rep, err := h.upstream.Exchange(ctx, uq)
 		if err != nil {
 			h.stats.UpstreamFail.Add(1)
-			h.log.Warn("upstream failed", "qname", q.Name, "err", err)
+			h.logQuery(slog.LevelWarn, "upstream failed", "client", client, "qname", q.Name, "err", err)
 			out.Decision = DecisionUpstreamFail
 			return reply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeNetworkError, "fqdngate: no upstream answered"), nil
 		}
@@ -357,7 +371,7 @@ func (h *Handler) grant(ctx context.Context, pol *policy.Policy, client netip.Ad
 	if err != nil {
 		h.stats.EnforceFail.Add(1)
 		out.Decision = DecisionEnforceFail
-		h.log.Error("rule not installed; answer withheld", "client", client, "qname", qname, "err", err)
+		h.logQuery(slog.LevelError, "rule not installed; answer withheld", "client", client, "qname", qname, "err", err)
 		return false
 	}
 	if revoke := h.ledger.Record(now, ans); len(revoke) > 0 {
@@ -397,6 +411,18 @@ func (h *Handler) stillGranted(ctx context.Context, cur *policy.Policy, ans ledg
 	}
 	h.log.Info("answer withheld: a reload withdrew the name while it was resolved", "client", ans.Client, "qname", ans.Name)
 	return false
+}
+
+// logQuery logs a line about one query within the budget of such lines.
+func (h *Handler) logQuery(level slog.Level, msg string, args ...any) {
+	if !h.log.Enabled(context.Background(), level) {
+		return
+	}
+	if !h.logs.AllowN(h.now(), 1) {
+		h.stats.LogsSuppressed.Add(1)
+		return
+	}
+	h.log.Log(context.Background(), level, msg, args...)
 }
 
 // withheld is the reply to an allowed query whose answer must not be

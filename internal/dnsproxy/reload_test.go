@@ -2,8 +2,11 @@ package dnsproxy
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -105,3 +108,38 @@ func TestReloadDuringQuery(t *testing.T) {
 type observerFunc func(Outcome)
 
 func (f observerFunc) Query(o Outcome) { f(o) }
+
+// countingHandler counts the log records that reach it.
+type countingHandler struct{ n *int }
+
+func (c countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (c countingHandler) Handle(context.Context, slog.Record) error { *c.n++; return nil }
+func (c countingHandler) WithAttrs([]slog.Attr) slog.Handler      { return c }
+func (c countingHandler) WithGroup(string) slog.Handler           { return c }
+
+func TestDeniedQueriesLogWithinBudget(t *testing.T) {
+	e := newEnv(t, nil)
+	lines := 0
+	now := t0
+	e.h = NewHandler(testPolicy(t), e.up, e.led, e.enf, e.opts, slog.New(countingHandler{&lines}), func() time.Time { return now })
+	// A device asking random denied names, 2,000 in one second: every
+	// one is denied and counted, the log gets the burst.
+	for i := range 2000 {
+		r := e.h.Resolve(context.Background(), devA, query(fmt.Sprintf("r%d.tunnel.example.", i), dns.TypeA, false))
+		if r.Rcode != dns.RcodeNameError {
+			t.Fatalf("query %d: %s", i, dns.RcodeToString[r.Rcode])
+		}
+	}
+	if lines != queryLogsBurst || e.h.Stats().Denied.Load() != 2000 || e.h.Stats().LogsSuppressed.Load() != 2000-queryLogsBurst {
+		t.Fatalf("%d log lines, %d denied, %d suppressed; want %d, 2000, %d", lines, e.h.Stats().Denied.Load(),
+			e.h.Stats().LogsSuppressed.Load(), queryLogsBurst, 2000-queryLogsBurst)
+	}
+	// A second later the budget has refilled by its rate.
+	now = now.Add(time.Second)
+	for i := range 100 {
+		e.h.Resolve(context.Background(), devA, query(fmt.Sprintf("s%d.tunnel.example.", i), dns.TypeA, false))
+	}
+	if want := queryLogsBurst + queryLogsPerSec; lines != want {
+		t.Errorf("%d log lines after a second, want %d", lines, want)
+	}
+}

@@ -82,15 +82,17 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 	// The listeners come after the metrics; scrapes come after both (the
 	// API starts last).
 	var srv *dnsproxy.Server
+	var h *dnsproxy.Handler
 	src := metrics.Sources{Ledger: led.Stats, Drops: mon.Counts, CacheLen: cache.Len,
-		QueueDrops: func() uint64 { return srv.QueueDrops() }}
+		QueueDrops:     func() uint64 { return srv.QueueDrops() },
+		LogsSuppressed: func() (uint64, uint64) { return h.Stats().LogsSuppressed.Load(), mon.Suppressed() }}
 	if n, ok := enf.(*enforce.NFT); ok {
 		src.Kernel, src.Elements, src.Writer = n.Counters, n.Elements, n.WriterStats
 	}
 	met := metrics.New(src)
 	pool := dnsproxy.NewPool(c.Derived.Upstreams, c.UpstreamTimeout, upstreamMark(c))
 	pool.SetObserver(met.Upstream)
-	h := dnsproxy.NewHandler(c.Derived.Policy, pool, led, enf,
+	h = dnsproxy.NewHandler(c.Derived.Policy, pool, led, enf,
 		dnsproxy.Options{
 			Observe: c.Mode == config.ModeObserve, DenyRcode: deny,
 			MinTTL: e.MinTTL, MaxTTL: e.MaxTTL, Grace: e.Grace, MaxInflight: c.MaxInflight,

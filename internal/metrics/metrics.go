@@ -33,6 +33,9 @@ type Sources struct {
 	Writer func() enforce.WriterStats
 	// QueueDrops is the UDP queries dropped at a full work queue.
 	QueueDrops func() uint64
+	// LogsSuppressed is the log lines left out for their budget: of
+	// single queries (denied, failed) and of drops.
+	LogsSuppressed func() (queries, drops uint64)
 }
 
 // Metrics is the registry and the counters fed from the query path.
@@ -145,11 +148,12 @@ var (
 	descWriterTx   = prometheus.NewDesc("fqdngate_nft_transactions_total", "Netlink transactions the nftables writer committed (requests per transaction: how many answers share one).", nil, nil)
 	descQueueDrops = prometheus.NewDesc("fqdngate_dns_udp_queue_drops_total", "UDP queries dropped because every worker was busy and the queue full (clients retry).", nil, nil)
 	descWriterEl   = prometheus.NewDesc("fqdngate_nft_element_writes_total", "Set element adds and deletes in committed transactions.", nil, nil)
+	descSuppressed = prometheus.NewDesc("fqdngate_log_lines_suppressed_total", "Log lines left out to keep the log's budget (50 a second, bursts of 200), by source: query (denied and failed queries) or drop; the counters by decision and reason are complete.", []string{"source"}, nil)
 	descCommit     = prometheus.NewDesc("fqdngate_nft_commit_duration_seconds", "How long the kernel took to take each netlink transaction of the writer: the kernel's part of answer to kernel.", nil, nil)
 )
 
 func (s *scraped) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCacheLen, descLedger, descLearnt, descEvicted, descElements, descDrops, descWould, descLost, descOverruns, descKernel, descKernelFail, descWriterReq, descWriterTx, descWriterEl, descCommit, descQueueDrops} {
+	for _, d := range []*prometheus.Desc{descCacheLen, descLedger, descLearnt, descEvicted, descElements, descDrops, descWould, descLost, descOverruns, descKernel, descKernelFail, descWriterReq, descWriterTx, descWriterEl, descCommit, descQueueDrops, descSuppressed} {
 		ch <- d
 	}
 }
@@ -167,6 +171,11 @@ func (s *scraped) Collect(ch chan<- prometheus.Metric) {
 	}
 	if s.src.QueueDrops != nil {
 		ch <- prometheus.MustNewConstMetric(descQueueDrops, prometheus.CounterValue, float64(s.src.QueueDrops()))
+	}
+	if s.src.LogsSuppressed != nil {
+		q, d := s.src.LogsSuppressed()
+		ch <- prometheus.MustNewConstMetric(descSuppressed, prometheus.CounterValue, float64(q), "query")
+		ch <- prometheus.MustNewConstMetric(descSuppressed, prometheus.CounterValue, float64(d), "drop")
 	}
 	if s.src.Writer != nil {
 		w := s.src.Writer()

@@ -6,12 +6,12 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	nflog "github.com/florianl/go-nflog/v2"
 	"github.com/miekg/dns"
+	"golang.org/x/time/rate"
 
 	"github.com/fqdngate/fqdngate/internal/dnsproxy"
 	"github.com/fqdngate/fqdngate/internal/enforce"
@@ -56,10 +56,8 @@ type Monitor struct {
 
 	names nameTally
 
-	sampleMu sync.Mutex
-	tokens   float64
-	lastFill time.Time
-	sampled  atomic.Uint64 // drop events not sampled into the ring and log
+	samples *rate.Limiter
+	sampled atomic.Uint64 // drop events not sampled into the ring and log
 }
 
 type logged struct {
@@ -86,8 +84,7 @@ func New(led *ledger.Ledger, o Options, log *slog.Logger) *Monitor {
 		log:       log,
 		now:       o.Now,
 		queue:     make(chan logged, queueLen),
-		tokens:    samplesBurst,
-		lastFill:  o.Now(),
+		samples:   rate.NewLimiter(samplesPerSec, samplesBurst),
 	}
 }
 
@@ -214,17 +211,7 @@ func (m *Monitor) Attribute(at time.Time, kind string, pkt Packet) Explanation {
 }
 
 // sample is a token bucket: samplesPerSec, bursts of samplesBurst.
-func (m *Monitor) sample(now time.Time) bool {
-	m.sampleMu.Lock()
-	defer m.sampleMu.Unlock()
-	m.tokens = min(samplesBurst, m.tokens+now.Sub(m.lastFill).Seconds()*samplesPerSec)
-	m.lastFill = now
-	if m.tokens < 1 {
-		return false
-	}
-	m.tokens--
-	return true
-}
+func (m *Monitor) sample(now time.Time) bool { return m.samples.AllowN(now, 1) }
 
 // Suppressed is the number of drop events counted but not sampled.
 func (m *Monitor) Suppressed() uint64 { return m.sampled.Load() }
