@@ -166,11 +166,24 @@ func (d Deps) events(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, "limit", err)
 		return
 	}
-	evs, lost := d.Monitor.Events.Since(since, limit)
-	next := since
-	if len(evs) > 0 {
-		next = evs[len(evs)-1].Seq
+	f := monitor.EventFilter{Kind: q.Get("kind"), Outcome: q.Get("outcome")}
+	if f.Client, err = optAddr(q.Get("client")); err != nil {
+		badRequest(w, "client", err)
+		return
 	}
+	if n := q.Get("name"); n != "" {
+		name, ok := policy.NormalizeName(n)
+		if !ok {
+			badRequest(w, "name", fmt.Errorf("%q is not a domain name", n))
+			return
+		}
+		f.Name = name
+	}
+	if f.Kind != "" && f.Kind != monitor.KindQuery && f.Kind != monitor.KindDrop {
+		badRequest(w, "kind", fmt.Errorf("%q is neither %s nor %s", f.Kind, monitor.KindQuery, monitor.KindDrop))
+		return
+	}
+	evs, next, lost := d.Monitor.Events.Select(since, limit, f)
 	if evs == nil {
 		evs = []monitor.Event{}
 	}

@@ -64,6 +64,12 @@ func TestEndpoints(t *testing.T) {
 		{"/api/v1/ledger?limit=0", 400, `"param": "limit"`},
 		{"/api/v1/events?since=0", 200, `"decision": "allowed"`},
 		{"/api/v1/events?since=x", 400, `"param": "since"`},
+		{"/api/v1/events?kind=drop", 200, `"events": []`},
+		{"/api/v1/events?kind=query&client=192.0.2.10&outcome=allowed&name=WWW.example.com", 200, `"name": "www.example.com"`},
+		{"/api/v1/events?client=192.0.2.11", 200, `"events": []`},
+		{"/api/v1/events?kind=dns", 400, `"param": "kind"`},
+		{"/api/v1/events?name=a..b", 400, `"param": "name"`},
+		{"/api/v1/events?client=nope", 400, `"param": "client"`},
 		{"/api/v1/explain?addr=203.0.113.5&client=192.0.2.10&port=tcp/443", 200, `"reason": "allowed"`},
 		{"/api/v1/explain?addr=203.0.113.5&client=192.0.2.11&port=tcp/443", 200, `"reason": "other-client"`},
 		{"/api/v1/explain?addr=203.0.113.5&port=tcp/8443", 200, `"reason": "port"`},
@@ -105,5 +111,37 @@ func TestEventsPaging(t *testing.T) {
 	}
 	if len(r.Events) != 3 || r.Events[0].Seq != 3 || r.Next != 5 || r.Lost {
 		t.Errorf("page: %+v", r)
+	}
+}
+
+func TestEventsFilterPaging(t *testing.T) {
+	h, _, mon := newAPI(t, true)
+	// Events 2..11 after the allowed one of newAPI: the denied ones are 2, 4, 6, 8, 10.
+	for i := range 10 {
+		d := dnsproxy.DecisionAllowed
+		if i%2 == 0 {
+			d = dnsproxy.DecisionDenied
+		}
+		mon.Query(dnsproxy.Outcome{Time: time.Now(), Decision: d, Name: "x.example."})
+	}
+	page := func(path string) EventsResponse {
+		var r EventsResponse
+		if _, body := get(t, h, path); json.Unmarshal([]byte(body), &r) != nil {
+			t.Fatalf("GET %s: %s", path, body)
+		}
+		return r
+	}
+	r := page("/api/v1/events?outcome=denied&limit=2")
+	if len(r.Events) != 2 || r.Events[0].Seq != 2 || r.Events[1].Seq != 4 || r.Next != 4 {
+		t.Fatalf("first page: %+v", r)
+	}
+	// The next page starts after the last event looked at, and a page
+	// with nothing new after it still moves next past what it scanned.
+	r = page("/api/v1/events?outcome=denied&limit=10&since=4")
+	if len(r.Events) != 3 || r.Events[0].Seq != 6 || r.Next != 11 {
+		t.Fatalf("second page: %+v", r)
+	}
+	if r = page("/api/v1/events?outcome=refused&since=4"); len(r.Events) != 0 || r.Next != 11 {
+		t.Fatalf("page without a match: %+v", r)
 	}
 }

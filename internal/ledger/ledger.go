@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"math"
 	"net/netip"
 	"slices"
 	"sync"
@@ -538,23 +539,10 @@ func (l *Ledger) GC(now time.Time) int {
 	return n
 }
 
-// Lookup returns copies of the entries for addr, live and expired, newest
-// expiry first. An invalid client matches every client.
+// Lookup returns copies of all the entries for addr, live and expired,
+// newest expiry first. An invalid client matches every client.
 func (l *Ledger) Lookup(addr netip.Addr, client netip.Addr) []Entry {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []Entry
-	c, known := l.strs.clientID(client)
-	if client.IsValid() && !known {
-		return nil
-	}
-	for i := l.headAddr(pack(addr.Unmap())); i != none; i = l.slab.at(i).nextAddr {
-		if client.IsValid() && l.slab.at(i).client != c {
-			continue
-		}
-		out = append(out, l.export(i))
-	}
-	slices.SortFunc(out, func(x, y Entry) int { return y.Expires.Compare(x.Expires) })
+	out, _ := l.Select(Filter{Client: client, Addr: addr}, math.MaxInt)
 	return out
 }
 

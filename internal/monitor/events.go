@@ -61,11 +61,44 @@ func (r *Ring) Add(e Event) uint64 {
 // Since returns up to limit events with a sequence number above seq,
 // oldest first, and whether older ones than those returned were lost.
 func (r *Ring) Since(seq uint64, limit int) (events []Event, lost bool) {
+	events, _, lost = r.Select(seq, limit, EventFilter{})
+	return events, lost
+}
+
+// EventFilter selects events; zero fields match everything.
+type EventFilter struct {
+	Kind   string
+	Client netip.Addr
+	// Name matches a query's name or a drop's name (normalised).
+	Name string
+	// Outcome matches a query's decision or a drop's reason.
+	Outcome string
+}
+
+func (f EventFilter) matches(e *Event) bool {
+	if f.Kind != "" && e.Kind != f.Kind || f.Client.IsValid() && e.Client != f.Client {
+		return false
+	}
+	name, outcome := e.Name, e.Decision
+	if e.Drop != nil {
+		name, outcome = e.Drop.Name, string(e.Drop.Reason)
+	}
+	return (f.Name == "" || name == f.Name) && (f.Outcome == "" || outcome == f.Outcome)
+}
+
+// Select returns up to limit events after seq that match f, oldest first;
+// next is the sequence number to ask after for the following ones (the
+// last event looked at, matching or not), and lost tells whether events
+// after seq were overwritten before they could be read. Only matching
+// events are copied, and the lock is held for at most one pass over the
+// ring.
+func (r *Ring) Select(seq uint64, limit int, f EventFilter) (events []Event, next uint64, lost bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	next = seq
 	n := uint64(len(r.buf))
 	if n == 0 {
-		return nil, false
+		return nil, next, false
 	}
 	first := r.next - n // oldest sequence number held
 	if seq+1 < first {
@@ -73,7 +106,11 @@ func (r *Ring) Since(seq uint64, limit int) (events []Event, lost bool) {
 		seq = first - 1
 	}
 	for s := seq + 1; s < r.next && len(events) < limit; s++ {
-		events = append(events, r.buf[int((s-1)%uint64(cap(r.buf)))])
+		e := &r.buf[int((s-1)%uint64(cap(r.buf)))]
+		next = s
+		if f.matches(e) {
+			events = append(events, *e)
+		}
 	}
-	return events, lost
+	return events, next, lost
 }

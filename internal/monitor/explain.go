@@ -58,6 +58,9 @@ type Explanation struct {
 	Message    string  `json:"message"`
 }
 
+// explainScan bounds the ledger entries one explanation reads.
+const explainScan = 64
+
 // Explainer attributes packets from the ledger and the denials log.
 type Explainer struct {
 	Ledger  *ledger.Ledger
@@ -72,7 +75,10 @@ type Explainer struct {
 // An invalid client means "whoever last got it"; proto 0 means any port.
 func (x *Explainer) Explain(now time.Time, client, addr netip.Addr, proto uint8, port uint16) Explanation {
 	addr = addr.Unmap()
-	entries := x.Ledger.Lookup(addr, netip.Addr{})
+	// Every dropped packet is explained, and a CDN address can be in the
+	// entries of thousands of clients: the newest explainScan of them,
+	// and of the client's own, are enough to tell why.
+	entries, _ := x.Ledger.Select(ledger.Filter{Addr: addr}, explainScan)
 	if !client.IsValid() && len(entries) > 0 {
 		client = entries[0].Client
 	}
@@ -81,11 +87,14 @@ func (x *Explainer) Explain(now time.Time, client, addr netip.Addr, proto uint8,
 		ex.Port = policy.PortRange{Proto: proto, Lo: port, Hi: port}.String()
 	}
 	var mine, others []ledger.Entry
-	for _, e := range entries {
-		if x.Global || e.Client == client {
-			mine = append(mine, e)
-		} else {
-			others = append(others, e)
+	if x.Global {
+		mine = entries
+	} else {
+		mine, _ = x.Ledger.Select(ledger.Filter{Client: client, Addr: addr}, explainScan)
+		for _, e := range entries {
+			if e.Client != client {
+				others = append(others, e)
+			}
 		}
 	}
 	if len(mine) > 0 {
