@@ -112,10 +112,10 @@ func (f observerFunc) Query(o Outcome) { f(o) }
 // countingHandler counts the log records that reach it.
 type countingHandler struct{ n *int }
 
-func (c countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (c countingHandler) Enabled(context.Context, slog.Level) bool  { return true }
 func (c countingHandler) Handle(context.Context, slog.Record) error { *c.n++; return nil }
-func (c countingHandler) WithAttrs([]slog.Attr) slog.Handler      { return c }
-func (c countingHandler) WithGroup(string) slog.Handler           { return c }
+func (c countingHandler) WithAttrs([]slog.Attr) slog.Handler        { return c }
+func (c countingHandler) WithGroup(string) slog.Handler             { return c }
 
 func TestDeniedQueriesLogWithinBudget(t *testing.T) {
 	e := newEnv(t, nil)
