@@ -128,6 +128,9 @@ func (a *AuthDNS) addrs(s *Site, geo int, now time.Time, v6 bool) []netip.Addr {
 	var last []byte
 	switch s.Kind {
 	case Stable:
+		if _, known := a.index[s]; !known {
+			idx = int(hash32(s.Name)) // a name under a wildcard
+		}
 		last = []byte{byte(stableBase + idx%30)}
 	default:
 		slot := int(now.UnixNano() / int64(a.TTL))
@@ -175,6 +178,9 @@ func (a *AuthDNS) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	a.mu.Unlock()
 	s, ok := a.sites[name]
 	if !ok {
+		s, ok = a.wildcard(name)
+	}
+	if !ok {
 		m.Rcode = dns.RcodeNameError
 		_ = w.WriteMsg(m)
 		return
@@ -215,6 +221,23 @@ func (a *AuthDNS) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		}
 	}
 	_ = w.WriteMsg(m)
+}
+
+// wildcard finds the site "*.zone" of the closest enclosing zone of name
+// and makes a stable site of name itself from it, whose address depends
+// on the name: a zone where every random name resolves, as a flood under
+// an allowed wildcard needs.
+func (a *AuthDNS) wildcard(name string) (*Site, bool) {
+	for zone := name; ; {
+		_, rest, ok := strings.Cut(zone, ".")
+		if !ok || rest == "" {
+			return nil, false
+		}
+		if w, ok := a.sites["*."+rest]; ok && len(w.Chain) == 0 {
+			return &Site{Name: name, Kind: Stable}, true
+		}
+		zone = rest
+	}
 }
 
 func addrIP(a net.Addr) net.IP {

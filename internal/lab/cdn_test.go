@@ -3,6 +3,7 @@ package lab
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -131,5 +132,36 @@ func TestCAIssuesBySNI(t *testing.T) {
 	}
 	if _, err := ca.ServerConfig().GetCertificate(&tls.ClientHelloInfo{}); err == nil {
 		t.Error("a certificate without SNI")
+	}
+}
+
+func TestAuthDNSWildcardZone(t *testing.T) {
+	a := NewAuthDNS(append(SphereSites("hub1"), Site{Name: "*.flood.example", Kind: Stable}), 20*time.Second)
+	tests := []struct {
+		name  string
+		rcode int
+	}{
+		{"r1.flood.example", dns.RcodeSuccess},
+		{"a.b.flood.example", dns.RcodeSuccess},
+		{"flood.example", dns.RcodeNameError}, // the wildcard is below the zone, as in the policy
+		{"r1.flood.example.other", dns.RcodeNameError},
+	}
+	for _, tc := range tests {
+		m := ask(a, "198.51.100.3", tc.name, dns.TypeA)
+		if m.Rcode != tc.rcode {
+			t.Errorf("%s: %s, want %s", tc.name, dns.RcodeToString[m.Rcode], dns.RcodeToString[tc.rcode])
+		}
+		if tc.rcode == dns.RcodeSuccess && (len(m.Answer) != 1 || m.Answer[0].Header().Name != dns.Fqdn(tc.name)) {
+			t.Errorf("%s: answer %v, want one A of the name asked", tc.name, m.Answer)
+		}
+	}
+	seen := map[netip.Addr]bool{}
+	for i := range 50 {
+		for _, ad := range addrsOf(ask(a, "198.51.100.3", fmt.Sprintf("r%d.flood.example", i), dns.TypeA)) {
+			seen[ad] = true
+		}
+	}
+	if len(seen) < 10 {
+		t.Errorf("50 names under the wildcard share %d addresses; want them spread", len(seen))
 	}
 }
