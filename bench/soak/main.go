@@ -237,7 +237,7 @@ type device struct {
 	addrs []netip.Addr // recent answers, for connects
 
 	sent, noerror, nxdomain, servfail, refused, other atomic.Uint64
-	connOK, connFail                                   atomic.Uint64
+	connOK, connFail                                  atomic.Uint64
 }
 
 func newDevice(ns *lab.NS) (*device, error) {
