@@ -33,6 +33,9 @@ type Options struct {
 	Global bool
 	// Cache, if not nil, answers repeated questions without the upstream.
 	Cache *Cache
+	// ServeStale keeps cached answers this long past expiry, served (and
+	// installed) when no upstream answers (RFC 8767); zero is off.
+	ServeStale time.Duration
 }
 
 // Decisions a query can end in, as Outcome.Decision.
@@ -45,6 +48,8 @@ const (
 	DecisionBusy         = "busy"
 	DecisionUpstreamFail = "upstream-fail"
 	DecisionEnforceFail  = "enforce-fail"
+	// DecisionCNAMENotVia: allowed name, but its chain left every via.
+	DecisionCNAMENotVia = "cname-not-via"
 )
 
 // Outcome is what became of one query, for metrics and the event log.
@@ -62,6 +67,11 @@ type Outcome struct {
 	Install time.Duration
 	// Cached is true when the answer came from the cache.
 	Cached bool
+	// Stale is true when it was a stale answer served because no upstream
+	// answered (serve_stale).
+	Stale bool
+	// Withheld is how many internal addresses were taken out (private_answers).
+	Withheld int
 }
 
 // Observer hears every query's outcome. It is called on the query's
@@ -98,6 +108,8 @@ type Handler struct {
 // Stats counts outcomes; read with Snapshot.
 type Stats struct {
 	Allowed, Denied, WouldDeny, Refused, Malformed, UpstreamFail, EnforceFail, Busy atomic.Uint64
+	// CNAMENotVia, Stale and Withheld (addresses) count answers.go's work.
+	CNAMENotVia, Stale, Withheld atomic.Uint64
 }
 
 // NewHandler wires a handler. now may be nil for time.Now.
@@ -114,6 +126,7 @@ func NewHandler(p *policy.Policy, up Upstream, l *ledger.Ledger, e enforce.Enfor
 	h := &Handler{upstream: up, ledger: l, enforcer: e, opts: o, log: log, now: now,
 		inflight: make(chan struct{}, o.MaxInflight), obs: nopObserver{}}
 	h.holder, _ = e.(enforce.Holder)
+	o.Cache.KeepStale(o.ServeStale)
 	h.policy.Store(p)
 	return h
 }
@@ -256,7 +269,10 @@ func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, 
 	entry := h.opts.Cache.lookup(uq, now)
 	if entry != nil {
 		out.Cached = true
-		if p := entry.reply.Load(); p != nil && p.kind == kind {
+		if p := entry.reply.Load(); p != nil && p.kind == kind|answerVariant(dec, p.walked) {
+			if deny := h.vetChain(req, client, dec, p.walked, out); deny != nil {
+				return deny, nil
+			}
 			if buf == nil {
 				buf = new([]byte)
 			}
@@ -275,6 +291,9 @@ func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, 
 	if resp == nil {
 		rep, err := h.upstream.Exchange(ctx, uq)
 		if err != nil {
+			rep, err = h.serveStale(uq, now, err, out)
+		}
+		if err != nil {
 			h.stats.UpstreamFail.Add(1)
 			h.log.Warn("upstream failed", "qname", q.Name, "err", err)
 			out.Decision = DecisionUpstreamFail
@@ -285,11 +304,17 @@ func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, 
 		if clampTTLs(resp, h.opts.MaxTTL) {
 			wire = nil // the cache packs what the client is told
 		}
-		h.opts.Cache.Put(uq, resp, wire, now)
+		if !out.Stale { // a stale answer stays as it is cached
+			h.opts.Cache.Put(uq, resp, wire, now)
+		}
 	}
 
 	// 5. Learn the chain and its addresses; drop addresses we cannot vouch for.
 	walked := Walk(q.Name, resp.Answer)
+	if deny := h.vetChain(req, client, dec, walked, out); deny != nil {
+		return deny, nil
+	}
+	h.withhold(client, dec, &walked, out)
 	if !h.opts.Global && dec.Allowed() {
 		if n := walked.KeepFamily(client.Is4()); n > 0 {
 			h.log.Debug("addresses of the other family withheld: ask over that family to use them",
@@ -312,9 +337,12 @@ func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, 
 	// 8. Release, with the client's ID, question and EDNS. A reply made
 	// from a cached answer is kept for the next client of this kind.
 	resp = clientReply(req, resp)
+	if out.Stale {
+		staleEDE(resp)
+	}
 	if entry != nil {
 		if wire, err := resp.Pack(); err == nil {
-			if p := prepare(wire, entry.age(now), walked, kind); p != nil {
+			if p := prepare(wire, entry.age(now), walked, kind|answerVariant(dec, walked)); p != nil {
 				entry.reply.Store(p)
 			}
 			return nil, wire
@@ -328,7 +356,9 @@ func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, 
 // returns false, with the outcome set, when the kernel did not take them:
 // the answer must not be released.
 func (h *Handler) grant(ctx context.Context, client netip.Addr, dec policy.Decision, qname string, walked Walked, out *Outcome) bool {
-	if !dec.Allowed() {
+	// Only the rules whose via the chain passes grant it (cname_targets);
+	// none left is an observe-mode would-deny (vetChain denied it else).
+	if dec, _ = dec.ForChain(walked.Chain); !dec.Allowed() {
 		return true
 	}
 	if len(walked.Addrs) == 0 {
@@ -347,7 +377,9 @@ func (h *Handler) grant(ctx context.Context, client netip.Addr, dec policy.Decis
 		Addrs: walked.Addrs, Rules: dec.RuleNames(), Ports: dec.Ports(), TTL: ttl,
 		Expires: now.Add(max(ttl, h.opts.MinTTL) + h.opts.Grace),
 	}
-	err := h.install(ctx, ans)
+	var split [2]ledger.Answer
+	parts := splitInternal(&split, ans, dec)
+	err := h.install(ctx, parts...)
 	out.Install = h.now().Sub(now)
 	if err != nil {
 		h.stats.EnforceFail.Add(1)
@@ -357,7 +389,7 @@ func (h *Handler) grant(ctx context.Context, client netip.Addr, dec policy.Decis
 	}
 	h.stats.Allowed.Add(1)
 	out.Answer = &ans
-	if revoke := h.ledger.Record(now, ans); len(revoke) > 0 {
+	if revoke := h.record(now, parts); len(revoke) > 0 {
 		if err := h.enforcer.Revoke(ctx, revoke); err != nil {
 			h.log.Warn("evicted addresses not removed; they expire on their own", "n", len(revoke), "err", err)
 		}
@@ -365,8 +397,13 @@ func (h *Handler) grant(ctx context.Context, client netip.Addr, dec policy.Decis
 	return true
 }
 
-func (h *Handler) install(ctx context.Context, a ledger.Answer) error {
-	grants := h.ledger.GrantsOf(a)
+// install puts an answer's elements (of all its parts, in one request)
+// into the kernel.
+func (h *Handler) install(ctx context.Context, parts ...ledger.Answer) error {
+	grants := h.ledger.GrantsOf(parts[0])
+	for _, p := range parts[1:] {
+		grants = append(grants, h.ledger.GrantsOf(p)...)
+	}
 	if h.holder != nil && h.holder.Holds(grants) {
 		return nil
 	}
