@@ -1,23 +1,25 @@
 package dnsproxy
 
-import (
-	"net/netip"
-	"slices"
-)
+import "net/netip"
 
-// internalPrefixes are the ranges netip's predicates do not cover that
-// still reach into the device network or the gateway itself.
-var internalPrefixes = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),      // "this network" (RFC 1122); 0.0.0.0 reaches the host itself
-	netip.MustParsePrefix("100.64.0.0/10"),  // shared address space, CGNAT (RFC 6598)
-	netip.MustParsePrefix("192.0.0.0/24"),   // IETF protocol assignments (RFC 6890)
-	netip.MustParsePrefix("198.18.0.0/15"),  // benchmarking (RFC 2544), used as internal space (fake-IP DNS)
-	netip.MustParsePrefix("240.0.0.0/4"),    // reserved, and the limited broadcast 255.255.255.255
-	netip.MustParsePrefix("fec0::/10"),      // site-local, deprecated (RFC 3879) but still routed inside sites
-	netip.MustParsePrefix("64:ff9b:1::/48"), // local-use NAT64 (RFC 8215)
-	netip.MustParsePrefix("100::/64"),       // discard-only (RFC 6666)
-	netip.MustParsePrefix("2001:2::/48"),    // benchmarking (RFC 5180)
-}
+// internalPrefixes4 and internalPrefixes6 are the ranges netip's
+// predicates do not cover that still reach into the device network or
+// the gateway itself (apart by family: a lookup scans only its own).
+var (
+	internalPrefixes4 = []netip.Prefix{
+		netip.MustParsePrefix("0.0.0.0/8"),     // "this network" (RFC 1122); 0.0.0.0 reaches the host itself
+		netip.MustParsePrefix("100.64.0.0/10"), // shared address space, CGNAT (RFC 6598)
+		netip.MustParsePrefix("192.0.0.0/24"),  // IETF protocol assignments (RFC 6890)
+		netip.MustParsePrefix("198.18.0.0/15"), // benchmarking (RFC 2544), used as internal space (fake-IP DNS)
+		netip.MustParsePrefix("240.0.0.0/4"),   // reserved, and the limited broadcast 255.255.255.255
+	}
+	internalPrefixes6 = []netip.Prefix{
+		netip.MustParsePrefix("fec0::/10"),      // site-local, deprecated (RFC 3879) but still routed inside sites
+		netip.MustParsePrefix("64:ff9b:1::/48"), // local-use NAT64 (RFC 8215)
+		netip.MustParsePrefix("100::/64"),       // discard-only (RFC 6666)
+		netip.MustParsePrefix("2001:2::/48"),    // benchmarking (RFC 5180)
+	}
+)
 
 // Prefixes that embed an IPv4 address: what they reach is what the IPv4
 // address is.
@@ -43,7 +45,16 @@ func isInternal(a netip.Addr) bool {
 		a.IsMulticast() || a.IsLinkLocalMulticast() || a.IsInterfaceLocalMulticast() {
 		return true
 	}
-	return slices.ContainsFunc(internalPrefixes, func(p netip.Prefix) bool { return p.Contains(a) })
+	prefixes := internalPrefixes4
+	if a.Is6() {
+		prefixes = internalPrefixes6
+	}
+	for _, p := range prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // embeddedV4 is the IPv4 address inside a NAT64, 6to4 or IPv4-compatible
