@@ -3,6 +3,7 @@ package e2e
 import (
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -146,6 +147,9 @@ func TestPrivateAnswers(t *testing.T) {
 			t.Fatalf("connect to the public address: %v", err)
 		}
 		c.Close()
+		if n := tp.metrics(t)["fqdngate_dns_private_addresses_withheld_total"]; n != 2 {
+			t.Errorf("withheld counter %v, want 2", n)
+		}
 	})
 
 	t.Run("private_answers allow: in the answer and in the kernel", func(t *testing.T) {
@@ -191,6 +195,9 @@ func TestCNAMEPinning(t *testing.T) {
 		}
 		if _, err := connect(tp.devA, netip.MustParseAddr("203.0.113.61"), 443, dropWait); !dropped(err) {
 			t.Fatalf("connect to the refused answer's address: %v, want dropped", err)
+		}
+		if n := tp.metrics(t)[`fqdngate_dns_queries_total{decision="cname-not-via",group="devices"}`]; n != 1 {
+			t.Errorf("cname-not-via queries %v, want 1", n)
 		}
 	})
 }
@@ -245,6 +252,12 @@ func TestServeStale(t *testing.T) {
 		t.Fatalf("connect after the stale answer: %v", err)
 	}
 	c.Close()
+	if !slices.Contains(tp.ledgerElems(t), devAAddr4+" . "+addr.String()+" . tcp . 443") {
+		t.Errorf("the stale answer is not in the ledger: %v", tp.ledgerElems(t))
+	}
+	if n := tp.metrics(t)["fqdngate_dns_stale_answers_total"]; n != 1 {
+		t.Errorf("stale answers counter %v, want 1", n)
+	}
 }
 
 func TestServeStaleOff(t *testing.T) {
