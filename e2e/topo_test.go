@@ -341,6 +341,9 @@ type authServer struct {
 	mu     sync.Mutex
 	counts map[string]int
 	rot    atomic.Uint32
+	// records are answers a test added (answers_test.go), by name and
+	// type ("name.|A"), before the built-in ones.
+	records map[string][]string
 }
 
 func (a *authServer) count(name string) int {
@@ -354,6 +357,7 @@ func (a *authServer) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	name := strings.ToLower(q.Name)
 	a.mu.Lock()
 	a.counts[name]++
+	added, isAdded := a.records[name+"|"+dns.TypeToString[q.Qtype]]
 	a.mu.Unlock()
 	m := new(dns.Msg)
 	m.SetReply(r)
@@ -366,6 +370,10 @@ func (a *authServer) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		m.Answer = append(m.Answer, rr)
 	}
 	switch {
+	case isAdded:
+		for _, s := range added {
+			add(s)
+		}
 	case name == "www.example.com." && q.Qtype == dns.TypeA:
 		add("www.example.com. 20 IN A 203.0.113.5")
 	case name == "www.example.com." && q.Qtype == dns.TypeAAAA:

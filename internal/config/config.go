@@ -43,6 +43,10 @@ type Config struct {
 	// MaxInflight bounds the queries being worked on at once; beyond it new
 	// queries get SERVFAIL at once instead of queueing without bound.
 	MaxInflight int `yaml:"max_inflight"`
+	// ServeStale keeps cached answers this long past their expiry and
+	// serves them, with TTL 30 s and installed like any answer, when no
+	// upstream answers (RFC 8767). 0 turns it off; it needs the cache.
+	ServeStale time.Duration `yaml:"serve_stale"`
 	// StateDir holds the ledger (ledger.db), so that a restart keeps what
 	// clients were told. "" keeps nothing.
 	StateDir string `yaml:"state_dir"`
@@ -125,6 +129,17 @@ type Rule struct {
 	FQDN []string `yaml:"fqdn"`
 	// Ports as tcp/443, udp/123 or tcp/8000-8100.
 	Ports []string `yaml:"ports"`
+	// PrivateAnswers is withhold (private, loopback, link-local and other
+	// internal addresses are taken out of answers: DNS rebinding) or allow
+	// (for names that resolve to private endpoints, such as Azure Private
+	// Link).
+	PrivateAnswers string `yaml:"private_answers"`
+	// CNAMETargets is any, or strict: every CNAME target of an answer
+	// must then match one of Via, or the rule does not grant the answer.
+	CNAMETargets string `yaml:"cname_targets"`
+	// Via are the patterns (the fqdn syntax) chain targets must match
+	// with cname_targets: strict, e.g. "*.akamaiedge.net".
+	Via []string `yaml:"via"`
 }
 
 // Log is the log section.

@@ -29,6 +29,17 @@ const (
 	DefaultLogLevel     = "info"
 )
 
+// Defaults of serve-stale and of what a rule lets answers hold.
+const (
+	// DefaultServeStale 0: expired answers are never served.
+	DefaultServeStale     time.Duration = 0
+	DefaultPrivateAnswers               = "withhold"
+	DefaultCNAMETargets                 = "any"
+	// MaxServeStale bounds serve_stale: RFC 8767 suggests 1 to 3 days, and
+	// an answer older than a week says little about the name.
+	MaxServeStale = 7 * 24 * time.Hour
+)
+
 // applyDefaults fills every unset field. Scope depends on Hook: on the
 // host (hook output) the DNS client is loopback while connections leave
 // from the interface address, so per-client scope cannot hold there.
@@ -90,6 +101,7 @@ func (c *Config) applyDefaults(ps positions) {
 	if !ps.present(path{"state_dir"}) {
 		c.StateDir = DefaultStateDir
 	}
+	c.applyAnswerDefaults()
 	setDefault(&c.Log.Format, DefaultLogFormat)
 	setDefault(&c.Log.Level, DefaultLogLevel)
 }

@@ -25,6 +25,8 @@ func (c *Config) WriteEffective(w io.Writer) error {
 	p("lifetime:\tmax(ttl, %s) + %s, ttl capped at %s; rule ack within %s\n", e.MinTTL, e.Grace, e.MaxTTL, e.Hold)
 	p("caps:\t%d addresses per name, %d ledger entries\n", e.MaxAddrsPerName, e.MaxEntries)
 	p("denied names:\t%s\n", strings.ToUpper(c.DenyResponse))
+	p("serve stale:\t%s\n", serveStale(c))
+	p("answers:\t%s\n", answerDefaults)
 	if c.Derived.Region != "" {
 		p("region:\t%s\n", c.Derived.Region)
 	}
@@ -52,6 +54,7 @@ func (c *Config) WriteEffective(w io.Writer) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+		writeAnswerRules(w, g.Rules)
 	}
 	return nil
 }

@@ -90,6 +90,7 @@ func (c *Config) validate(col *collector, o options) {
 	}
 	oneOf(col, path{"cloud"}, c.Cloud, "public", "usgov", "china")
 	c.validateEnforcer(col)
+	c.validateServeStale(col)
 	oneOf(col, path{"deny_response"}, c.DenyResponse, "nxdomain", "refused")
 	if c.MaxInflight < 1 || c.MaxInflight > 65536 {
 		col.add(path{"max_inflight"}, "%d is outside 1..65536", c.MaxInflight)
@@ -252,6 +253,7 @@ func (c *Config) validateClients(col *collector, o options) {
 				}
 				rule.Ports = append(rule.Ports, pr)
 			}
+			rule.Answers = answerRules(col, rp, r)
 			g.Rules = append(g.Rules, rule)
 		}
 		groups = append(groups, g)

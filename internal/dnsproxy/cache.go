@@ -20,6 +20,9 @@ type Cache struct {
 	shards [cacheShards]cacheShard
 	seed   maphash.Seed
 	per    int
+	// stale is how long past expiry an answer is kept for serve-stale
+	// (see stale.go); zero drops answers when they expire.
+	stale time.Duration
 }
 
 const (
@@ -98,7 +101,9 @@ func (c *Cache) lookup(q *dns.Msg, now time.Time) *cached {
 	s.mu.Lock()
 	e, ok := s.m[k]
 	if ok && !now.Before(e.expires) {
-		delete(s.m, k)
+		if !now.Before(e.expires.Add(c.stale)) {
+			delete(s.m, k)
+		}
 		ok = false
 	}
 	s.mu.Unlock()

@@ -7,6 +7,9 @@
 //	                     upstream exchange (failover, TCP on truncation)
 //	                              ▼
 //	                     walk: CNAME chain → A/AAAA (+ HTTPS/SVCB hints); strip the rest
+//	                     (chain outside a strict rule's via ─▶ deny; internal addresses
+//	                     withheld unless the rule allows them: answers.go; no upstream
+//	                     answered ─▶ a stale answer, with serve_stale: stale.go)
 //	                              ▼
 //	                     enforcer.Allow (bounded by the hold budget) ─fail─▶ SERVFAIL
 //	                              ▼

@@ -35,6 +35,9 @@ type Options struct {
 	Global bool
 	// Cache, if not nil, answers repeated questions without the upstream.
 	Cache *Cache
+	// ServeStale keeps cached answers this long past expiry, served (and
+	// installed) when no upstream answers (RFC 8767); zero is off.
+	ServeStale time.Duration
 }
 
 // Decisions a query can end in, as Outcome.Decision.
@@ -50,6 +53,8 @@ const (
 	// DecisionWithdrawn: a reload withdrew the name while it was
 	// resolved; the answer was withheld (SERVFAIL) and nothing stays open.
 	DecisionWithdrawn = "withdrawn"
+	// DecisionCNAMENotVia: allowed name, but its chain left every via.
+	DecisionCNAMENotVia = "cname-not-via"
 )
 
 // Outcome is what became of one query, for metrics and the event log.
@@ -67,6 +72,11 @@ type Outcome struct {
 	Install time.Duration
 	// Cached is true when the answer came from the cache.
 	Cached bool
+	// Stale is true when it was a stale answer served because no upstream
+	// answered (serve_stale).
+	Stale bool
+	// Withheld is how many internal addresses were taken out (private_answers).
+	Withheld int
 }
 
 // Observer hears every query's outcome. It is called on the query's
@@ -113,6 +123,8 @@ const (
 // Stats counts outcomes; read with Snapshot.
 type Stats struct {
 	Allowed, Denied, WouldDeny, Refused, Malformed, UpstreamFail, EnforceFail, Busy, Withdrawn atomic.Uint64
+	// CNAMENotVia, Stale and Withheld (addresses) count answers.go's work.
+	CNAMENotVia, Stale, Withheld atomic.Uint64
 	// LogsSuppressed counts per-query log lines left out for the budget.
 	LogsSuppressed atomic.Uint64
 }
@@ -132,6 +144,7 @@ func NewHandler(p *policy.Policy, up Upstream, l *ledger.Ledger, e enforce.Enfor
 		inflight: make(chan struct{}, o.MaxInflight), obs: nopObserver{},
 		logs: rate.NewLimiter(queryLogsPerSec, queryLogsBurst)}
 	h.holder, _ = e.(enforce.Holder)
+	o.Cache.KeepStale(o.ServeStale)
 	h.policy.Store(p)
 	return h
 }
@@ -274,7 +287,10 @@ func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, 
 	entry := h.opts.Cache.lookup(uq, now)
 	if entry != nil {
 		out.Cached = true
-		if p := entry.reply.Load(); p != nil && p.kind == kind {
+		if p := entry.reply.Load(); p != nil && p.kind == kind|answerVariant(dec, p.walked) {
+			if deny := h.vetChain(req, client, dec, p.walked, out); deny != nil {
+				return deny, nil
+			}
 			if buf == nil {
 				buf = new([]byte)
 			}
@@ -293,6 +309,9 @@ func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, 
 	if resp == nil {
 		rep, err := h.upstream.Exchange(ctx, uq)
 		if err != nil {
+			rep, err = h.serveStale(uq, now, err, out)
+		}
+		if err != nil {
 			h.stats.UpstreamFail.Add(1)
 			h.logQuery(slog.LevelWarn, "upstream failed", "client", client, "qname", q.Name, "err", err)
 			out.Decision = DecisionUpstreamFail
@@ -303,11 +322,17 @@ func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, 
 		if clampTTLs(resp, h.opts.MaxTTL) {
 			wire = nil // the cache packs what the client is told
 		}
-		h.opts.Cache.Put(uq, resp, wire, now)
+		if !out.Stale { // a stale answer stays as it is cached
+			h.opts.Cache.Put(uq, resp, wire, now)
+		}
 	}
 
 	// 5. Learn the chain and its addresses; drop addresses we cannot vouch for.
 	walked := Walk(q.Name, resp.Answer)
+	if deny := h.vetChain(req, client, dec, walked, out); deny != nil {
+		return deny, nil
+	}
+	h.withhold(client, dec, &walked, out)
 	if !h.opts.Global && dec.Allowed() {
 		if n := walked.KeepFamily(client.Is4()); n > 0 {
 			h.log.Debug("addresses of the other family withheld: ask over that family to use them",
@@ -330,9 +355,12 @@ func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, 
 	// 8. Release, with the client's ID, question and EDNS. A reply made
 	// from a cached answer is kept for the next client of this kind.
 	resp = clientReply(req, resp)
+	if out.Stale {
+		staleEDE(resp)
+	}
 	if entry != nil {
 		if wire, err := resp.Pack(); err == nil {
-			if p := prepare(wire, entry.age(now), walked, kind); p != nil {
+			if p := prepare(wire, entry.age(now), walked, kind|answerVariant(dec, walked)); p != nil {
 				entry.reply.Store(p)
 			}
 			return nil, wire
@@ -347,7 +375,9 @@ func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, 
 // or a reload withdrew the name meanwhile: the answer must not be
 // released. pol is the policy dec came from.
 func (h *Handler) grant(ctx context.Context, pol *policy.Policy, client netip.Addr, dec policy.Decision, qname string, walked Walked, out *Outcome) bool {
-	if !dec.Allowed() {
+	// Only the rules whose via the chain passes grant it (cname_targets);
+	// none left is an observe-mode would-deny (vetChain denied it else).
+	if dec, _ = dec.ForChain(walked.Chain); !dec.Allowed() {
 		return true
 	}
 	if len(walked.Addrs) == 0 {
@@ -366,7 +396,9 @@ func (h *Handler) grant(ctx context.Context, pol *policy.Policy, client netip.Ad
 		Addrs: walked.Addrs, Rules: dec.RuleNames(), Ports: dec.Ports(), TTL: ttl,
 		Expires: now.Add(max(ttl, h.opts.MinTTL) + h.opts.Grace),
 	}
-	err := h.install(ctx, ans)
+	var split [2]ledger.Answer
+	parts := splitInternal(&split, ans, dec)
+	err := h.install(ctx, parts...)
 	out.Install = h.now().Sub(now)
 	if err != nil {
 		h.stats.EnforceFail.Add(1)
@@ -374,12 +406,12 @@ func (h *Handler) grant(ctx context.Context, pol *policy.Policy, client netip.Ad
 		h.logQuery(slog.LevelError, "rule not installed; answer withheld", "client", client, "qname", qname, "err", err)
 		return false
 	}
-	if revoke := h.ledger.Record(now, ans); len(revoke) > 0 {
+	if revoke := h.record(now, parts); len(revoke) > 0 {
 		if err := h.enforcer.Revoke(ctx, revoke); err != nil {
 			h.log.Warn("evicted addresses not removed; they expire on their own", "n", len(revoke), "err", err)
 		}
 	}
-	if cur := h.policy.Load(); cur != pol && !h.stillGranted(ctx, cur, ans) {
+	if cur := h.policy.Load(); cur != pol && !h.stillGranted(ctx, cur, ans, walked.Chain) {
 		h.stats.Withdrawn.Add(1)
 		out.Decision = DecisionWithdrawn
 		return false
@@ -400,8 +432,9 @@ func (h *Handler) grant(ctx context.Context, pol *policy.Policy, client netip.Ad
 // leaves a withdrawn name open. An answer the new policy grants on other
 // ports is withdrawn too and the client asks again, rather than keep
 // ports the reload took away.
-func (h *Handler) stillGranted(ctx context.Context, cur *policy.Policy, ans ledger.Answer) bool {
-	if d := cur.Match(ans.Client, ans.Name); d.Allowed() && slices.Equal(d.Ports(), ans.Ports) {
+func (h *Handler) stillGranted(ctx context.Context, cur *policy.Policy, ans ledger.Answer, chain []string) bool {
+	d, _ := cur.Match(ans.Client, ans.Name).ForChain(chain)
+	if d.Allowed() && slices.Equal(d.Ports(), ans.Ports) {
 		return true
 	}
 	if revoke := h.ledger.Withdraw(h.now(), ans.Client, ans.Name); len(revoke) > 0 {
@@ -434,8 +467,13 @@ func withheld(req *dns.Msg, out *Outcome) *dns.Msg {
 	return reply(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeOther, "fqdngate: firewall rule not installed")
 }
 
-func (h *Handler) install(ctx context.Context, a ledger.Answer) error {
-	grants := h.ledger.GrantsOf(a)
+// install puts an answer's elements (of all its parts, in one request)
+// into the kernel.
+func (h *Handler) install(ctx context.Context, parts ...ledger.Answer) error {
+	grants := h.ledger.GrantsOf(parts[0])
+	for _, p := range parts[1:] {
+		grants = append(grants, h.ledger.GrantsOf(p)...)
+	}
 	if h.holder != nil && h.holder.Holds(grants) {
 		return nil
 	}

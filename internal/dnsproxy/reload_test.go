@@ -105,9 +105,6 @@ func TestReloadDuringQuery(t *testing.T) {
 	}
 }
 
-type observerFunc func(Outcome)
-
-func (f observerFunc) Query(o Outcome) { f(o) }
 
 // countingHandler counts the log records that reach it.
 type countingHandler struct{ n *int }

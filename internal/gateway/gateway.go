@@ -96,7 +96,7 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 		dnsproxy.Options{
 			Observe: c.Mode == config.ModeObserve, DenyRcode: deny,
 			MinTTL: e.MinTTL, MaxTTL: e.MaxTTL, Grace: e.Grace, MaxInflight: c.MaxInflight,
-			Global: e.Scope == "global", Cache: cache,
+			Global: e.Scope == "global", Cache: cache, ServeStale: c.ServeStale,
 		}, log, nil)
 	h.SetObserver(observers{mon, met})
 

@@ -103,6 +103,7 @@ func restartOnly(old, nc *config.Config) []string {
 	check("enforcer", old.Enforcer, nc.Enforcer)
 	check("deny_response", old.DenyResponse, nc.DenyResponse)
 	check("max_inflight", old.MaxInflight, nc.MaxInflight)
+	check("serve_stale", old.ServeStale, nc.ServeStale)
 	check("state_dir", old.StateDir, nc.StateDir)
 	check("log", old.Log, nc.Log)
 	return out

@@ -54,6 +54,9 @@ type Metrics struct {
 	// the configuration's groups times the decisions.
 	perQuery  sync.Map // queryLabels → prometheus.Counter
 	hit, miss prometheus.Counter
+	// stale and withheld count serve-stale answers and the internal
+	// addresses taken out of answers (private_answers).
+	stale, withheld prometheus.Counter
 }
 
 type upstreamMetrics struct {
@@ -72,7 +75,7 @@ func New(src Sources) *Metrics {
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
 		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fqdngate_dns_queries_total", Help: "DNS queries by decision (allowed, denied, would-deny, refused, malformed, busy, upstream-fail, enforce-fail) and client group.",
+			Name: "fqdngate_dns_queries_total", Help: "DNS queries by decision (allowed, denied, would-deny, refused, malformed, busy, upstream-fail, enforce-fail, cname-not-via) and client group.",
 		}, []string{"decision", "group"}),
 		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fqdngate_dns_cache_total", Help: "Answers by origin: hit (from the cache) or miss (from an upstream).",
@@ -93,6 +96,7 @@ func New(src Sources) *Metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&scraped{src: src})
 	m.hit, m.miss = m.cache.WithLabelValues("hit"), m.cache.WithLabelValues("miss")
+	m.registerAnswers()
 	return m
 }
 
@@ -113,6 +117,7 @@ func (m *Metrics) Query(o dnsproxy.Outcome) {
 	if o.Install > 0 {
 		m.install.Observe(o.Install.Seconds())
 	}
+	m.answers(o)
 }
 
 // Upstream is the pool's observer.

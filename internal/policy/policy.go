@@ -15,6 +15,10 @@ type Rule struct {
 	Source   string
 	Patterns []Pattern
 	Ports    []PortRange
+	// Answers limits what an answer may hold to be granted by this rule
+	// (see answers.go); the zero value is the default: private addresses
+	// withheld, any CNAME target.
+	Answers AnswerRules
 }
 
 // Group is a named set of client networks and the rules they may use.
@@ -86,6 +90,7 @@ func New(groups []*Group) (*Policy, error) {
 			// A rule's ports as Ports returns them for it alone: without
 			// repeats, in the order first named.
 			r.Ports = MergePorts(r.Ports)
+			r.Answers.compile()
 			for _, pat := range r.Patterns {
 				g.names.insert(pat, i)
 			}
