@@ -3,8 +3,8 @@
 # runs). Both install the system tools they need first.
 GO ?= go
 BIN := bin
-# What the lab, the gateway and the tests run: nft, ip, sysctl/pgrep.
-DEBS := nftables iproute2 procps ca-certificates
+# What the lab, the gateway and the tests run: nft, ip, sysctl/pgrep, dig.
+DEBS := nftables iproute2 procps ca-certificates dnsutils
 
 .PHONY: build deps demo test bench fuzz lint clean
 
@@ -14,7 +14,7 @@ build:
 
 # Installs the Debian packages when a tool is missing (needs root).
 deps:
-	@command -v nft >/dev/null && command -v ip >/dev/null && command -v sysctl >/dev/null && command -v pgrep >/dev/null || \
+	@command -v nft >/dev/null && command -v ip >/dev/null && command -v sysctl >/dev/null && command -v pgrep >/dev/null && command -v dig >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBS); }
 
 # The lab demo: about 70 s, root, no network.
