@@ -105,7 +105,6 @@ func TestReloadDuringQuery(t *testing.T) {
 	}
 }
 
-
 // countingHandler counts the log records that reach it.
 type countingHandler struct{ n *int }
 
