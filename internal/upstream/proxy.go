@@ -216,7 +216,7 @@ func (x *Proxy) dialTLS(ctx context.Context, deadline time.Time) (*streamConn, e
 	d := tls.Dialer{NetDialer: x.pool.dialer, Config: x.tls}
 	c, err := d.DialContext(dctx, "tcp", x.addr)
 	if err != nil {
-		return nil, fmt.Errorf("tls: %w", err)
+		return nil, fmt.Errorf("dial tls: %w", err)
 	}
 	return &streamConn{Conn: dns.Conn{Conn: c}}, nil
 }
