@@ -108,7 +108,7 @@ deny_response: drop
 `,
 			want: []string{
 				`t.yaml:1:7: mode: "enforcing" is not one of observe, enforce`,
-				`t.yaml:2:13: upstreams[0]: "resolver.example": not an IP address (names are not accepted`,
+				`t.yaml:2:13: upstreams[0]: "resolver.example" is not an IP address (names are not accepted`,
 				`t.yaml:2:50: upstreams[2]: 198.51.100.53:53 is listed twice`,
 				`t.yaml:4:9: enforcer.hook: "input" is not one of forward, output`,
 				`t.yaml:6:12: enforcer.max_ttl: 1m0s is below min_ttl 10m0s`,

@@ -71,18 +71,20 @@ func ParseSpec(s string) (Spec, error) {
 	}
 	ap, err := parseAddrPort(rest, port)
 	if err != nil {
-		return Spec{}, fmt.Errorf("%q: %w", s, err)
+		return Spec{}, fmt.Errorf("%q %w", s, err)
 	}
 	sp.Addr = ap
 	return sp, nil
 }
 
-var errNotIP = errors.New("not an IP address (names are not accepted: resolving them would need a resolver)")
+// The errors of parseAddrPort complete a sentence that starts with the
+// entry: "x" is not an IP address.
+var errNotIP = errors.New("is not an IP address (names are not accepted: resolving them would need a resolver)")
 
 func parseAddrPort(s string, defaultPort uint16) (netip.AddrPort, error) {
 	if a, err := netip.ParseAddr(s); err == nil {
 		if a.Zone() != "" {
-			return netip.AddrPort{}, errors.New("zoned addresses are not supported")
+			return netip.AddrPort{}, errors.New("is a zoned address: not supported")
 		}
 		return netip.AddrPortFrom(a.Unmap(), defaultPort), nil
 	}
@@ -91,18 +93,18 @@ func parseAddrPort(s string, defaultPort uint16) (netip.AddrPort, error) {
 		return netip.AddrPort{}, errNotIP
 	}
 	if !ok {
-		return netip.AddrPort{}, errors.New("not an IP address with an optional port (e.g. 192.0.2.1, 192.0.2.1:53 or [2001:db8::1]:53)")
+		return netip.AddrPort{}, errors.New("is not an IP address with an optional port (e.g. 192.0.2.1, 192.0.2.1:53 or [2001:db8::1]:53)")
 	}
 	a, err := netip.ParseAddr(host)
 	if err != nil {
 		return netip.AddrPort{}, errNotIP
 	}
 	if a.Zone() != "" {
-		return netip.AddrPort{}, errors.New("zoned addresses are not supported")
+		return netip.AddrPort{}, errors.New("is a zoned address: not supported")
 	}
 	p, err := strconv.ParseUint(portStr, 10, 16)
 	if err != nil || p == 0 {
-		return netip.AddrPort{}, fmt.Errorf("port %q is not a number in 1..65535", portStr)
+		return netip.AddrPort{}, fmt.Errorf("has port %q, not a number in 1..65535", portStr)
 	}
 	return netip.AddrPortFrom(a.Unmap(), uint16(p)), nil
 }

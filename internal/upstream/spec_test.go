@@ -36,7 +36,7 @@ func TestParseSpec(t *testing.T) {
 		{in: "198.51.100.53:70000", err: "not a number in 1..65535"},
 		{in: "2001:db8::53:5353:x", err: "not an IP address"},
 		{in: "[198.51.100.53]:53", err: "not an IP address"},
-		{in: "fe80::1%eth0", err: "zoned"},
+		{in: "fe80::1%eth0", err: "zoned address"},
 		{in: "[fe80::1%eth0]:53", err: "zoned"},
 		{in: "", err: "not an IP address"},
 	} {
