@@ -33,9 +33,6 @@ const (
 	maxInline = 8
 )
 
-// ErrNoUpstream is returned when every upstream failed.
-var ErrNoUpstream = errors.New("no upstream answered")
-
 // Reply is an upstream's answer.
 type Reply struct {
 	Msg *dns.Msg
@@ -209,7 +206,10 @@ func (p *Pool) Exchange(ctx context.Context, q *dns.Msg) (Reply, error) {
 		}
 		rep, err := x.exchange(ctx, q, attempt)
 		p.obs.Exchange(x.label, time.Since(t0), err)
-		x.result(err)
+		if ctx.Err() == nil {
+			// A query its caller gave up on says nothing of the upstream.
+			x.result(err)
+		}
 		if err == nil {
 			rep.From = x.spec.Addr
 			restoreCase(&rep, sent, orig)

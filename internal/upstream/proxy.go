@@ -47,20 +47,6 @@ func (x *Proxy) Spec() Spec { return x.spec }
 // Down reports whether the upstream is marked down.
 func (x *Proxy) Down() bool { return x.down.Load() }
 
-// rcodeError is a reply that is valid but no answer: the next upstream
-// may do better.
-type rcodeError int
-
-func (e rcodeError) Error() string { return "answered " + dns.RcodeToString[int(e)] }
-
-// transportError reports whether err says the upstream is unreachable or
-// mute (health), as opposed to a valid reply that was not an answer. A
-// SERVFAIL for one broken zone says nothing about the upstream.
-func transportError(err error) bool {
-	var re rcodeError
-	return err != nil && !errors.As(err, &re)
-}
-
 type streamConn struct {
 	dns.Conn
 	used time.Time
