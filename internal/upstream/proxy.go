@@ -19,7 +19,7 @@ import (
 // tlsIdleTimeout, so that a quiet gateway does not hold connections the
 // server has long dropped.
 const (
-	tlsIdleConns   = 4
+	tlsIdleConns   = 8
 	tlsIdleTimeout = 10 * time.Second
 )
 
