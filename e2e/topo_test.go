@@ -80,6 +80,10 @@ type topo struct {
 	// probeDNS is where launch asks whether fqdngate answers, from devA;
 	// empty means the gateway's device-side address.
 	probeDNS string
+	// upstreams is the gateway's upstreams: section (a YAML value, other
+	// top-level upstream_ keys may follow on their own lines); empty
+	// means the lab's authoritative.
+	upstreams string
 }
 
 // defaultClients is the gateway's client section: every device in one
@@ -107,8 +111,14 @@ func newTopoClients(t *testing.T, mode, clients string) *topo {
 
 // newTopoListen is newTopoClients with another listen.dns list.
 func newTopoListen(t *testing.T, mode, clients, listenDNS string) *topo {
+	return newTopoUpstreams(t, mode, clients, listenDNS, "")
+}
+
+// newTopoUpstreams is newTopoListen with another upstreams: section (see
+// topo.upstreams).
+func newTopoUpstreams(t *testing.T, mode, clients, listenDNS, upstreams string) *topo {
 	labtest.Require(t, "ip", "nft", "sysctl")
-	tp := &topo{t: t, listenDNS: listenDNS,
+	tp := &topo{t: t, listenDNS: listenDNS, upstreams: upstreams,
 		gw: labtest.NS(t, "gw"), devA: labtest.NS(t, "deva"), devB: labtest.NS(t, "devb"), inet: labtest.NS(t, "inet")}
 	must := func(_ string, err error) {
 		t.Helper()
@@ -177,10 +187,14 @@ func (tp *topo) startGateway(mode, clients string) {
 	if listen == "" {
 		listen = fmt.Sprintf(`["%s:53", "[%s]:53"]`, gwDevAddr4, gwDevAddr6)
 	}
+	ups := tp.upstreams
+	if ups == "" {
+		ups = fmt.Sprintf(`["%s"]`, upstreamAddr)
+	}
 	cfg := fmt.Sprintf(`mode: %s
 listen:
   dns: %s
-upstreams: ["%s"]
+upstreams: %s
 enforcer:
   min_ttl: 0s
   grace: 1s
@@ -189,7 +203,7 @@ enforcer:
 state_dir: %s
 log:
   level: info
-`, mode, listen, upstreamAddr, clients, tp.stateDir)
+`, mode, listen, ups, clients, tp.stateDir)
 	path := tp.cfgPath
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -19,11 +19,21 @@ type Config struct {
 	// Listen says where DNS and the HTTP API are served.
 	Listen Listen `yaml:"listen"`
 	// Upstreams are the resolvers fqdngate forwards allowed queries to, as
-	// IP or IP:port (port 53 if omitted). Names are not accepted: resolving
-	// them would need a resolver. Required.
+	// IP, IP:port or [v6]:port (port 53 if omitted), or DNS over TLS as
+	// tls://IP[:port]#servername (port 853 if omitted; the certificate
+	// must carry servername). Names are not accepted as addresses:
+	// resolving them would need a resolver. Required.
 	Upstreams []string `yaml:"upstreams"`
-	// UpstreamTimeout bounds one exchange with one upstream.
+	// UpstreamTimeout bounds one exchange with one upstream; a query's
+	// attempts together are bounded by upstream.DefaultQueryTimeout.
 	UpstreamTimeout time.Duration `yaml:"upstream_timeout"`
+	// UpstreamCaseRandomization sends query names upstream in random
+	// case (0x20) and believes only replies that echo it exactly. Turn it
+	// off for upstreams that do not echo the case.
+	UpstreamCaseRandomization bool `yaml:"upstream_case_randomization"`
+	// UpstreamCAFile is a PEM file of the certificates tls:// upstreams
+	// are verified against; "" means the system roots.
+	UpstreamCAFile string `yaml:"upstream_ca_file"`
 	// Region fills <region> in catalog entries ("East US 2" → "eastus2").
 	Region string `yaml:"region"`
 	// Cloud selects catalog variants: public, usgov or china.

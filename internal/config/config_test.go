@@ -14,6 +14,7 @@ import (
 
 	"github.com/fqdngate/fqdngate/internal/catalog"
 	"github.com/fqdngate/fqdngate/internal/policy"
+	"github.com/fqdngate/fqdngate/internal/upstream"
 )
 
 const minimal = `mode: enforce
@@ -39,7 +40,7 @@ func TestDefaults(t *testing.T) {
 	if e.MinTTL != DefaultMinTTL || e.Grace != DefaultGrace || e.MaxTTL != DefaultMaxTTL || e.Hold != DefaultHold || e.GCInterval != DefaultGCInterval {
 		t.Errorf("durations: %+v", e)
 	}
-	if got := c.Derived.Upstreams; len(got) != 1 || got[0] != netip.MustParseAddrPort("198.51.100.53:53") {
+	if got := c.Derived.Upstreams; len(got) != 1 || got[0] != (upstream.Spec{Addr: netip.MustParseAddrPort("198.51.100.53:53")}) {
 		t.Errorf("upstreams = %v, want port 53 filled in", got)
 	}
 	if c.DenyResponse != "nxdomain" || c.Listen.API != "127.0.0.1:9053" {
@@ -107,7 +108,7 @@ deny_response: drop
 `,
 			want: []string{
 				`t.yaml:1:7: mode: "enforcing" is not one of observe, enforce`,
-				`t.yaml:2:13: upstreams[0]: "resolver.example" is not an IP address with a port`,
+				`t.yaml:2:13: upstreams[0]: "resolver.example" is not an IP address (names are not accepted`,
 				`t.yaml:2:50: upstreams[2]: 198.51.100.53:53 is listed twice`,
 				`t.yaml:4:9: enforcer.hook: "input" is not one of forward, output`,
 				`t.yaml:6:12: enforcer.max_ttl: 1m0s is below min_ttl 10m0s`,

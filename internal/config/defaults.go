@@ -40,6 +40,10 @@ const (
 	MaxServeStale = 7 * 24 * time.Hour
 )
 
+// DefaultUpstreamCaseRandomization: 0x20 on, as most resolvers echo the
+// case they are sent.
+const DefaultUpstreamCaseRandomization = true
+
 // applyDefaults fills every unset field. Scope depends on Hook: on the
 // host (hook output) the DNS client is loopback while connections leave
 // from the interface address, so per-client scope cannot hold there.
@@ -50,6 +54,9 @@ func (c *Config) applyDefaults(ps positions) {
 	setDefault(&c.Listen.API, DefaultAPIListen)
 	if c.UpstreamTimeout == 0 {
 		c.UpstreamTimeout = DefaultUpstreamTimeout
+	}
+	if !ps.present(path{"upstream_case_randomization"}) {
+		c.UpstreamCaseRandomization = DefaultUpstreamCaseRandomization
 	}
 	setDefault(&c.Cloud, DefaultCloud)
 	e := &c.Enforcer

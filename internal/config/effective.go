@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/fqdngate/fqdngate/internal/upstream"
 )
 
 // WriteEffective prints the configuration as fqdngate will run it:
@@ -16,7 +18,9 @@ func (c *Config) WriteEffective(w io.Writer) error {
 	p("mode:\t%s\n", c.Mode)
 	p("dns:\t%s (udp and tcp)\n", joinStringers(c.Derived.DNS))
 	p("api:\t%s\n", c.Derived.API)
-	p("upstreams:\t%s (timeout %s)\n", joinStringers(c.Derived.Upstreams), c.UpstreamTimeout)
+	p("upstreams:\t%s (timeout %s per attempt, %s per query; 0x20 case randomization %s)\n", joinStringers(c.Derived.Upstreams),
+		c.UpstreamTimeout, upstream.DefaultQueryTimeout, onOff(c.UpstreamCaseRandomization))
+	p("upstream CAs:\t%s\n", caSource(c.UpstreamCAFile))
 	if e.Backend == "none" {
 		p("enforcer:\tnone (names are resolved and recorded, nothing is installed)\n")
 	} else {
@@ -57,6 +61,20 @@ func (c *Config) WriteEffective(w io.Writer) error {
 		writeAnswerRules(w, g.Rules)
 	}
 	return nil
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+func caSource(file string) string {
+	if file == "" {
+		return "system roots (tls:// upstreams)"
+	}
+	return file + " (tls:// upstreams)"
 }
 
 func joinStringers[T fmt.Stringer](xs []T) string {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/x509"
 	"log/slog"
 	"maps"
 	"net/netip"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/fqdngate/fqdngate/internal/catalog"
 	"github.com/fqdngate/fqdngate/internal/policy"
+	"github.com/fqdngate/fqdngate/internal/upstream"
 )
 
 // ProfileSource provides the rules of a named profile. The built-in
@@ -42,10 +44,13 @@ func WithProfiles(src ProfileSource) Option {
 type Derived struct {
 	DNS       []netip.AddrPort
 	API       netip.AddrPort
-	Upstreams []netip.AddrPort
+	Upstreams []upstream.Spec
 	Region    string
 	Policy    *policy.Policy
 	LogLevel  slog.Level
+
+	// UpstreamRootCAs verify tls:// upstreams; nil means the system roots.
+	UpstreamRootCAs *x509.CertPool
 }
 
 var (
@@ -77,7 +82,14 @@ func (c *Config) validate(col *collector, o options) {
 	if len(c.Upstreams) == 0 {
 		col.add(path{"upstreams"}, "required: at least one resolver address, e.g. 198.51.100.53")
 	}
-	c.Derived.Upstreams = parseAddrPorts(col, path{"upstreams"}, c.Upstreams, 53)
+	c.Derived.Upstreams = parseUpstreams(col, path{"upstreams"}, c.Upstreams)
+	if c.UpstreamCAFile != "" {
+		if pool, err := upstream.LoadCAFile(c.UpstreamCAFile); err != nil {
+			col.add(path{"upstream_ca_file"}, "%v", err)
+		} else {
+			c.Derived.UpstreamRootCAs = pool
+		}
+	}
 	if c.UpstreamTimeout < 0 || c.UpstreamTimeout > 30*time.Second {
 		col.add(path{"upstream_timeout"}, "%s is outside 1ms..30s", c.UpstreamTimeout)
 	}
@@ -169,6 +181,25 @@ func parseAddrPorts(col *collector, p path, in []string, defaultPort uint16) []n
 		seen[ap] = true
 		// Unmap keeps ::ffff:a.b.c.d from hiding an IPv4 address.
 		out = append(out, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+	}
+	return out
+}
+
+func parseUpstreams(col *collector, p path, in []string) []upstream.Spec {
+	var out []upstream.Spec
+	seen := make(map[upstream.Spec]bool)
+	for i, s := range in {
+		sp, err := upstream.ParseSpec(s)
+		switch {
+		case err != nil:
+			col.add(p.with(i), "%v", err)
+			continue
+		case seen[sp]:
+			col.add(p.with(i), "%s is listed twice", sp)
+			continue
+		}
+		seen[sp] = true
+		out = append(out, sp)
 	}
 	return out
 }

@@ -1,5 +1,5 @@
-// Package dnsproxy is fqdngate's DNS side: the UDP and TCP listeners, the
-// upstream pool, and the path of one query:
+// Package dnsproxy is fqdngate's DNS side: the UDP and TCP listeners and
+// the path of one query (the upstreams are internal/upstream's):
 //
 //	validate ─▶ client group ─▶ policy ─deny─▶ NXDOMAIN, built here; nothing goes upstream
 //	                              │allow

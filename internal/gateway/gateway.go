@@ -23,6 +23,7 @@ import (
 	"github.com/fqdngate/fqdngate/internal/ledger"
 	"github.com/fqdngate/fqdngate/internal/metrics"
 	"github.com/fqdngate/fqdngate/internal/monitor"
+	"github.com/fqdngate/fqdngate/internal/upstream"
 )
 
 // gcEvery is how often expired ledger entries are collected; the kernel
@@ -90,8 +91,14 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 		src.Kernel, src.Elements, src.Writer = n.Counters, n.Elements, n.WriterStats
 	}
 	met := metrics.New(src)
-	pool := dnsproxy.NewPool(c.Derived.Upstreams, c.UpstreamTimeout, upstreamMark(c))
-	pool.SetObserver(met.Upstream)
+	pool, err := upstream.New(c.Derived.Upstreams, upstream.Options{
+		Timeout: c.UpstreamTimeout, Mark: upstreamMark(c), CaseRandomization: c.UpstreamCaseRandomization,
+		RootCAs: c.Derived.UpstreamRootCAs, Observer: met.Upstream(), Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
 	h = dnsproxy.NewHandler(c.Derived.Policy, pool, led, enf,
 		dnsproxy.Options{
 			Observe: c.Mode == config.ModeObserve, DenyRcode: deny,

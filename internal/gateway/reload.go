@@ -100,6 +100,8 @@ func restartOnly(old, nc *config.Config) []string {
 	check("listen", old.Listen, nc.Listen)
 	check("upstreams", old.Upstreams, nc.Upstreams)
 	check("upstream_timeout", old.UpstreamTimeout, nc.UpstreamTimeout)
+	check("upstream_case_randomization", old.UpstreamCaseRandomization, nc.UpstreamCaseRandomization)
+	check("upstream_ca_file", old.UpstreamCAFile, nc.UpstreamCAFile)
 	check("enforcer", old.Enforcer, nc.Enforcer)
 	check("deny_response", old.DenyResponse, nc.DenyResponse)
 	check("max_inflight", old.MaxInflight, nc.MaxInflight)

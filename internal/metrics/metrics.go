@@ -5,7 +5,6 @@
 package metrics
 
 import (
-	"net/netip"
 	"sync"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/fqdngate/fqdngate/internal/enforce"
 	"github.com/fqdngate/fqdngate/internal/ledger"
 	"github.com/fqdngate/fqdngate/internal/monitor"
+	"github.com/fqdngate/fqdngate/internal/upstream"
 )
 
 // Sources are read at every scrape.
@@ -48,8 +48,10 @@ type Metrics struct {
 	upstreamErr *prometheus.CounterVec
 	install     prometheus.Histogram
 	// perUpstream caches each upstream's histogram and counter: the label
-	// lookup formatted the address into a new string on every exchange.
-	perUpstream sync.Map // netip.AddrPort → upstreamMetrics
+	// lookup hashed the labels on every exchange.
+	perUpstream sync.Map // upstream label → upstreamMetrics
+	upstreamUp  *prometheus.GaugeVec
+	skipped     *prometheus.CounterVec
 	// perQuery caches the counters of (decision, group) pairs, bounded by
 	// the configuration's groups times the decisions.
 	perQuery  sync.Map // queryLabels → prometheus.Counter
@@ -92,6 +94,13 @@ func New(src Sources) *Metrics {
 			Buckets: prometheus.ExponentialBucketsRange(10e-6, 1, 41),
 		}),
 	}
+	m.upstreamUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "fqdngate_upstream_up", Help: "1 while the upstream is in service, 0 while it is marked down (skipped, probed).",
+	}, []string{"upstream"})
+	m.skipped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fqdngate_upstream_replies_skipped_total", Help: "Replies read from an upstream's socket and not believed, by reason (id, qr, opcode, rcode, question, case, malformed): spoofed, late or broken.",
+	}, []string{"upstream", "reason"})
+	m.Registry.MustRegister(m.upstreamUp, m.skipped)
 	m.Registry.MustRegister(m.queries, m.cache, m.upstreamRTT, m.upstreamErr, m.install,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&scraped{src: src})
@@ -120,12 +129,34 @@ func (m *Metrics) Query(o dnsproxy.Outcome) {
 	m.answers(o)
 }
 
-// Upstream is the pool's observer.
-func (m *Metrics) Upstream(up netip.AddrPort, rtt time.Duration, err error) {
+// Upstream is the pool's observer (upstream.Observer). The labels are
+// the configuration's upstreams: bounded by the file.
+func (m *Metrics) Upstream() upstream.Observer { return upstreamObserver{m} }
+
+type upstreamObserver struct{ m *Metrics }
+
+func (o upstreamObserver) Exchange(up string, rtt time.Duration, err error) {
+	o.m.exchange(up, rtt, err)
+}
+
+func (o upstreamObserver) Skipped(up, reason string) { o.m.skipped.WithLabelValues(up, reason).Inc() }
+
+func (o upstreamObserver) Health(up string, ok bool) {
+	v := 0.0
+	if ok {
+		v = 1
+	}
+	for _, r := range upstream.SkipReasons { // zeros, for alerts on rate()
+		o.m.skipped.WithLabelValues(up, r)
+	}
+	o.m.upstreamUp.WithLabelValues(up).Set(v)
+}
+
+func (m *Metrics) exchange(up string, rtt time.Duration, err error) {
 	v, ok := m.perUpstream.Load(up)
 	if !ok {
 		v, _ = m.perUpstream.LoadOrStore(up, upstreamMetrics{
-			rtt: m.upstreamRTT.WithLabelValues(up.String()), err: m.upstreamErr.WithLabelValues(up.String())})
+			rtt: m.upstreamRTT.WithLabelValues(up), err: m.upstreamErr.WithLabelValues(up)})
 	}
 	um := v.(upstreamMetrics)
 	um.rtt.Observe(rtt.Seconds())

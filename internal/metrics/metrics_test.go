@@ -14,6 +14,7 @@ import (
 	"github.com/fqdngate/fqdngate/internal/enforce"
 	"github.com/fqdngate/fqdngate/internal/ledger"
 	"github.com/fqdngate/fqdngate/internal/monitor"
+	"github.com/fqdngate/fqdngate/internal/upstream"
 )
 
 func fullSources() Sources {
@@ -38,7 +39,9 @@ func fullSources() Sources {
 func TestMetricNames(t *testing.T) {
 	m := New(fullSources())
 	m.Query(dnsproxy.Outcome{Decision: dnsproxy.DecisionAllowed, Group: "devices", Install: 40 * time.Microsecond})
-	m.Upstream(netip.MustParseAddrPort("198.51.100.53:53"), time.Millisecond, nil)
+	m.Upstream().Exchange("198.51.100.53:53", time.Millisecond, nil)
+	m.Upstream().Health("198.51.100.53:53", true)
+	m.Upstream().Skipped("198.51.100.53:53", upstream.SkipID)
 	families, err := m.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -81,6 +84,7 @@ func TestMetricNames(t *testing.T) {
 func TestQueryAndUpstreamCounts(t *testing.T) {
 	m := New(Sources{})
 	up1, up2 := netip.MustParseAddrPort("198.51.100.53:53"), netip.MustParseAddrPort("[2001:db8::53]:53")
+	obs := m.Upstream()
 	done := make(chan struct{})
 	for range 4 {
 		go func() {
@@ -89,8 +93,9 @@ func TestQueryAndUpstreamCounts(t *testing.T) {
 				m.Query(dnsproxy.Outcome{Decision: dnsproxy.DecisionAllowed, Group: "devices"})
 				m.Query(dnsproxy.Outcome{Decision: dnsproxy.DecisionAllowed, Group: "devices", Cached: true})
 				m.Query(dnsproxy.Outcome{Decision: dnsproxy.DecisionDenied, Group: "cameras"})
-				m.Upstream(up1, time.Millisecond, nil)
-				m.Upstream(up2, time.Millisecond, errors.New("timeout"))
+				obs.Exchange(up1.String(), time.Millisecond, nil)
+				obs.Exchange(up2.String(), time.Millisecond, errors.New("timeout"))
+				obs.Skipped(up2.String(), upstream.SkipQR)
 			}
 		}()
 	}
@@ -108,6 +113,7 @@ func TestQueryAndUpstreamCounts(t *testing.T) {
 		{"cache misses", testutil.ToFloat64(m.cache.WithLabelValues("miss")), 1000},
 		{"errors of " + up1.String(), testutil.ToFloat64(m.upstreamErr.WithLabelValues(up1.String())), 0},
 		{"errors of " + up2.String(), testutil.ToFloat64(m.upstreamErr.WithLabelValues(up2.String())), 1000},
+		{"skipped QR=0 of " + up2.String(), testutil.ToFloat64(m.skipped.WithLabelValues(up2.String(), upstream.SkipQR)), 1000},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s = %v, want %v", tc.what, tc.got, tc.want)
@@ -115,5 +121,13 @@ func TestQueryAndUpstreamCounts(t *testing.T) {
 	}
 	if n := testutil.CollectAndCount(m.upstreamRTT); n != 2 {
 		t.Errorf("%d upstream latency series, want 2", n)
+	}
+	obs.Health(up1.String(), false)
+	if v := testutil.ToFloat64(m.upstreamUp.WithLabelValues(up1.String())); v != 0 {
+		t.Errorf("%s up = %v after down", up1, v)
+	}
+	obs.Health(up1.String(), true)
+	if v := testutil.ToFloat64(m.upstreamUp.WithLabelValues(up1.String())); v != 1 {
+		t.Errorf("%s up = %v after up", up1, v)
 	}
 }
