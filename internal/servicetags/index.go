@@ -112,9 +112,71 @@ func (x *Index) All(addr netip.Addr) []*Tag {
 	return out
 }
 
+// Breadth is what a set of prefixes opens: IPv4 addresses, and IPv6 in
+// /64 networks (a count of v6 addresses says nothing: one /64 is 2^64).
+type Breadth struct {
+	V4 uint64 `json:"v4_addresses"`
+	// V6 counts /64s; a longer prefix counts as the /64 holding it.
+	V6 uint64 `json:"v6_64s"`
+}
+
+// BreadthOf measures ps, overlaps counted once.
+func BreadthOf(ps []netip.Prefix) Breadth {
+	var v4, v6 []netip.Prefix
+	for _, p := range ps {
+		switch {
+		case !p.IsValid():
+		case p.Addr().Is4():
+			v4 = append(v4, p)
+		case p.Bits() > 64:
+			v6 = append(v6, netip.PrefixFrom(p.Addr(), 64).Masked())
+		default:
+			v6 = append(v6, p)
+		}
+	}
+	b := Breadth{V4: CountAddresses(v4)}
+	for _, p := range union(v6) {
+		b.V6 = addSat(b.V6, sizeIn(p, 64))
+	}
+	return b
+}
+
+func (b Breadth) String() string {
+	v4 := func(prefix string) string {
+		if b.V4 == 1 {
+			return "1 " + prefix + "address"
+		}
+		return Count(b.V4) + " " + prefix + "addresses"
+	}
+	v6 := Count(b.V6) + " IPv6 /64"
+	if b.V6 != 1 {
+		v6 += "s"
+	}
+	switch {
+	case b.V6 == 0:
+		return v4("")
+	case b.V4 == 0:
+		return v6
+	}
+	return v4("IPv4 ") + " and " + v6
+}
+
+// size orders breadths: a /64 weighs as one address, since it is usually
+// one host's or one service's network.
+func (b Breadth) size() uint64 { return addSat(b.V4, b.V6) }
+
 // CountAddresses is how many addresses ps hold together, overlaps counted
 // once, saturating at math.MaxUint64 (a v6 /64 alone is 2^64).
 func CountAddresses(ps []netip.Prefix) uint64 {
+	var total uint64
+	for _, p := range union(ps) {
+		total = addSat(total, PrefixSize(p))
+	}
+	return total
+}
+
+// union returns ps without the prefixes another one of ps contains.
+func union(ps []netip.Prefix) []netip.Prefix {
 	sorted := make([]netip.Prefix, 0, len(ps))
 	for _, p := range ps {
 		if p.IsValid() {
@@ -129,21 +191,24 @@ func CountAddresses(ps []netip.Prefix) uint64 {
 		}
 		return a.Bits() - b.Bits()
 	})
-	var total uint64
+	out := sorted[:0]
 	var last netip.Prefix
 	for _, p := range sorted {
 		if last.IsValid() && last.Overlaps(p) {
 			continue // sorted by start: an overlap means last contains p
 		}
 		last = p
-		total = addSat(total, PrefixSize(p))
+		out = append(out, p)
 	}
-	return total
+	return out
 }
 
 // PrefixSize is how many addresses p holds, saturating at math.MaxUint64.
-func PrefixSize(p netip.Prefix) uint64 {
-	host := p.Addr().BitLen() - p.Bits()
+func PrefixSize(p netip.Prefix) uint64 { return sizeIn(p, p.Addr().BitLen()) }
+
+// sizeIn is how many /unit networks p holds (p.Bits() <= unit).
+func sizeIn(p netip.Prefix, unit int) uint64 {
+	host := unit - p.Bits()
 	if host >= 64 {
 		return math.MaxUint64
 	}

@@ -142,7 +142,7 @@ func TestIndexLookup(t *testing.T) {
 		{"198.51.100.130", "198.51.100.128/26", []string{"AzureFrontDoor.FirstParty"}, []string{"AzureCloud", "AzureFrontDoor.FirstParty"}},
 		{"::ffff:198.51.100.33", "198.51.100.32/27", []string{"AzureResourceManager"}, []string{"AzureCloud", "AzureResourceManager"}},
 		{"2001:db8:1:4::17", "2001:db8:1:4::/64", []string{"AzureIoTHub.EastUS"}, []string{"AzureCloud", "AzureCloud.eastus", "AzureIoTHub.EastUS"}},
-		{"2001:db8:8000::1", "", nil, nil}, // outside 2001:db8::/33
+		{"2001:db8:8000::1", "", nil, nil}, // outside 2001:db8::/40
 		{"192.0.2.1", "", nil, nil},
 	}
 	for _, tt := range tests {
@@ -177,6 +177,32 @@ func names(ts []*Tag) []string {
 		out = append(out, t.Name)
 	}
 	return out
+}
+
+func TestBreadthOf(t *testing.T) {
+	tests := []struct {
+		prefixes []string
+		want     Breadth
+		text     string
+	}{
+		{nil, Breadth{}, "0 addresses"},
+		{[]string{"192.0.2.0/24", "198.51.100.0/16"}, Breadth{V4: 65536 + 256}, "65,792 addresses"},
+		{[]string{"2001:db8::/64", "2001:db8::1/128", "2001:db8:0:1::/120"}, Breadth{V6: 2}, "2 IPv6 /64s"},
+		{[]string{"2001:db8::/64"}, Breadth{V6: 1}, "1 IPv6 /64"},
+		{[]string{"192.0.2.1/32"}, Breadth{V4: 1}, "1 address"},
+		{[]string{"2001:db8::/48", "192.0.2.1/32"}, Breadth{V4: 1, V6: 65536}, "1 IPv4 address and 65,536 IPv6 /64s"},
+		{[]string{"::/0"}, Breadth{V6: 1<<64 - 1}, "2^64 or more IPv6 /64s"},
+	}
+	for _, tt := range tests {
+		var ps []netip.Prefix
+		for _, s := range tt.prefixes {
+			ps = append(ps, netip.MustParsePrefix(s))
+		}
+		got := BreadthOf(ps)
+		if got != tt.want || got.String() != tt.text {
+			t.Errorf("BreadthOf(%v) = %+v %q, want %+v %q", tt.prefixes, got, got, tt.want, tt.text)
+		}
+	}
 }
 
 func TestCountAddresses(t *testing.T) {
