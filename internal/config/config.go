@@ -101,6 +101,9 @@ type Enforcer struct {
 	// Mark is the firewall mark on fqdngate's own upstream traffic, so that
 	// hook output neither redirects nor drops it.
 	Mark uint32 `yaml:"mark"`
+	// StaticMaxAddresses bounds what one rule's static part may open, and
+	// each of its prefixes and tags (IPv6 counted in /64s).
+	StaticMaxAddresses uint64 `yaml:"static_max_addresses"`
 }
 
 // Client is one client group.
@@ -125,6 +128,9 @@ type Rule struct {
 	FQDN []string `yaml:"fqdn"`
 	// Ports as tcp/443, udp/123 or tcp/8000-8100.
 	Ports []string `yaml:"ports"`
+	// Static opens service tags' or your own prefixes on Ports, without
+	// DNS (static.go); a rule may have it instead of fqdn.
+	Static *Static `yaml:"static"`
 }
 
 // Log is the log section.

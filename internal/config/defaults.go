@@ -27,6 +27,9 @@ const (
 	DefaultCacheSize    = 100000
 	DefaultLogFormat    = "text"
 	DefaultLogLevel     = "info"
+	// DefaultStaticMaxAddresses is a /16 worth: wider than any one
+	// service's regional tag, narrower than a CDN's or a cloud's ranges.
+	DefaultStaticMaxAddresses = 65536
 )
 
 // applyDefaults fills every unset field. Scope depends on Hook: on the
@@ -78,6 +81,9 @@ func (c *Config) applyDefaults(ps positions) {
 	}
 	if e.Mark == 0 {
 		e.Mark = DefaultMark
+	}
+	if e.StaticMaxAddresses == 0 {
+		e.StaticMaxAddresses = DefaultStaticMaxAddresses
 	}
 	setDefault(&c.DenyResponse, DefaultDenyResponse)
 	if c.MaxInflight == 0 {

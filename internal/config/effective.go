@@ -24,6 +24,7 @@ func (c *Config) WriteEffective(w io.Writer) error {
 	}
 	p("lifetime:\tmax(ttl, %s) + %s, ttl capped at %s; rule ack within %s\n", e.MinTTL, e.Grace, e.MaxTTL, e.Hold)
 	p("caps:\t%d addresses per name, %d ledger entries\n", e.MaxAddrsPerName, e.MaxEntries)
+	p("static rules:\tat most %d addresses each (IPv6 counted in /64s)\n", e.StaticMaxAddresses)
 	p("denied names:\t%s\n", strings.ToUpper(c.DenyResponse))
 	if c.Derived.Region != "" {
 		p("region:\t%s\n", c.Derived.Region)
@@ -52,6 +53,7 @@ func (c *Config) WriteEffective(w io.Writer) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+		writeStatic(w, g.Name, c.Derived.Static)
 	}
 	return nil
 }

@@ -46,6 +46,7 @@ type Derived struct {
 	Region    string
 	Policy    *policy.Policy
 	LogLevel  slog.Level
+	Static    []*StaticRule // rules' static parts (static.go)
 }
 
 var (
@@ -142,6 +143,9 @@ func (c *Config) validateEnforcer(col *collector) {
 	if e.GCInterval < time.Second || e.GCInterval > time.Hour {
 		col.add(p.with("gc_interval"), "%s is outside 1s..1h", e.GCInterval)
 	}
+	if e.StaticMaxAddresses > 1<<32 {
+		col.add(p.with("static_max_addresses"), "%d is more than 4294967296 (all of IPv4)", e.StaticMaxAddresses)
+	}
 }
 
 func parseAddrPorts(col *collector, p path, in []string, defaultPort uint16) []netip.AddrPort {
@@ -176,6 +180,7 @@ func (c *Config) validateClients(col *collector, o options) {
 	var groups []*policy.Group
 	groupAt := make(map[string]int)
 	prefixAt := make(map[netip.Prefix]path)
+	files := staticFiles{}
 	global := c.checkParams(col, path{"params"}, c.Params, nil, o)
 	for gi, cl := range c.Clients {
 		gp := path{"clients", gi}
@@ -230,8 +235,8 @@ func (c *Config) validateClients(col *collector, o options) {
 			default:
 				ruleAt[r.Name] = ri
 			}
-			if len(r.FQDN) == 0 {
-				col.add(rp.with("fqdn"), "required: at least one name pattern")
+			if len(r.FQDN) == 0 && r.Static == nil {
+				col.add(rp.with("fqdn"), "required: at least one name pattern (or static)")
 			}
 			for fi, s := range r.FQDN {
 				pat, err := policy.ParsePattern(s)
@@ -251,6 +256,9 @@ func (c *Config) validateClients(col *collector, o options) {
 					continue
 				}
 				rule.Ports = append(rule.Ports, pr)
+			}
+			if st := c.validateStatic(col, rp.with("static"), cl.Name, r, rule, files); st != nil {
+				c.Derived.Static = append(c.Derived.Static, st)
 			}
 			g.Rules = append(g.Rules, rule)
 		}

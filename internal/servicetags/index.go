@@ -175,6 +175,10 @@ func CountAddresses(ps []netip.Prefix) uint64 {
 	return total
 }
 
+// Union returns ps masked and sorted, without the prefixes another one of
+// ps contains.
+func Union(ps []netip.Prefix) []netip.Prefix { return union(ps) }
+
 // union returns ps without the prefixes another one of ps contains.
 func union(ps []netip.Prefix) []netip.Prefix {
 	sorted := make([]netip.Prefix, 0, len(ps))
