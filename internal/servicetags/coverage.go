@@ -59,6 +59,8 @@ type Report struct {
 	// Unresolvable are wildcard patterns that --resolve cannot ask for.
 	Unresolvable []string `json:"unresolvable"`
 	Answer       Answer   `json:"answer"`
+
+	withASN bool // an ASN table was given: the table shows the column
 }
 
 // ReportFile identifies the service tags file the report used.
@@ -144,6 +146,7 @@ func BuildCoverage(in CoverageInput) *Report {
 		Endpoints:    []EndpointReport{},
 		Unobserved:   []string{},
 		Unresolvable: append([]string{}, in.Unresolvable...),
+		withASN:      in.ASN != nil,
 	}
 	obs := slices.Clone(in.Observed)
 	slices.SortFunc(obs, func(a, b Observed) int { return strings.Compare(a.Name, b.Name) })
@@ -353,7 +356,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if len(r.Endpoints) > 0 {
 		fmt.Fprintln(w)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ENDPOINT\tCOVERAGE\tADDRESS\tMOST SPECIFIC TAGS\tPREFIX\tORIGIN AS")
+		head := "ENDPOINT\tCOVERAGE\tADDRESS\tMOST SPECIFIC TAGS\tPREFIX"
+		if r.withASN {
+			head += "\tORIGIN AS"
+		}
+		fmt.Fprintln(tw, head)
 		for _, ep := range r.Endpoints {
 			for i, a := range ep.Addresses {
 				name, cov := "", ""
@@ -373,7 +380,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 						as += " " + a.ASName
 					}
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", name, cov, a.Addr, tags, pfx, as)
+				if r.withASN {
+					pfx += "\t" + as
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, cov, a.Addr, tags, pfx)
 			}
 		}
 		if err := tw.Flush(); err != nil {
