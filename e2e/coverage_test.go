@@ -87,7 +87,7 @@ func TestCoverage(t *testing.T) {
 	tp := newTopoClients(t, "enforce", coverageClients(tags))
 	tp.addrsOf(t, tp.devA, "www.example.com.", dns.TypeA, gwDevAddr4)
 	tp.addrsOf(t, tp.devA, "www.example.com.", dns.TypeAAAA, gwDevAddr6) // over IPv4 it is withheld in client scope
-	for range 3 { // the CDN rotates: three answers, three addresses
+	for range 3 {                                                        // the CDN rotates: three answers, three addresses
 		tp.addrsOf(t, tp.devA, "rot.example.com.", dns.TypeA, gwDevAddr4)
 	}
 
@@ -178,10 +178,9 @@ func TestStaticRule(t *testing.T) {
 			what string
 			addr netip.Addr
 			port int
-			dev  func() error
 		}{
-			{"another port of the prefix", inTag, 8443, nil},
-			{"the rule's port outside the prefix", outside, 8883, nil},
+			{"another port of the prefix", inTag, 8443},
+			{"the rule's port outside the prefix", outside, 8883},
 		} {
 			if _, err := connect(tp.devA, c.addr, c.port, 500*time.Millisecond); !dropped(err) {
 				t.Errorf("%s (%s:%d): %v, want a drop", c.what, c.addr, c.port, err)
