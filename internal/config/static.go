@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/fqdngate/fqdngate/internal/policy"
@@ -43,7 +44,15 @@ type StaticRule struct {
 	Tags         []string
 	File         string
 	ChangeNumber int64
+
+	at path // the rule's static:, for errors found once every group is known
 }
+
+// maxStaticElements bounds the kernel elements of all static rules
+// together: they are created with the table, in one netlink transaction,
+// which must stay well below the socket buffer (4,096 IPv4 range elements
+// already overflow it). A regional service tag needs a few dozen.
+const maxStaticElements = 2048
 
 // staticFiles caches the service tags files one validation reads, by path.
 type staticFiles map[string]*servicetags.File
@@ -58,7 +67,7 @@ func (c *Config) validateStatic(col *collector, p path, group string, r Rule, ru
 		return nil
 	}
 	limit := c.Enforcer.StaticMaxAddresses
-	out := &StaticRule{Group: group, Rule: r.Name, Ports: rule.Ports}
+	out := &StaticRule{Group: group, Rule: r.Name, Ports: rule.Ports, at: p}
 	var all []netip.Prefix
 	tooBroad := func(at path, what string, b servicetags.Breadth) bool {
 		if b.V4 > limit || b.V6 > limit || b.V4+b.V6 > limit {
@@ -114,6 +123,51 @@ func (c *Config) validateStatic(col *collector, p path, group string, r Rule, ru
 	}
 	out.Prefixes = servicetags.Union(all)
 	return out
+}
+
+// checkStaticElements counts, at most, the kernel elements the static rules
+// need (client ranges × prefixes × ports, per family; a network of another
+// group nested in the rule's splits a range in two) against
+// maxStaticElements.
+func (c *Config) checkStaticElements(col *collector, groups []*policy.Group) {
+	total := 0
+	for _, s := range c.Derived.Static {
+		var own []netip.Prefix
+		for _, g := range groups {
+			if g.Name == s.Group {
+				own = g.Prefixes
+			}
+		}
+		n := 0
+		for _, v6 := range []bool{false, true} {
+			dests := 0
+			for _, p := range s.Prefixes {
+				if p.Addr().Is6() == v6 {
+					dests++
+				}
+			}
+			clients := 1
+			if c.Enforcer.Scope != "global" {
+				clients = 0
+				for _, g := range groups {
+					for _, q := range g.Prefixes {
+						if q.Addr().Is6() != v6 {
+							continue
+						}
+						if g.Name == s.Group || slices.ContainsFunc(own, func(p netip.Prefix) bool { return p.Bits() < q.Bits() && p.Contains(q.Addr()) }) {
+							clients++
+						}
+					}
+				}
+			}
+			n += clients * dests * len(s.Ports)
+		}
+		total += n
+		if total > maxStaticElements {
+			col.add(s.at, "the static rules need up to %d kernel elements with this one (%d here: client networks × prefixes × ports), more than %d; use fewer prefixes, ports or client networks", total, n, maxStaticElements)
+			return
+		}
+	}
 }
 
 func (c *Config) staticFile(col *collector, p path, name string, files staticFiles) *servicetags.File {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -17,7 +18,7 @@ const staticHead = `mode: enforce
 upstreams: ["198.51.100.53"]
 clients:
   - name: devices
-    cidrs: ["192.0.2.0/24"]
+    cidrs: ["192.0.2.0/24", "2001:db8:1::/64"]
     rules:
       - name: hub
         ports: ["tcp/8883"]
@@ -58,6 +59,15 @@ func TestStatic(t *testing.T) {
 	}
 }
 
+// manyCIDRs is n single addresses of the documentation ranges, quoted.
+func manyCIDRs(n int) string {
+	var out []string
+	for i := range n {
+		out = append(out, fmt.Sprintf(`"2001:db8:5::%x/128"`, i))
+	}
+	return strings.Join(out, ", ")
+}
+
 func TestStaticErrors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -85,6 +95,8 @@ func TestStaticErrors(t *testing.T) {
 		{"broken file", `          service_tags: ../../servicetags/testdata/broken_prefix.json
           tags: [Broken]
 `, "", []string{`testdata/t.yaml:10:25: clients[0].rules[0].static.service_tags: ../servicetags/testdata/broken_prefix.json: values[0].properties.addressPrefixes[3]: "192.0.2.0/33" is not a prefix`}},
+		{"elements", `          cidrs: [` + manyCIDRs(2049) + `]
+`, "", []string{`testdata/t.yaml:10:11: clients[0].rules[0].static: the static rules need up to 2049 kernel elements with this one (2049 here: client networks × prefixes × ports), more than 2048; use fewer prefixes, ports or client networks`}},
 		{"empty", `          cidrs: []
 `, "", []string{`testdata/t.yaml:10:11: clients[0].rules[0].static: needs tags or cidrs`}},
 		{"limit", `          cidrs: ["192.0.2.0/28"]

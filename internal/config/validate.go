@@ -264,6 +264,7 @@ func (c *Config) validateClients(col *collector, o options) {
 		}
 		groups = append(groups, g)
 	}
+	c.checkStaticElements(col, groups)
 	if len(col.errs) > 0 {
 		return
 	}
