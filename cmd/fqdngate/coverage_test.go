@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -11,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/miekg/dns"
 
 	"github.com/fqdngate/fqdngate/internal/api"
 )
@@ -109,5 +113,58 @@ func TestCoverageUsage(t *testing.T) {
 				t.Errorf("stderr lacks %q:\n%s", tc.stderr, errb.String())
 			}
 		})
+	}
+}
+
+// TestCoverageResolve: --resolve asks --dns for the names of --config's
+// rules now; the wildcard is listed as unresolvable.
+func TestCoverageResolve(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	answers := map[string]string{"hub.example.net.": "203.0.113.70", "cdn.example.net.": "192.0.2.77"}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(q)
+		if a, ok := answers[q.Question[0].Name]; ok && q.Question[0].Qtype == dns.TypeA {
+			rr, _ := dns.NewRR(q.Question[0].Name + " 60 IN A " + a)
+			m.Answer = append(m.Answer, rr)
+		}
+		_ = w.WriteMsg(m)
+	})}
+	go func() { _ = srv.ActivateAndServe() }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	cfg := filepath.Join(t.TempDir(), "gw.yaml")
+	if err := os.WriteFile(cfg, []byte(`mode: enforce
+upstreams: ["198.51.100.53"]
+clients:
+  - name: devices
+    cidrs: ["192.0.2.0/24"]
+    rules:
+      - name: r
+        fqdn: ["hub.example.net", "cdn.example.net", "*.wild.example.net"]
+        ports: ["tcp/443"]
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	args := []string{"coverage", "--service-tags", testTags, "--resolve", "--config", cfg, "--dns", pc.LocalAddr().String(), "--json"}
+	if code := run(args, &out, &errb); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	var r struct {
+		Source    string `json:"source"`
+		Endpoints []struct {
+			Name, Coverage string
+		} `json:"endpoints"`
+		Unresolvable []string `json:"unresolvable"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprint(r.Endpoints, r.Unresolvable)
+	if want := "[{cdn.example.net none} {hub.example.net covered}] [*.wild.example.net]"; got != want || !strings.HasPrefix(r.Source, "resolved now through 127.0.0.1:") {
+		t.Errorf("got %s from %q, want %s", got, r.Source, want)
 	}
 }
