@@ -39,6 +39,8 @@ fuzz:
 	$(GO) test ./internal/catalog -run '^$$' -fuzz '^FuzzCheckParam$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/dnsproxy -run '^$$' -fuzz '^FuzzResolve$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/ledger -run '^$$' -fuzz '^FuzzStoredEntry$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/servicetags -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/servicetags -run '^$$' -fuzz '^FuzzParseASN$$' -fuzztime $(FUZZTIME)
 
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))"

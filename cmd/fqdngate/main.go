@@ -45,6 +45,8 @@ Usage:
   fqdngate suggest                    a configuration allowing what the daemon has seen
   fqdngate check    [--profile NAME ...] [--host HOST:PORT ...] [--json]
                                       reachability and TLS-interception report
+  fqdngate coverage --service-tags FILE [--profile NAME ...] [--api ADDR | --resolve] [--asn-prefixes FILE] [--json]
+                                      which endpoints an Azure service-tag rule could carry
   fqdngate version                    print the version
 
 Without --config, run observes this host's queries on 127.0.0.1:5353,
@@ -80,6 +82,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdSuggest(rest, stdout, stderr)
 	case "check":
 		return cmdCheck(rest, stdout, stderr)
+	case "coverage":
+		return cmdCoverage(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "fqdngate", versionString())
 		return exitOK

@@ -115,6 +115,9 @@ type Enforcer struct {
 	// Mark is the firewall mark on fqdngate's own upstream traffic, so that
 	// hook output neither redirects nor drops it.
 	Mark uint32 `yaml:"mark"`
+	// StaticMaxAddresses bounds what one rule's static part may open, and
+	// each of its prefixes and tags (IPv6 counted in /64s).
+	StaticMaxAddresses uint64 `yaml:"static_max_addresses"`
 }
 
 // Client is one client group.
@@ -150,6 +153,9 @@ type Rule struct {
 	// Via are the patterns (the fqdn syntax) chain targets must match
 	// with cname_targets: strict, e.g. "*.akamaiedge.net".
 	Via []string `yaml:"via"`
+	// Static opens service tags' or your own prefixes on Ports, without
+	// DNS (static.go); a rule may have it instead of fqdn.
+	Static *Static `yaml:"static"`
 }
 
 // Log is the log section.

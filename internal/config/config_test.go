@@ -119,7 +119,7 @@ deny_response: drop
 				`t.yaml:13:28: clients[0].rules[0].ports[1]: port "tcp/0": "0" is not a port number from 1 to 65535`,
 				`t.yaml:13:37: clients[0].rules[0].ports[2]: port "icmp/1": protocol "icmp" is not tcp or udp`,
 				`t.yaml:14:15: clients[0].rules[1].name: "r" is already the name of rules[0] in this group`,
-				`t.yaml:15:15: clients[0].rules[1].fqdn: required: at least one name pattern`,
+				`t.yaml:15:15: clients[0].rules[1].fqdn: required: at least one name pattern (or static)`,
 				`t.yaml:18:13: clients[1].cidrs[0]: 2001:db8::/32 is already listed at clients[0].cidrs[2]`,
 			},
 		},

@@ -27,6 +27,9 @@ const (
 	DefaultCacheSize    = 100000
 	DefaultLogFormat    = "text"
 	DefaultLogLevel     = "info"
+	// DefaultStaticMaxAddresses is a /16 worth: wider than any one
+	// service's regional tag, narrower than a CDN's or a cloud's ranges.
+	DefaultStaticMaxAddresses = 65536
 )
 
 // Defaults of serve-stale and of what a rule lets answers hold.
@@ -96,6 +99,9 @@ func (c *Config) applyDefaults(ps positions) {
 	}
 	if e.Mark == 0 {
 		e.Mark = DefaultMark
+	}
+	if e.StaticMaxAddresses == 0 {
+		e.StaticMaxAddresses = DefaultStaticMaxAddresses
 	}
 	setDefault(&c.DenyResponse, DefaultDenyResponse)
 	if c.MaxInflight == 0 {

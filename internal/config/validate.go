@@ -51,6 +51,7 @@ type Derived struct {
 
 	// UpstreamRootCAs verify tls:// upstreams; nil means the system roots.
 	UpstreamRootCAs *x509.CertPool
+	Static          []*StaticRule // rules' static parts (static.go)
 }
 
 var (
@@ -155,6 +156,9 @@ func (c *Config) validateEnforcer(col *collector) {
 	if e.GCInterval < time.Second || e.GCInterval > time.Hour {
 		col.add(p.with("gc_interval"), "%s is outside 1s..1h", e.GCInterval)
 	}
+	if e.StaticMaxAddresses > 1<<32 {
+		col.add(p.with("static_max_addresses"), "%d is more than 4294967296 (all of IPv4)", e.StaticMaxAddresses)
+	}
 }
 
 func parseAddrPorts(col *collector, p path, in []string, defaultPort uint16) []netip.AddrPort {
@@ -208,6 +212,7 @@ func (c *Config) validateClients(col *collector, o options) {
 	var groups []*policy.Group
 	groupAt := make(map[string]int)
 	prefixAt := make(map[netip.Prefix]path)
+	files := staticFiles{}
 	global := c.checkParams(col, path{"params"}, c.Params, nil, o)
 	for gi, cl := range c.Clients {
 		gp := path{"clients", gi}
@@ -262,8 +267,8 @@ func (c *Config) validateClients(col *collector, o options) {
 			default:
 				ruleAt[r.Name] = ri
 			}
-			if len(r.FQDN) == 0 {
-				col.add(rp.with("fqdn"), "required: at least one name pattern")
+			if len(r.FQDN) == 0 && r.Static == nil {
+				col.add(rp.with("fqdn"), "required: at least one name pattern (or static)")
 			}
 			for fi, s := range r.FQDN {
 				pat, err := policy.ParsePattern(s)
@@ -285,10 +290,14 @@ func (c *Config) validateClients(col *collector, o options) {
 				rule.Ports = append(rule.Ports, pr)
 			}
 			rule.Answers = answerRules(col, rp, r)
+			if st := c.validateStatic(col, rp.with("static"), cl.Name, r, rule, files); st != nil {
+				c.Derived.Static = append(c.Derived.Static, st)
+			}
 			g.Rules = append(g.Rules, rule)
 		}
 		groups = append(groups, g)
 	}
+	c.checkStaticElements(col, groups)
 	if len(col.errs) > 0 {
 		return
 	}

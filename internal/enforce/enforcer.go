@@ -37,6 +37,8 @@ type Spec struct {
 	// GCInterval, when not zero, is how often the kernel collects the
 	// sets' expired elements (its default is every second).
 	GCInterval time.Duration
+	// Static are the rules' static parts (static.go).
+	Static []StaticRule
 }
 
 // Counters are the table's named counters, in packets.

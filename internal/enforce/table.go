@@ -92,6 +92,7 @@ func build(cc *nftables.Conn, s Spec) *nftables.Table {
 			rule(check, append(lookupKey(v6, s.Global, set), accept_())...)
 		}
 	}
+	buildStatic(cc, t, check, s)
 	if s.Observe {
 		rule(check, logGroup(s.NFLogGroup, PrefixWouldDrop), counterRef(ctrWouldDrops), accept_())
 	} else {

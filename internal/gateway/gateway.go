@@ -262,6 +262,7 @@ func specOf(c *config.Config, log *slog.Logger) enforce.Spec {
 		Clients: c.Derived.Policy.Prefixes(), NFLogGroup: e.NFLogGroup, Mark: e.Mark, GCInterval: e.GCInterval,
 	}
 	spec.DNS4, spec.DNS6 = redirectTargets(c.Derived.DNS, e.Hook, log)
+	spec.Static = staticSpec(c)
 	return spec
 }
 

@@ -64,10 +64,12 @@ func (r *reloader) reload(ctx context.Context) error {
 	})
 	spec := r.spec
 	spec.Clients = pol.Prefixes()
+	spec.Static = staticSpec(nc)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if n, ok := r.enf.(*enforce.NFT); ok && !slices.Equal(spec.Clients, r.spec.Clients) {
-		// Other client networks: the table's chains change. Rebuild it
+	if n, ok := r.enf.(*enforce.NFT); ok && (!slices.Equal(spec.Clients, r.spec.Clients) || !reflect.DeepEqual(spec.Static, r.spec.Static)) {
+		// Other client networks or static prefixes (a fresh service tags
+		// file): the table's chains or static sets change. Rebuild it
 		// with exactly what the ledger holds now, in one transaction.
 		if err := n.Rebuild(ctx, spec, r.led.Grants(now)); err != nil {
 			return fmt.Errorf("reload: rebuild table: %w", err)
@@ -82,8 +84,8 @@ func (r *reloader) reload(ctx context.Context) error {
 			return fmt.Errorf("reload: add %d elements: %w", len(grant), err)
 		}
 	}
-	r.cfg.Clients, r.cfg.Derived.Policy = nc.Clients, pol
-	r.log.Info("reloaded", "groups", len(pol.Groups()), "withdrawn", len(revoke), "added", len(grant))
+	r.cfg.Clients, r.cfg.Derived.Policy, r.cfg.Derived.Static = nc.Clients, pol, nc.Derived.Static
+	r.log.Info("reloaded", "groups", len(pol.Groups()), "withdrawn", len(revoke), "added", len(grant), "static_rules", len(spec.Static))
 	return nil
 }
 
@@ -102,7 +104,10 @@ func restartOnly(old, nc *config.Config) []string {
 	check("upstream_timeout", old.UpstreamTimeout, nc.UpstreamTimeout)
 	check("upstream_case_randomization", old.UpstreamCaseRandomization, nc.UpstreamCaseRandomization)
 	check("upstream_ca_file", old.UpstreamCAFile, nc.UpstreamCAFile)
-	check("enforcer", old.Enforcer, nc.Enforcer)
+	// static_max_addresses only bounds validation, which the reload ran.
+	oe, ne := old.Enforcer, nc.Enforcer
+	oe.StaticMaxAddresses, ne.StaticMaxAddresses = 0, 0
+	check("enforcer", oe, ne)
 	check("deny_response", old.DenyResponse, nc.DenyResponse)
 	check("max_inflight", old.MaxInflight, nc.MaxInflight)
 	check("serve_stale", old.ServeStale, nc.ServeStale)
