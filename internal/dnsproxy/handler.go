@@ -11,6 +11,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/fqdngate/fqdngate/internal/clientlimit"
 	"github.com/fqdngate/fqdngate/internal/enforce"
 	"github.com/fqdngate/fqdngate/internal/ledger"
 	"github.com/fqdngate/fqdngate/internal/policy"
@@ -33,6 +34,9 @@ type Options struct {
 	Global bool
 	// Cache, if not nil, answers repeated questions without the upstream.
 	Cache *Cache
+	// Limits, if not nil, admits each client's queries (clients[].max_qps
+	// and max_inflight).
+	Limits *clientlimit.Limiter
 }
 
 // Decisions a query can end in, as Outcome.Decision.
@@ -45,6 +49,7 @@ const (
 	DecisionBusy         = "busy"
 	DecisionUpstreamFail = "upstream-fail"
 	DecisionEnforceFail  = "enforce-fail"
+	DecisionRateLimited  = "rate-limited"
 )
 
 // Outcome is what became of one query, for metrics and the event log.
@@ -98,6 +103,9 @@ type Handler struct {
 // Stats counts outcomes; read with Snapshot.
 type Stats struct {
 	Allowed, Denied, WouldDeny, Refused, Malformed, UpstreamFail, EnforceFail, Busy atomic.Uint64
+	// RateLimited counts queries refused by Limits; RevokeDropped evicted
+	// elements not removed at once (revokeEvicted).
+	RateLimited, RevokeDropped atomic.Uint64
 }
 
 // NewHandler wires a handler. now may be nil for time.Now.
@@ -230,6 +238,17 @@ func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, 
 	}
 
 	out.Group = dec.Group.Name
+	// A client over its group's max_qps or max_inflight is refused before
+	// any work is spent on it (DESIGN section 16).
+	if h.opts.Limits != nil {
+		ticket, limit := h.opts.Limits.Admit(h.now(), client, dec.Group.Name)
+		if limit != "" {
+			h.stats.RateLimited.Add(1)
+			out.Decision = DecisionRateLimited
+			return reply(req, dns.RcodeRefused, ExtendedErrorRateLimited, "fqdngate: rate limited ("+string(limit)+")"), nil
+		}
+		defer h.opts.Limits.Done(ticket)
+	}
 
 	// 3. Denied names are answered here and never leave (enforce mode).
 	out.Decision = DecisionAllowed
@@ -358,9 +377,7 @@ func (h *Handler) grant(ctx context.Context, client netip.Addr, dec policy.Decis
 	h.stats.Allowed.Add(1)
 	out.Answer = &ans
 	if revoke := h.ledger.Record(now, ans); len(revoke) > 0 {
-		if err := h.enforcer.Revoke(ctx, revoke); err != nil {
-			h.log.Warn("evicted addresses not removed; they expire on their own", "n", len(revoke), "err", err)
-		}
+		h.revokeEvicted(ctx, revoke)
 	}
 	return true
 }
