@@ -36,9 +36,10 @@ const (
 	// max_entries_per_client says otherwise, so that it takes at most an
 	// eighth of the ledger however many names it asks.
 	DefaultEntriesShare = 8
-	// DefaultClientMaxQPS is well above what a device asks (a few queries
-	// a second, tens at boot) and far below a flood.
-	DefaultClientMaxQPS = 200
+	// DefaultClientMaxQPS is far above what a device asks (a few queries
+	// a second, tens at boot; hundreds from a host behind NAT or a test
+	// rig) and far below a flood (tens of thousands).
+	DefaultClientMaxQPS = 1000
 	// DefaultClientMaxInflight: a device with more queries than this
 	// waiting at once is retrying or flooding.
 	DefaultClientMaxInflight = 32
