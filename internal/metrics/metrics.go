@@ -153,7 +153,7 @@ var (
 	descQueueDrops = prometheus.NewDesc("fqdngate_dns_udp_queue_drops_total", "UDP queries dropped because every worker was busy and the queue full (clients retry).", nil, nil)
 	descWriterEl   = prometheus.NewDesc("fqdngate_nft_element_writes_total", "Set element adds and deletes in committed transactions.", nil, nil)
 	descLimited    = prometheus.NewDesc("fqdngate_dns_rate_limited_total", "Queries refused for a client's max_qps (limit qps) or max_inflight (limit inflight), by client group.", []string{"group", "limit"}, nil)
-	descLimClients = prometheus.NewDesc("fqdngate_dns_rate_limit_clients", "Clients the rate limiter tracks (at most 65536; beyond, new ones share their group's overflow bucket).", nil, nil)
+	descLimClients = prometheus.NewDesc("fqdngate_dns_rate_limit_clients", "Clients the rate limiter tracks (at most 65536, idle ones forgotten after a minute; beyond, new ones share their group's overflow bucket).", nil, nil)
 	descRevokeDrop = prometheus.NewDesc("fqdngate_enforce_revoke_dropped_total", "Elements of evicted entries not removed from the kernel at once (writer queue full); they expire on their own.", nil, nil)
 	descCommit     = prometheus.NewDesc("fqdngate_nft_commit_duration_seconds", "How long the kernel took to take each netlink transaction of the writer: the kernel's part of answer to kernel.", nil, nil)
 )
