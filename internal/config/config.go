@@ -84,8 +84,9 @@ type Enforcer struct {
 	// MaxAddrsPerName caps the addresses kept per client and name; the
 	// oldest are evicted first.
 	MaxAddrsPerName int `yaml:"max_addrs_per_name"`
-	// MaxEntries caps the ledger as a whole; the entries closest to expiry
-	// are evicted first.
+	// MaxEntries caps the ledger as a whole: an expired entry is evicted
+	// first, else the entry closest to expiry of the client holding the
+	// most (internal/ledger/quota.go).
 	MaxEntries int `yaml:"max_entries"`
 	// MaxEntriesPerClient caps one client's ledger entries: a client at it
 	// evicts its own oldest answers, never another client's. Unset: a
