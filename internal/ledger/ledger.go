@@ -235,9 +235,16 @@ func (l *Ledger) Record(now time.Time, a Answer) (revoke []Elem) {
 			evicted = true
 		}
 		// Without a quota of its own (MaxPerClient is MaxEntries) a client
-		// filling the ledger meets the global cap.
-		if l.opts.MaxPerClient < l.opts.MaxEntries && l.clients.count(ids.client) >= l.opts.MaxPerClient {
-			revoke = append(revoke, l.removeLocked(nowNS, l.clients.oldest(ids.client))...)
+		// filling the ledger meets the global cap. The answer's own entries
+		// are not evicted for it (the client has been told them all): an
+		// answer with more addresses than the quota keeps them, and the
+		// client's next answer brings it back below.
+		for l.opts.MaxPerClient < l.opts.MaxEntries && l.clients.count(ids.client) >= l.opts.MaxPerClient {
+			v := l.clients.oldest(ids.client)
+			if l.justLearnt(v, ids.name, nowNS) {
+				break
+			}
+			revoke = append(revoke, l.removeLocked(nowNS, v)...)
 			l.stats.EvictedPerClient++
 			evicted = true
 		}

@@ -144,6 +144,13 @@ func (l *Ledger) globalVictim(now int64) uint32 {
 	return l.clients.oldest(l.clients.big[0])
 }
 
+// justLearnt reports whether entry i is one the answer being recorded (for
+// name, at now) made.
+func (l *Ledger) justLearnt(i, name uint32, now int64) bool {
+	e := l.slab.at(i)
+	return e.name == name && e.learnt == now
+}
+
 // ClientEntries is how many entries the ledger holds for client, expired
 // ones included (what MaxPerClient counts).
 func (l *Ledger) ClientEntries(client netip.Addr) int {

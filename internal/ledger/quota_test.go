@@ -99,6 +99,24 @@ func TestFairEviction(t *testing.T) {
 	}
 }
 
+// TestAnswerLargerThanQuota: an answer with more addresses than the
+// client's quota keeps them all (the client was told them all); the
+// client's next answer brings it back within its quota.
+func TestAnswerLargerThanQuota(t *testing.T) {
+	l := New(Options{MaxEntries: 100, MaxPerClient: 2})
+	if r := l.Record(t0, answer(devA, "big.example.com", t0.Add(time.Hour), "203.0.113.1", "203.0.113.2", "203.0.113.3")); len(r) != 0 {
+		t.Fatalf("the answer revoked its own elements %v", r)
+	}
+	if n := l.ClientEntries(devA); n != 3 {
+		t.Fatalf("devA holds %d of the answer's 3 addresses", n)
+	}
+	l.Record(t0.Add(time.Second), answer(devA, "next.example.com", t0.Add(2*time.Hour), "203.0.113.9"))
+	if n := l.ClientEntries(devA); n != 2 {
+		t.Fatalf("devA holds %d after its next answer, want its quota of 2", n)
+	}
+	checkInvariants(t, l)
+}
+
 // TestFloodKeepsOtherClientsAnswers is the reported case: max_entries
 // 1000, one client floods 20,000 random names under an allowed wildcard;
 // another client's earlier answers all stay live and are never revoked.
