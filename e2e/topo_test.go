@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/netip"
 	"os"
@@ -401,6 +402,12 @@ func (a *authServer) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		add("rot.example.com. 300 IN CNAME rot.edge.example.net.")
 		add("rot.edge.example.net. 60 IN CNAME a1.cdn.example.org.")
 		add(fmt.Sprintf("a1.cdn.example.org. 20 IN A 203.0.113.%d", 10+n%200))
+	case strings.HasSuffix(name, ".flood.example.com.") && q.Qtype == dns.TypeA:
+		// A wildcard zone: every name answers, with an address of its own
+		// name's (the fairness test floods it with random names).
+		h := fnv.New32a()
+		h.Write([]byte(name))
+		add(fmt.Sprintf("%s 300 IN A 203.0.113.%d", name, 1+h.Sum32()%250))
 	case name == "evil.example.com.":
 		add("evil.example.com. 20 IN A 203.0.113.66")
 	default:

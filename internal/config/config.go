@@ -98,9 +98,15 @@ type Enforcer struct {
 	// MaxAddrsPerName caps the addresses kept per client and name; the
 	// oldest are evicted first.
 	MaxAddrsPerName int `yaml:"max_addrs_per_name"`
-	// MaxEntries caps the ledger as a whole; the entries closest to expiry
-	// are evicted first.
+	// MaxEntries caps the ledger as a whole: an expired entry is evicted
+	// first, else the entry closest to expiry of the client holding the
+	// most (internal/ledger/quota.go).
 	MaxEntries int `yaml:"max_entries"`
+	// MaxEntriesPerClient caps one client's ledger entries: a client at it
+	// evicts its own oldest answers, never another client's. Unset: a
+	// fair share of max_entries in scope client (max_entries /
+	// DefaultEntriesShare), max_entries in scope global.
+	MaxEntriesPerClient int `yaml:"max_entries_per_client"`
 	// Hold is how long an answer may wait for the kernel to acknowledge its
 	// rule; past it the client gets SERVFAIL.
 	Hold time.Duration `yaml:"hold"`
@@ -133,6 +139,13 @@ type Client struct {
 	Params map[string]string `yaml:"params"`
 	// Rules are the group's own rules.
 	Rules []Rule `yaml:"rules"`
+	// MaxQPS is the queries a second each client of the group may send
+	// (a token bucket one second deep); beyond it REFUSED, "rate
+	// limited". 0 is no limit.
+	MaxQPS int `yaml:"max_qps"`
+	// MaxInflight is the queries of each client of the group worked on at
+	// once; beyond it REFUSED, "rate limited". 0 is no limit.
+	MaxInflight int `yaml:"max_inflight"`
 }
 
 // Rule is one user rule.

@@ -47,6 +47,22 @@ const (
 // case they are sent.
 const DefaultUpstreamCaseRandomization = true
 
+// Per-client fairness defaults (DESIGN section 16).
+const (
+	// DefaultEntriesShare: in scope client, one client may hold
+	// max_entries / DefaultEntriesShare entries unless
+	// max_entries_per_client says otherwise, so that it takes at most an
+	// eighth of the ledger however many names it asks.
+	DefaultEntriesShare = 8
+	// DefaultClientMaxQPS is far above what a device asks (a few queries
+	// a second, tens at boot; hundreds from a host behind NAT or a test
+	// rig) and far below a flood (tens of thousands).
+	DefaultClientMaxQPS = 1000
+	// DefaultClientMaxInflight: a device with more queries than this
+	// waiting at once is retrying or flooding.
+	DefaultClientMaxInflight = 32
+)
+
 // applyDefaults fills every unset field. Scope depends on Hook: on the
 // host (hook output) the DNS client is loopback while connections leave
 // from the interface address, so per-client scope cannot hold there.
@@ -87,6 +103,21 @@ func (c *Config) applyDefaults(ps positions) {
 	}
 	if e.MaxEntries == 0 {
 		e.MaxEntries = DefaultMaxEntries
+	}
+	if e.MaxEntriesPerClient == 0 {
+		e.MaxEntriesPerClient = e.MaxEntries
+		if e.Scope == "client" {
+			e.MaxEntriesPerClient = max(e.MaxEntries/DefaultEntriesShare, 1)
+		}
+	}
+	// max_qps and max_inflight 0 is no limit; only absence defaults.
+	for i := range c.Clients {
+		if !ps.present(path{"clients", i, "max_qps"}) {
+			c.Clients[i].MaxQPS = DefaultClientMaxQPS
+		}
+		if !ps.present(path{"clients", i, "max_inflight"}) {
+			c.Clients[i].MaxInflight = DefaultClientMaxInflight
+		}
 	}
 	if e.Hold == 0 {
 		e.Hold = DefaultHold

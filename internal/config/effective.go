@@ -27,7 +27,7 @@ func (c *Config) WriteEffective(w io.Writer) error {
 		p("enforcer:\tnftables table inet %s, hook %s, scope %s, expired elements collected every %s\n", e.Table, e.Hook, e.Scope, e.GCInterval)
 	}
 	p("lifetime:\tmax(ttl, %s) + %s, ttl capped at %s; rule ack within %s\n", e.MinTTL, e.Grace, e.MaxTTL, e.Hold)
-	p("caps:\t%d addresses per name, %d ledger entries\n", e.MaxAddrsPerName, e.MaxEntries)
+	p("caps:\t%d addresses per name, %d ledger entries per client, %d in all\n", e.MaxAddrsPerName, e.MaxEntriesPerClient, e.MaxEntries)
 	p("static rules:\tat most %d addresses each (IPv6 counted in /64s)\n", e.StaticMaxAddresses)
 	p("denied names:\t%s\n", strings.ToUpper(c.DenyResponse))
 	p("serve stale:\t%s\n", serveStale(c))
@@ -41,6 +41,7 @@ func (c *Config) WriteEffective(w io.Writer) error {
 	}
 	for _, g := range c.Derived.Policy.Groups() {
 		fmt.Fprintf(w, "\nclient group %s: %s\n", g.Name, joinStringers(g.Prefixes))
+		fmt.Fprintf(w, "  per client: %s\n", c.clientLimits(g.Name))
 		if len(g.Rules) == 0 {
 			fmt.Fprintln(w, "  (no rules: every name is denied)")
 			continue
@@ -77,6 +78,24 @@ func caSource(file string) string {
 		return "system roots (tls:// upstreams)"
 	}
 	return file + " (tls:// upstreams)"
+}
+
+// clientLimits describes the per-client limits of group name.
+func (c *Config) clientLimits(name string) string {
+	for _, cl := range c.Clients {
+		if cl.Name != name {
+			continue
+		}
+		qps, inflight := "no query rate limit", "no in-flight limit"
+		if cl.MaxQPS > 0 {
+			qps = fmt.Sprintf("max_qps %d (a second's worth at once)", cl.MaxQPS)
+		}
+		if cl.MaxInflight > 0 {
+			inflight = fmt.Sprintf("max_inflight %d", cl.MaxInflight)
+		}
+		return qps + ", " + inflight + "; beyond: REFUSED, rate limited"
+	}
+	return "no limits"
 }
 
 func joinStringers[T fmt.Stringer](xs []T) string {

@@ -150,6 +150,9 @@ func (c *Config) validateEnforcer(col *collector) {
 	if e.MaxEntries < 1 || e.MaxEntries > 1<<24 {
 		col.add(p.with("max_entries"), "%d is outside 1..16777216", e.MaxEntries)
 	}
+	if e.MaxEntriesPerClient < 1 || e.MaxEntriesPerClient > e.MaxEntries {
+		col.add(p.with("max_entries_per_client"), "%d is outside 1..max_entries (%d)", e.MaxEntriesPerClient, e.MaxEntries)
+	}
 	if e.Hold < time.Millisecond || e.Hold > 30*time.Second {
 		col.add(p.with("hold"), "%s is outside 1ms..30s", e.Hold)
 	}
@@ -228,6 +231,12 @@ func (c *Config) validateClients(col *collector, o options) {
 		}
 		if len(cl.CIDRs) == 0 {
 			col.add(gp.with("cidrs"), "required: at least one network, e.g. 192.0.2.0/24")
+		}
+		if cl.MaxQPS < 0 || cl.MaxQPS > 1_000_000 {
+			col.add(gp.with("max_qps"), "%d is outside 0..1000000 (0: no limit)", cl.MaxQPS)
+		}
+		if cl.MaxInflight < 0 || cl.MaxInflight > 65536 {
+			col.add(gp.with("max_inflight"), "%d is outside 0..65536 (0: no limit)", cl.MaxInflight)
 		}
 		for ci, s := range cl.CIDRs {
 			cp := gp.with("cidrs", ci)

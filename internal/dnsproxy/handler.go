@@ -13,6 +13,7 @@ import (
 	"github.com/miekg/dns"
 	"golang.org/x/time/rate"
 
+	"github.com/fqdngate/fqdngate/internal/clientlimit"
 	"github.com/fqdngate/fqdngate/internal/enforce"
 	"github.com/fqdngate/fqdngate/internal/ledger"
 	"github.com/fqdngate/fqdngate/internal/policy"
@@ -38,6 +39,9 @@ type Options struct {
 	// ServeStale keeps cached answers this long past expiry, served (and
 	// installed) when no upstream answers (RFC 8767); zero is off.
 	ServeStale time.Duration
+	// Limits, if not nil, admits each client's queries (clients[].max_qps
+	// and max_inflight).
+	Limits *clientlimit.Limiter
 }
 
 // Decisions a query can end in, as Outcome.Decision.
@@ -55,6 +59,7 @@ const (
 	DecisionWithdrawn = "withdrawn"
 	// DecisionCNAMENotVia: allowed name, but its chain left every via.
 	DecisionCNAMENotVia = "cname-not-via"
+	DecisionRateLimited = "rate-limited"
 )
 
 // Outcome is what became of one query, for metrics and the event log.
@@ -127,6 +132,9 @@ type Stats struct {
 	CNAMENotVia, Stale, Withheld atomic.Uint64
 	// LogsSuppressed counts per-query log lines left out for the budget.
 	LogsSuppressed atomic.Uint64
+	// RateLimited counts queries refused by Limits; RevokeDropped evicted
+	// elements not removed at once (revokeEvicted).
+	RateLimited, RevokeDropped atomic.Uint64
 }
 
 // NewHandler wires a handler. now may be nil for time.Now.
@@ -261,6 +269,17 @@ func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, 
 	}
 
 	out.Group = dec.Group.Name
+	// A client over its group's max_qps or max_inflight is refused before
+	// any work is spent on it (DESIGN section 16).
+	if h.opts.Limits != nil {
+		ticket, limit := h.opts.Limits.Admit(h.now(), client, dec.Group.Name)
+		if limit != "" {
+			h.stats.RateLimited.Add(1)
+			out.Decision = DecisionRateLimited
+			return reply(req, dns.RcodeRefused, ExtendedErrorRateLimited, "fqdngate: rate limited ("+string(limit)+")"), nil
+		}
+		defer h.opts.Limits.Done(ticket)
+	}
 
 	// 3. Denied names are answered here and never leave (enforce mode).
 	out.Decision = DecisionAllowed
@@ -407,9 +426,7 @@ func (h *Handler) grant(ctx context.Context, pol *policy.Policy, client netip.Ad
 		return false
 	}
 	if revoke := h.record(now, parts); len(revoke) > 0 {
-		if err := h.enforcer.Revoke(ctx, revoke); err != nil {
-			h.log.Warn("evicted addresses not removed; they expire on their own", "n", len(revoke), "err", err)
-		}
+		h.revokeEvicted(ctx, revoke)
 	}
 	if cur := h.policy.Load(); cur != pol && !h.stillGranted(ctx, cur, ans, walked.Chain) {
 		h.stats.Withdrawn.Add(1)
@@ -438,6 +455,11 @@ func (h *Handler) stillGranted(ctx context.Context, cur *policy.Policy, ans ledg
 		return true
 	}
 	if revoke := h.ledger.Withdraw(h.now(), ans.Client, ans.Name); len(revoke) > 0 {
+		// Unlike an eviction's, this removal is waited for: it takes away
+		// what a reload withdrew. It is rare (a reload racing a query)
+		// and bounded.
+		ctx, cancel := context.WithTimeout(ctx, withdrawWait)
+		defer cancel()
 		if err := h.enforcer.Revoke(ctx, revoke); err != nil {
 			h.log.Warn("withdrawn addresses not removed; they expire on their own", "n", len(revoke), "err", err)
 		}
@@ -457,6 +479,10 @@ func (h *Handler) logQuery(level slog.Level, msg string, args ...any) {
 	}
 	h.log.Log(context.Background(), level, msg, args...)
 }
+
+// withdrawWait bounds how long a query waits for the kernel to remove
+// what it withdrew (stillGranted).
+const withdrawWait = time.Second
 
 // withheld is the reply to an allowed query whose answer must not be
 // released (grant returned false).

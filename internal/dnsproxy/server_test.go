@@ -138,13 +138,25 @@ func TestUDPWorkersStartAsNeeded(t *testing.T) {
 	}
 }
 
-// freeUDPAddr is a loopback address with a UDP port nobody holds.
+// freeUDPAddr is a loopback address whose port nobody holds on UDP nor
+// on TCP (Listen binds both): a port free on UDP alone may be some
+// loopback connection's TCP source port, as it was when other tests ran
+// beside these.
 func freeUDPAddr(t *testing.T) netip.AddrPort {
 	t.Helper()
-	probe, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 20 {
+		tl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := netip.MustParseAddrPort(tl.Addr().String())
+		ul, err := net.ListenPacket("udp", a.String())
+		tl.Close()
+		if err == nil {
+			ul.Close()
+			return a
+		}
 	}
-	defer probe.Close()
-	return netip.MustParseAddrPort(probe.LocalAddr().String())
+	t.Fatal("no loopback port free on both UDP and TCP")
+	return netip.AddrPort{}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/fqdngate/fqdngate/internal/api"
+	"github.com/fqdngate/fqdngate/internal/clientlimit"
 	"github.com/fqdngate/fqdngate/internal/config"
 	"github.com/fqdngate/fqdngate/internal/dnsproxy"
 	"github.com/fqdngate/fqdngate/internal/enforce"
@@ -57,7 +58,7 @@ type Options struct {
 // behind every flushEvery, and once more after the last query at shutdown.
 func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) error {
 	e := c.Enforcer
-	led := ledger.New(ledger.Options{MaxPerName: e.MaxAddrsPerName, MaxEntries: e.MaxEntries,
+	led := ledger.New(ledger.Options{MaxPerName: e.MaxAddrsPerName, MaxEntries: e.MaxEntries, MaxPerClient: e.MaxEntriesPerClient,
 		Global: e.Scope == "global", Track: c.StateDir != ""})
 	store, err := openState(c, led, log)
 	if err != nil {
@@ -84,8 +85,10 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 	// API starts last).
 	var srv *dnsproxy.Server
 	var h *dnsproxy.Handler
+	limits := clientlimit.New(clientLimits(c))
 	src := metrics.Sources{Ledger: led.Stats, Drops: mon.Counts, CacheLen: cache.Len,
-		QueueDrops:     func() uint64 { return srv.QueueDrops() },
+		QueueDrops: func() uint64 { return srv.QueueDrops() }, RateLimited: limits.Refused, LimitedClients: limits.Tracked,
+		RevokeDropped:  func() uint64 { return h.Stats().RevokeDropped.Load() },
 		LogsSuppressed: func() (uint64, uint64) { return h.Stats().LogsSuppressed.Load(), mon.Suppressed() }}
 	if n, ok := enf.(*enforce.NFT); ok {
 		src.Kernel, src.Elements, src.Writer = n.Counters, n.Elements, n.WriterStats
@@ -103,7 +106,7 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 		dnsproxy.Options{
 			Observe: c.Mode == config.ModeObserve, DenyRcode: deny,
 			MinTTL: e.MinTTL, MaxTTL: e.MaxTTL, Grace: e.Grace, MaxInflight: c.MaxInflight,
-			Global: e.Scope == "global", Cache: cache, ServeStale: c.ServeStale,
+			Global: e.Scope == "global", Cache: cache, ServeStale: c.ServeStale, Limits: limits,
 		}, log, nil)
 	h.SetObserver(observers{mon, met})
 
@@ -115,7 +118,7 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 		}
 	}
 
-	rl := &reloader{cfg: c, load: o.Load, led: led, enf: enf, h: h, log: log, spec: spec}
+	rl := &reloader{cfg: c, load: o.Load, led: led, enf: enf, h: h, log: log, spec: spec, limits: limits}
 	srv, err = dnsproxy.Listen(c.Derived.DNS, h, c.MaxInflight)
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fqdngate/fqdngate/internal/clientlimit"
 	"github.com/fqdngate/fqdngate/internal/config"
 	"github.com/fqdngate/fqdngate/internal/dnsproxy"
 	"github.com/fqdngate/fqdngate/internal/enforce"
@@ -31,6 +32,8 @@ type reloader struct {
 	h    *dnsproxy.Handler
 	log  *slog.Logger
 	spec enforce.Spec
+	// limits takes the groups' new max_qps and max_inflight.
+	limits *clientlimit.Limiter
 }
 
 // reload re-reads the configuration. An invalid one is rejected and the
@@ -55,6 +58,7 @@ func (r *reloader) reload(ctx context.Context) error {
 	// New queries see the new policy first; then what was told under the
 	// old one is withdrawn.
 	r.h.SetPolicy(pol)
+	r.limits.SetLimits(clientLimits(nc))
 	revoke, grant := r.led.Repolicy(now, func(client netip.Addr, name string) ([]policy.PortRange, []string, bool) {
 		d := pol.Match(client, name)
 		if !d.Allowed() {

@@ -67,6 +67,7 @@ func checkInvariants(t *testing.T, l *Ledger) {
 		t.Fatalf("lists hold %d and %d of %d entries", onName, onAddr, used)
 	}
 	checkHeap(t, l, &l.expiry, "ledger")
+	checkShares(t, l, clients)
 	// A long list has its index, exactly its entries; a short one none.
 	for k, nl := range l.byName {
 		ll := l.long[k]
@@ -129,16 +130,19 @@ func TestLedgerRandomOperations(t *testing.T) {
 		maxPerName, maxEntries int
 		addrs                  int
 		longAt, shortAt        uint32
+		maxPerClient           int
 	}{
-		{"short lists", 3, 20, 8, defaultLongAt, defaultShortAt},
-		{"long lists", 12, 40, 24, 4, 2},
+		{"short lists", 3, 20, 8, defaultLongAt, defaultShortAt, 0},
+		{"long lists", 12, 40, 24, 4, 2, 0},
+		{"client quota", 3, 20, 8, defaultLongAt, defaultShortAt, 8},
+		{"client quota long lists", 12, 40, 24, 4, 2, 16},
 	} {
 		for _, global := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/global=%v", c.name, global), func(t *testing.T) {
 				r := rand.New(rand.NewPCG(1, 2))
-				l := New(Options{MaxPerName: c.maxPerName, MaxEntries: c.maxEntries, Retention: time.Minute, Global: global, Track: true})
+				l := New(Options{MaxPerName: c.maxPerName, MaxEntries: c.maxEntries, MaxPerClient: c.maxPerClient, Retention: time.Minute, Global: global, Track: true})
 				l.longAt, l.shortAt = c.longAt, c.shortAt
-				clients := []netip.Addr{devA, devB}
+				clients := []netip.Addr{devA, devB, netip.MustParseAddr("192.0.2.12")}
 				portSets := [][]policy.PortRange{{tcp443}, {tcp443, tcp8883}, {tcp8883}}
 				// The policy: ports per name, nil when denied. Record follows
 				// it, as the handler does; Repolicy changes it.
@@ -162,7 +166,7 @@ func TestLedgerRandomOperations(t *testing.T) {
 						if pol[name] == nil {
 							continue
 						}
-						a := answer(clients[r.IntN(2)], name, now.Add(time.Duration(1+r.IntN(40))*time.Second), as...)
+						a := answer(clients[r.IntN(len(clients))], name, now.Add(time.Duration(1+r.IntN(40))*time.Second), as...)
 						a.Ports = pol[name]
 						a.Chain = []string{fmt.Sprintf("c%d.cdn.example", r.IntN(3))}
 						for _, g := range l.GrantsOf(a) {
@@ -197,7 +201,7 @@ func TestLedgerRandomOperations(t *testing.T) {
 				}
 				// What a restart reads back builds the same ledger.
 				saved, _ := l.Select(Filter{}, 1<<20)
-				r2 := New(Options{MaxPerName: c.maxPerName, MaxEntries: c.maxEntries, Retention: time.Minute, Global: global})
+				r2 := New(Options{MaxPerName: c.maxPerName, MaxEntries: c.maxEntries, MaxPerClient: c.maxPerClient, Retention: time.Minute, Global: global})
 				r2.longAt, r2.shortAt = c.longAt, c.shortAt
 				if kept, _ := r2.Restore(now, saved); kept != len(saved) {
 					t.Fatalf("restored %d of %d", kept, len(saved))
@@ -207,6 +211,46 @@ func TestLedgerRandomOperations(t *testing.T) {
 					t.Fatalf("restored\n%v\nwant\n%v", got, saved)
 				}
 			})
+		}
+	}
+}
+
+// checkShares checks each client's heap against the entries it holds
+// (perClient counts them), and the heap of clients by size.
+func checkShares(t *testing.T, l *Ledger, perClient map[uint32]uint32) {
+	t.Helper()
+	for i := range uint32(l.slab.len()) {
+		if e := l.slab.at(i); e.used() && l.clients.by[e.client].heap.idx[e.clientHeap] != i {
+			t.Fatalf("entry %d: not at its position in its client's heap", i)
+		}
+	}
+	holding := 0
+	for id, sh := range l.clients.by {
+		if sh.heap.len() != int(perClient[uint32(id)]) {
+			t.Fatalf("client %d: heap %d, entries %d", id, sh.heap.len(), perClient[uint32(id)])
+		}
+		// Over the quota by one answer's addresses at most: those of the
+		// answer being recorded are not evicted for it.
+		if l.opts.MaxPerClient < l.opts.MaxEntries && sh.heap.len() > l.opts.MaxPerClient+l.opts.MaxPerName {
+			t.Fatalf("client %d holds %d, over its quota %d", id, sh.heap.len(), l.opts.MaxPerClient)
+		}
+		checkHeap(t, l, &sh.heap, fmt.Sprint("client ", id))
+		switch {
+		case sh.heap.len() == 0 && sh.at != none:
+			t.Fatalf("client %d: no entries, in the heap of clients", id)
+		case sh.heap.len() > 0:
+			holding++
+			if l.clients.big[sh.at] != uint32(id) {
+				t.Fatalf("client %d: not at its position in the heap of clients", id)
+			}
+		}
+	}
+	if holding != len(l.clients.big) {
+		t.Fatalf("%d clients hold entries, %d in the heap of clients", holding, len(l.clients.big))
+	}
+	for i := 1; i < len(l.clients.big); i++ {
+		if l.clients.more(i, (i-1)/2) {
+			t.Fatalf("heap of clients: order broken at %d", i)
 		}
 	}
 }

@@ -1,7 +1,8 @@
 // Package ledger records who was told which address for which name, through
 // which CNAME chain, on which ports, until when. It is what explanations
 // are made from, and it enforces the caps: addresses per client and name,
-// and entries overall. Evicting a live entry yields the kernel elements
+// entries per client, and entries overall, fairly between clients (who is
+// evicted: quota.go). Evicting a live entry yields the kernel elements
 // that no other live entry still needs, for the enforcer to remove.
 //
 // Time is a parameter: nothing in this package reads the clock. Entries

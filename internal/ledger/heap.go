@@ -2,13 +2,23 @@ package ledger
 
 // expiryHeap orders slab indexes by expiry, earliest first. Each entry
 // knows its position in the heap (entry.heap in the ledger's own heap,
-// entry.nameHeap in a long name list's) so that it can be fixed or
-// removed in place when its expiry changes or it goes.
+// entry.nameHeap in a long name list's, entry.clientHeap in its client's)
+// so that it can be fixed or removed in place when its expiry changes or
+// it goes.
 type expiryHeap struct {
 	idx []uint32
-	// perName: positions are in entry.nameHeap, else in entry.heap.
-	perName bool
+	// of says which of the entry's positions this heap keeps.
+	of heapOf
 }
+
+// heapOf names the entry field a heap keeps its positions in.
+type heapOf uint8
+
+const (
+	ofLedger heapOf = iota // entry.heap
+	ofName                 // entry.nameHeap
+	ofClient               // entry.clientHeap
+)
 
 func (h *expiryHeap) len() int { return len(h.idx) }
 
@@ -16,8 +26,11 @@ func (h *expiryHeap) len() int { return len(h.idx) }
 func (h *expiryHeap) first() uint32 { return h.idx[0] }
 
 func (h *expiryHeap) pos(s *slab, i uint32) *uint32 {
-	if h.perName {
+	switch h.of {
+	case ofName:
 		return &s.at(i).nameHeap
+	case ofClient:
+		return &s.at(i).clientHeap
 	}
 	return &s.at(i).heap
 }

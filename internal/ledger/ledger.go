@@ -58,12 +58,16 @@ func (e *Entry) Live(now time.Time) bool { return now.Before(e.Expires) }
 // strings and lists by interned number, times in Unix nanoseconds, and
 // the links of the per-name and per-address lists it is on.
 type entry struct {
-	addr         addr16 // kind 0: a free slot
+	addr addr16 // kind 0: a free slot
+	// ttl is in seconds, in 24 bits (194 days; max_ttl is at most 7):
+	// it fills the padding after addr, which leaves room for clientHeap
+	// without growing the entry.
+	ttl          ttl24
 	client       uint32 // in strs.clients
 	name, group  uint32 // in strs.names, strs.groups
 	chain, rules uint32 // in strs.lists, strs.rules
 	ports        uint32 // in strs.ports
-	ttl          uint32 // seconds
+	clientHeap   uint32 // position in its client's expiry heap (quota.go)
 	learnt       int64
 	expires      int64
 	heap         uint32 // position in the ledger's expiry heap
@@ -95,6 +99,9 @@ type Options struct {
 	MaxPerName int
 	// MaxEntries caps all entries, expired ones included.
 	MaxEntries int
+	// MaxPerClient caps the entries of one client, expired ones
+	// included; 0 leaves only MaxEntries. See quota.go for who is evicted.
+	MaxPerClient int
 	// Retention is how long an expired entry is kept for explanations.
 	Retention time.Duration
 	// Global drops the client from kernel elements (scope global).
@@ -124,7 +131,9 @@ type Ledger struct {
 	// longAt and shortAt: see longlist.go.
 	longAt, shortAt uint32
 	strs            strs
-	stats           Stats
+	// clients is each client's share, by client number (quota.go).
+	clients clientShares
+	stats   Stats
 	// changed holds the keys written or removed since TakeChanges (Track).
 	changed map[Key]struct{}
 }
@@ -134,8 +143,12 @@ type Stats struct {
 	Entries        int
 	Learnt         uint64
 	EvictedPerName uint64
-	EvictedGlobal  uint64
-	Collected      uint64
+	// EvictedPerClient counts entries a client's own new answers evicted
+	// at MaxPerClient.
+	EvictedPerClient uint64
+	// EvictedGlobal counts entries evicted at MaxEntries.
+	EvictedGlobal uint64
+	Collected     uint64
 }
 
 // New returns an empty ledger. Zero options take safe defaults.
@@ -148,6 +161,9 @@ func New(o Options) *Ledger {
 	}
 	if o.Retention <= 0 {
 		o.Retention = DefaultRetention
+	}
+	if o.MaxPerClient <= 0 || o.MaxPerClient > o.MaxEntries {
+		o.MaxPerClient = o.MaxEntries
 	}
 	return &Ledger{
 		opts:    o,
@@ -208,6 +224,7 @@ func (l *Ledger) Record(now time.Time, a Answer) (revoke []Elem) {
 				e.expires = x
 				l.expiry.fix(&l.slab, int(e.heap))
 				l.listExpiryChanged(nk, nl.n, i)
+				l.clients.expiryChanged(&l.slab, e.client, i)
 			}
 			l.touch(i)
 			continue
@@ -218,8 +235,22 @@ func (l *Ledger) Record(now time.Time, a Answer) (revoke []Elem) {
 			l.stats.EvictedPerName++
 			evicted = true
 		}
+		// Without a quota of its own (MaxPerClient is MaxEntries) a client
+		// filling the ledger meets the global cap. The answer's own entries
+		// are not evicted for it (the client has been told them all): an
+		// answer with more addresses than the quota keeps them, and the
+		// client's next answer brings it back below.
+		for l.opts.MaxPerClient < l.opts.MaxEntries && l.clients.count(ids.client) >= l.opts.MaxPerClient {
+			v := l.clients.oldest(ids.client)
+			if l.justLearnt(v, ids.name, nowNS) {
+				break
+			}
+			revoke = append(revoke, l.removeLocked(nowNS, v)...)
+			l.stats.EvictedPerClient++
+			evicted = true
+		}
 		if l.n >= l.opts.MaxEntries {
-			revoke = append(revoke, l.removeLocked(nowNS, l.expiry.first())...)
+			revoke = append(revoke, l.removeLocked(nowNS, l.globalVictim(nowNS))...)
 			l.stats.EvictedGlobal++
 			evicted = true
 		}
@@ -243,15 +274,27 @@ func (l *Ledger) Record(now time.Time, a Answer) (revoke []Elem) {
 func (l *Ledger) uncoveredLocked(now int64, elems []Elem) []Elem {
 	out := elems[:0]
 	for _, e := range elems {
-		client, _ := l.strs.clientID(e.Client)
-		if !l.coveredLocked(now, none, client, pack(e.Addr), e.Port) {
+		// A client no entry holds any more has no number: 0 would be
+		// another client's, whose entries would then seem to cover it.
+		client, known := l.strs.clientID(e.Client)
+		if !known && !l.opts.Global || !l.coveredLocked(now, none, client, pack(e.Addr), e.Port) {
 			out = append(out, e)
 		}
 	}
 	return out
 }
 
-func ttlSeconds(d time.Duration) uint32 { return uint32(min(max(d, 0)/time.Second, 1<<32-1)) }
+// ttl24 is a TTL in seconds in three bytes, big endian.
+type ttl24 [3]byte
+
+func ttlSeconds(d time.Duration) ttl24 {
+	s := uint32(min(max(d, 0)/time.Second, 1<<24-1))
+	return ttl24{byte(s >> 16), byte(s >> 8), byte(s)}
+}
+
+func (t ttl24) duration() time.Duration {
+	return time.Duration(uint32(t[0])<<16|uint32(t[1])<<8|uint32(t[2])) * time.Second
+}
 
 // answerIDs is an answer's interned client, strings and lists.
 type answerIDs struct {
@@ -339,6 +382,7 @@ func (l *Ledger) insertLocked(e entry, nl nameList) nameList {
 	l.byAddr[e.addr] = i
 	l.n++
 	l.expiry.push(&l.slab, i)
+	l.clients.added(&l.slab, e.client, i)
 	l.listAdded(nk, nl, i)
 	l.touch(i)
 	return nl
@@ -372,7 +416,7 @@ func (l *Ledger) export(i uint32) Entry {
 		Client: l.strs.clients.get(e.client), Group: l.strs.groups.get(e.group), Name: l.strs.names.get(e.name),
 		Chain: cloneOrNil(l.strs.lists.get(e.chain)), Addr: e.addr.addr(),
 		Rules: cloneOrNil(l.strs.rules.get(e.rules)), Ports: cloneOrNil(l.strs.ports.get(e.ports)),
-		TTL:    time.Duration(e.ttl) * time.Second,
+		TTL:    e.ttl.duration(),
 		Learnt: time.Unix(0, e.learnt), Expires: time.Unix(0, e.expires),
 	}
 }
@@ -423,7 +467,8 @@ func (l *Ledger) Restore(now time.Time, entries []Entry) (kept, dropped int) {
 		}
 		id, ok := l.strs.names.ids[e.Name]
 		client, known := l.strs.clientID(e.Client)
-		if ok && known && int(l.byName[nameKey{client, id}].n) >= l.opts.MaxPerName || !e.Addr.IsValid() {
+		if ok && known && int(l.byName[nameKey{client, id}].n) >= l.opts.MaxPerName || !e.Addr.IsValid() ||
+			known && l.clients.count(client) >= l.opts.MaxPerClient {
 			dropped++
 			continue
 		}
@@ -490,6 +535,7 @@ func (l *Ledger) removeLocked(now int64, i uint32) []Elem {
 		l.slab.at(e.nextAddr).prevAddr = e.prevAddr
 	}
 	l.expiry.remove(&l.slab, int(e.heap))
+	l.clients.removed(&l.slab, e.client, e.clientHeap)
 	*l.slab.at(i) = entry{}
 	l.free = append(l.free, i)
 	l.n--

@@ -23,7 +23,7 @@ const (
 // longList is the index of one long (client, name) list.
 type longList struct {
 	at   map[addr16]uint32 // address → slab index
-	heap expiryHeap        // perName
+	heap expiryHeap        // ofName
 }
 
 // longOf is the index of nk's list, nil when the list is short (n is its
@@ -69,7 +69,7 @@ func (l *Ledger) listAdded(nk nameKey, nl nameList, i uint32) {
 			return
 		}
 		// The list just became long: index all of it.
-		ll = &longList{at: make(map[addr16]uint32, 2*l.longAt), heap: expiryHeap{perName: true}}
+		ll = &longList{at: make(map[addr16]uint32, 2*l.longAt), heap: expiryHeap{of: ofName}}
 		l.long[nk] = ll
 		for j := nl.head; j != none; j = l.slab.at(j).nextName {
 			ll.add(&l.slab, j)

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/fqdngate/fqdngate/internal/clientlimit"
 	"github.com/fqdngate/fqdngate/internal/dnsproxy"
 	"github.com/fqdngate/fqdngate/internal/enforce"
 	"github.com/fqdngate/fqdngate/internal/ledger"
@@ -36,6 +37,12 @@ type Sources struct {
 	// LogsSuppressed is the log lines left out for their budget: of
 	// single queries (denied, failed) and of drops.
 	LogsSuppressed func() (queries, drops uint64)
+	// RateLimited is the queries refused per group and limit
+	// (clientlimit.Limiter.Refused), LimitedClients the clients tracked.
+	RateLimited    func() map[string]map[clientlimit.Limit]uint64
+	LimitedClients func() int
+	// RevokeDropped is the evicted elements not removed at once.
+	RevokeDropped func() uint64
 }
 
 // Metrics is the registry and the counters fed from the query path.
@@ -77,7 +84,7 @@ func New(src Sources) *Metrics {
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
 		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fqdngate_dns_queries_total", Help: "DNS queries by decision (allowed, denied, would-deny, refused, malformed, busy, upstream-fail, enforce-fail, cname-not-via) and client group.",
+			Name: "fqdngate_dns_queries_total", Help: "DNS queries by decision (allowed, denied, would-deny, refused, malformed, busy, upstream-fail, enforce-fail, cname-not-via, rate-limited, withdrawn) and client group.",
 		}, []string{"decision", "group"}),
 		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fqdngate_dns_cache_total", Help: "Answers by origin: hit (from the cache) or miss (from an upstream).",
@@ -171,7 +178,7 @@ type scraped struct{ src Sources }
 var (
 	descLedger     = prometheus.NewDesc("fqdngate_ledger_entries", "Addresses told to clients and remembered (live, and expired ones kept for explanations).", nil, nil)
 	descLearnt     = prometheus.NewDesc("fqdngate_ledger_learnt_total", "Ledger entries created.", nil, nil)
-	descEvicted    = prometheus.NewDesc("fqdngate_ledger_evictions_total", "Entries evicted by a cap: per_name (max_addrs_per_name) or global (max_entries).", []string{"cap"}, nil)
+	descEvicted    = prometheus.NewDesc("fqdngate_ledger_evictions_total", "Entries evicted by a cap: per_name (max_addrs_per_name), per_client (max_entries_per_client: the client's own) or global (max_entries: an expired entry, else the biggest client's).", []string{"cap"}, nil)
 	descCacheLen   = prometheus.NewDesc("fqdngate_dns_cache_entries", "Answers held in the cache.", nil, nil)
 	descElements   = prometheus.NewDesc("fqdngate_set_elements", "Unexpired elements fqdngate has installed in its nftables sets.", nil, nil)
 	descDrops      = prometheus.NewDesc("fqdngate_drops_total", "Dropped packets by attributed reason.", []string{"reason"}, nil)
@@ -185,11 +192,14 @@ var (
 	descQueueDrops = prometheus.NewDesc("fqdngate_dns_udp_queue_drops_total", "UDP queries dropped because every worker was busy and the queue full (clients retry).", nil, nil)
 	descWriterEl   = prometheus.NewDesc("fqdngate_nft_element_writes_total", "Set element adds and deletes in committed transactions.", nil, nil)
 	descSuppressed = prometheus.NewDesc("fqdngate_log_lines_suppressed_total", "Log lines left out to keep the log's budget (50 a second, bursts of 200), by source: query (denied and failed queries) or drop; the counters by decision and reason are complete.", []string{"source"}, nil)
+	descLimited    = prometheus.NewDesc("fqdngate_dns_rate_limited_total", "Queries refused for a client's max_qps (limit qps) or max_inflight (limit inflight), by client group.", []string{"group", "limit"}, nil)
+	descLimClients = prometheus.NewDesc("fqdngate_dns_rate_limit_clients", "Clients the rate limiter tracks (at most 65536, idle ones forgotten after a minute; beyond, new ones share their group's overflow bucket).", nil, nil)
+	descRevokeDrop = prometheus.NewDesc("fqdngate_enforce_revoke_dropped_total", "Elements of evicted entries not removed from the kernel at once (writer queue full); they expire on their own.", nil, nil)
 	descCommit     = prometheus.NewDesc("fqdngate_nft_commit_duration_seconds", "How long the kernel took to take each netlink transaction of the writer: the kernel's part of answer to kernel.", nil, nil)
 )
 
 func (s *scraped) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCacheLen, descLedger, descLearnt, descEvicted, descElements, descDrops, descWould, descLost, descOverruns, descKernel, descKernelFail, descWriterReq, descWriterTx, descWriterEl, descCommit, descQueueDrops, descSuppressed} {
+	for _, d := range []*prometheus.Desc{descCacheLen, descLedger, descLearnt, descEvicted, descElements, descDrops, descWould, descLost, descOverruns, descKernel, descKernelFail, descWriterReq, descWriterTx, descWriterEl, descCommit, descQueueDrops, descSuppressed, descLimited, descLimClients, descRevokeDrop} {
 		ch <- d
 	}
 }
@@ -200,10 +210,24 @@ func (s *scraped) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descLedger, prometheus.GaugeValue, float64(st.Entries))
 		ch <- prometheus.MustNewConstMetric(descLearnt, prometheus.CounterValue, float64(st.Learnt))
 		ch <- prometheus.MustNewConstMetric(descEvicted, prometheus.CounterValue, float64(st.EvictedPerName), "per_name")
+		ch <- prometheus.MustNewConstMetric(descEvicted, prometheus.CounterValue, float64(st.EvictedPerClient), "per_client")
 		ch <- prometheus.MustNewConstMetric(descEvicted, prometheus.CounterValue, float64(st.EvictedGlobal), "global")
 	}
 	if s.src.CacheLen != nil {
 		ch <- prometheus.MustNewConstMetric(descCacheLen, prometheus.GaugeValue, float64(s.src.CacheLen()))
+	}
+	if s.src.RateLimited != nil {
+		for group, by := range s.src.RateLimited() {
+			for limit, n := range by {
+				ch <- prometheus.MustNewConstMetric(descLimited, prometheus.CounterValue, float64(n), group, string(limit))
+			}
+		}
+	}
+	if s.src.LimitedClients != nil {
+		ch <- prometheus.MustNewConstMetric(descLimClients, prometheus.GaugeValue, float64(s.src.LimitedClients()))
+	}
+	if s.src.RevokeDropped != nil {
+		ch <- prometheus.MustNewConstMetric(descRevokeDrop, prometheus.CounterValue, float64(s.src.RevokeDropped()))
 	}
 	if s.src.QueueDrops != nil {
 		ch <- prometheus.MustNewConstMetric(descQueueDrops, prometheus.CounterValue, float64(s.src.QueueDrops()))
