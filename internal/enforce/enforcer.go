@@ -78,6 +78,9 @@ var (
 	ErrHoldTimeout = errors.New("enforce: kernel did not acknowledge in time")
 	// ErrClosed: the enforcer is shut down.
 	ErrClosed = errors.New("enforce: closed")
+	// ErrTableLost: someone else deleted or changed fqdngate's table; it
+	// is being rebuilt, and until then nothing is installed.
+	ErrTableLost = errors.New("enforce: table lost to another process's change; being restored")
 )
 
 // None is the enforcer of backend none: it allows everything and

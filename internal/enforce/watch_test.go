@@ -1,0 +1,226 @@
+package enforce
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fqdngate/fqdngate/internal/lab"
+	"github.com/fqdngate/fqdngate/internal/lab/labtest"
+	"github.com/fqdngate/fqdngate/internal/ledger"
+)
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// structure is the table's listing without elements and handles: what
+// the admin would compare.
+func structure(t *testing.T, ns *lab.NS) string {
+	t.Helper()
+	out, err := ns.Run("nft", "list", "table", "inet", "fqdngate")
+	if err != nil {
+		t.Fatalf("list table: %v", err)
+	}
+	return regexp.MustCompile(`(?s)elements = \{.*?\}`).ReplaceAllString(out, "")
+}
+
+func elements(t *testing.T, ns *lab.NS) string {
+	t.Helper()
+	out, err := ns.Run("nft", "list", "set", "inet", "fqdngate", "allow4")
+	if err != nil {
+		return ""
+	}
+	return out
+}
+
+// TestWatchRestoresTheTable: another process's change to fqdngate's table
+// (deleting it, flushing the ruleset, adding an element, a rule, or
+// flushing a chain) makes it lost at once: Allow fails with ErrTableLost
+// and Holds says no while the restore is held back. Then it is rebuilt
+// with the ledger's grants and what the writer committed, without the
+// intruder's element or rule, and answers are installed again.
+func TestWatchRestoresTheTable(t *testing.T) {
+	labtest.Require(t, "ip", "nft")
+	cases := []struct{ name, script string }{
+		{"delete table", "delete table inet fqdngate"},
+		{"flush ruleset", "flush ruleset"},
+		{"add element", "add element inet fqdngate allow4 { 192.0.2.10 . 198.51.100.99 . tcp . 443 timeout 1h }"},
+		{"delete element", "delete element inet fqdngate allow4 { 192.0.2.10 . 203.0.113.2 . tcp . 443 }"},
+		{"insert rule", "insert rule inet fqdngate check accept"},
+		{"flush chain", "flush chain inet fqdngate filter"},
+		{"chain policy", "chain inet fqdngate filter { policy drop; }"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := labtest.NS(t, "enf")
+			n := openInNS(t, ns, testSpec())
+			entered, release := make(chan struct{}, 1), make(chan struct{})
+			n.beforeRestore = func() {
+				entered <- struct{}{}
+				<-release
+			}
+			now := time.Now()
+			fromLedger := Grant{Elem: ledger.Elem{Client: client4, Addr: netip.MustParseAddr("203.0.113.1"), Port: tcp443}, Expires: now.Add(time.Hour)}
+			committed := Grant{Elem: ledger.Elem{Client: client4, Addr: netip.MustParseAddr("203.0.113.2"), Port: tcp443}, Expires: now.Add(time.Hour)}
+			ctx, cancel := context.WithCancel(context.Background())
+			t.Cleanup(cancel)
+			if err := n.Watch(ctx, func() []Grant { return []Grant{fromLedger} }); err != nil {
+				t.Fatal(err)
+			}
+			if err := n.Allow(ctx, []Grant{committed}); err != nil {
+				t.Fatal(err)
+			}
+			built := structure(t, ns)
+			if _, err := ns.Run("nft", tc.script); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-entered:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the change was not detected")
+			}
+			if !n.Lost() {
+				t.Fatal("restoring, but not lost")
+			}
+			if err := n.Allow(ctx, []Grant{committed}); !errors.Is(err, ErrTableLost) {
+				t.Fatalf("Allow while lost: %v, want ErrTableLost", err)
+			}
+			if n.Holds([]Grant{committed}) {
+				t.Fatal("Holds while lost: true")
+			}
+			close(release)
+			waitFor(t, "the restore", func() bool { return !n.Lost() })
+			if st := n.TamperStats(); st.Restored != 1 || st.Detections == 0 {
+				t.Fatalf("stats %+v: want one restore after a detection", st)
+			}
+			if got := structure(t, ns); got != built {
+				t.Fatalf("restored table differs from the built one:\n%s\nwant:\n%s", got, built)
+			}
+			els := elements(t, ns)
+			for _, want := range []string{"203.0.113.1 . tcp . 443", "203.0.113.2 . tcp . 443"} {
+				if !strings.Contains(els, want) {
+					t.Errorf("restored set lacks %s:\n%s", want, els)
+				}
+			}
+			if strings.Contains(els, "198.51.100.99") {
+				t.Errorf("restored set keeps the intruder's element:\n%s", els)
+			}
+			if err := n.Allow(ctx, []Grant{{Elem: ledger.Elem{Client: client4, Addr: netip.MustParseAddr("203.0.113.3"), Port: tcp443}, Expires: now.Add(time.Hour)}}); err != nil {
+				t.Fatalf("Allow after the restore: %v", err)
+			}
+		})
+	}
+}
+
+// TestWatchIgnoresOwnWrites: fqdngate's own transactions (answers,
+// revocations, a reload's rebuild, the gc-interval update) and other
+// tables' changes are not tampering.
+func TestWatchIgnoresOwnWrites(t *testing.T) {
+	labtest.Require(t, "ip", "nft")
+	ns := labtest.NS(t, "enf")
+	spec := testSpec()
+	spec.GCInterval = 10 * time.Second
+	n := openInNS(t, ns, spec)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := n.Watch(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	w := n.watch.Load()
+	now := time.Now()
+	var elems []ledger.Elem
+	for i := range 50 {
+		e := ledger.Elem{Client: client4, Addr: netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}), Port: tcp443}
+		elems = append(elems, e)
+		if err := n.Allow(ctx, []Grant{{Elem: e, Expires: now.Add(time.Minute)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n.Revoke(ctx, elems[:10]); err != nil {
+		t.Fatal(err)
+	}
+	spec.Clients = spec.Clients[:1]
+	if err := n.Rebuild(ctx, spec, []Grant{{Elem: elems[20], Expires: now.Add(time.Minute)}}); err != nil {
+		t.Fatal(err)
+	}
+	// An admin's own table.
+	if _, err := ns.Run("nft", "add table inet filter; add chain inet filter input { type filter hook input priority 0; }; add rule inet filter input accept; flush table inet filter"); err != nil {
+		t.Fatal(err)
+	}
+	// Every event of the above is queued by now: read them, and check.
+	if !n.synced() {
+		t.Fatal("own writes or another table's change made the table lost")
+	}
+	n.checkTable(w)
+	if st := n.TamperStats(); st.Detections != 0 || st.Lost {
+		t.Fatalf("stats %+v: want no detection", st)
+	}
+	if err := n.Allow(ctx, []Grant{{Elem: elems[30], Expires: now.Add(time.Minute)}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWatchCheckFindsWhatEventsMissed: the periodic check alone (events
+// unread) finds a table changed behind fqdngate's back.
+func TestWatchCheckFindsWhatEventsMissed(t *testing.T) {
+	labtest.Require(t, "ip", "nft")
+	ns := labtest.NS(t, "enf")
+	n := openInNS(t, ns, testSpec())
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := n.Watch(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	w := n.watch.Load()
+	// Hold the event reader off, so only the check can tell.
+	w.mu.Lock()
+	if _, err := ns.Run("nft", "add rule inet fqdngate check accept"); err != nil {
+		w.mu.Unlock()
+		t.Fatal(err)
+	}
+	tbl, want := n.table, n.snap
+	got, err := readSnapshot(w.check, tbl)
+	w.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := want.diff(got); d != "chain check changed" {
+		t.Fatalf("diff %q, want chain check changed", d)
+	}
+	waitFor(t, "the restore", func() bool { return n.TamperStats().Restored == 1 && !n.Lost() })
+}
+
+// TestWatchNeedsOwnSocket: with a connection given, fqdngate's own
+// changes cannot be told apart, and Watch refuses.
+func TestWatchNeedsOwnSocket(t *testing.T) {
+	n := &NFT{}
+	if err := n.Watch(context.Background(), nil); err == nil {
+		t.Fatal("Watch without Open's own socket: want an error")
+	}
+}
+
+func TestElemOfInvertsKeyOf(t *testing.T) {
+	for _, e := range []ledger.Elem{
+		{Client: client4, Addr: netip.MustParseAddr("203.0.113.7"), Port: tcp443},
+		{Client: client6, Addr: netip.MustParseAddr("2001:db8:cd::7"), Port: tcpRng},
+		{Addr: netip.MustParseAddr("203.0.113.8"), Port: tcp443},
+		{Client: netip.MustParseAddr("::ffff:192.0.2.1"), Addr: netip.MustParseAddr("2001:db8::1"), Port: tcp443},
+	} {
+		if got := elemOf(keyOf(e)); got != e {
+			t.Errorf("elemOf(keyOf(%v)) = %v", e, got)
+		}
+	}
+}
