@@ -33,6 +33,8 @@ type Sources struct {
 	Writer func() enforce.WriterStats
 	// QueueDrops is the UDP queries dropped at a full work queue.
 	QueueDrops func() uint64
+	// Tamper is the table watch's findings; nil with backend none.
+	Tamper func() enforce.TamperStats
 }
 
 // Metrics is the registry and the counters fed from the query path.
@@ -145,11 +147,15 @@ var (
 	descWriterTx   = prometheus.NewDesc("fqdngate_nft_transactions_total", "Netlink transactions the nftables writer committed (requests per transaction: how many answers share one).", nil, nil)
 	descQueueDrops = prometheus.NewDesc("fqdngate_dns_udp_queue_drops_total", "UDP queries dropped because every worker was busy and the queue full (clients retry).", nil, nil)
 	descWriterEl   = prometheus.NewDesc("fqdngate_nft_element_writes_total", "Set element adds and deletes in committed transactions.", nil, nil)
+	descTampered   = prometheus.NewDesc("fqdngate_enforce_table_tampering_total", "Changes by another process to fqdngate's nftables table found (by event or periodic check), and event overruns.", nil, nil)
+	descRestored   = prometheus.NewDesc("fqdngate_enforce_table_restored_total", "Times fqdngate's nftables table was rebuilt after it was lost or changed by another process.", nil, nil)
+	descRestoreErr = prometheus.NewDesc("fqdngate_enforce_table_restore_failures_total", "Rebuilds of a lost table that failed (retried with backoff).", nil, nil)
+	descTableLost  = prometheus.NewDesc("fqdngate_enforce_table_lost", "1 while the table is lost and answers that need an address are withheld (SERVFAIL).", nil, nil)
 	descCommit     = prometheus.NewDesc("fqdngate_nft_commit_duration_seconds", "How long the kernel took to take each netlink transaction of the writer: the kernel's part of answer to kernel.", nil, nil)
 )
 
 func (s *scraped) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCacheLen, descLedger, descLearnt, descEvicted, descElements, descDrops, descWould, descLost, descOverruns, descKernel, descKernelFail, descWriterReq, descWriterTx, descWriterEl, descCommit, descQueueDrops} {
+	for _, d := range []*prometheus.Desc{descCacheLen, descLedger, descLearnt, descEvicted, descElements, descDrops, descWould, descLost, descOverruns, descKernel, descKernelFail, descWriterReq, descWriterTx, descWriterEl, descCommit, descQueueDrops, descTampered, descRestored, descRestoreErr, descTableLost} {
 		ch <- d
 	}
 }
@@ -181,6 +187,17 @@ func (s *scraped) Collect(ch chan<- prometheus.Metric) {
 			}
 			ch <- prometheus.MustNewConstHistogram(descCommit, h.Count, h.Sum, buckets)
 		}
+	}
+	if s.src.Tamper != nil {
+		st := s.src.Tamper()
+		lost := 0.0
+		if st.Lost {
+			lost = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descTampered, prometheus.CounterValue, float64(st.Detections))
+		ch <- prometheus.MustNewConstMetric(descRestored, prometheus.CounterValue, float64(st.Restored))
+		ch <- prometheus.MustNewConstMetric(descRestoreErr, prometheus.CounterValue, float64(st.RestoreFailures))
+		ch <- prometheus.MustNewConstMetric(descTableLost, prometheus.GaugeValue, lost)
 	}
 	if s.src.Elements != nil {
 		if n, err := s.src.Elements(); err == nil {
