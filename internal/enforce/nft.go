@@ -73,7 +73,8 @@ type NFT struct {
 	// answer asks for is not refreshed (see WithRefreshSlack).
 	slack time.Duration
 	// tableMu guards table and sets for readers other than the writer
-	// (counters, element counts), which a rebuild replaces.
+	// (counters, element counts), which a rebuild replaces, and cc, which
+	// a failed restore replaces (redial).
 	tableMu sync.RWMutex
 
 	// hold bounds how long Allow waits for the kernel (WithHold).
@@ -696,9 +697,9 @@ func (n *NFT) Rebuild(ctx context.Context, spec Spec, grants []Grant) error {
 // Counters implements Enforcer.
 func (n *NFT) Counters() (Counters, error) {
 	n.tableMu.RLock()
-	table := n.table
+	table, cc := n.table, n.cc
 	n.tableMu.RUnlock()
-	objs, err := n.cc.GetObjects(table)
+	objs, err := cc.GetObjects(table)
 	if err != nil {
 		return Counters{}, fmt.Errorf("enforce: read counters: %w", err)
 	}
@@ -732,7 +733,10 @@ func (n *NFT) Close() error {
 	default:
 	}
 	close(n.done)
-	return n.cc.CloseLasting()
+	n.tableMu.RLock()
+	cc := n.cc
+	n.tableMu.RUnlock()
+	return cc.CloseLasting()
 }
 
 // Teardown deletes fqdngate's table, and only it. A missing table is not

@@ -83,6 +83,17 @@ func (o *ownPorts) add(c *netlink.Conn) {
 	o.mu.Unlock()
 }
 
+// replaceWriter makes p the writer's port; the old one stays own a while.
+func (o *ownPorts) replaceWriter(p uint32) {
+	o.mu.Lock()
+	if len(o.recent) == maxOwnPorts {
+		o.recent = slices.Delete(o.recent, 0, 1)
+	}
+	o.recent = append(o.recent, o.writer)
+	o.writer = p
+	o.mu.Unlock()
+}
+
 func (o *ownPorts) has(p uint32) bool {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
@@ -130,7 +141,7 @@ func (n *NFT) Watch(ctx context.Context, grants func() []Grant) error {
 	if own == 0 {
 		return errors.New("enforce: watch: the netlink connection was given (WithConn); fqdngate's own changes cannot be told apart")
 	}
-	netns := n.cc.NetNS
+	netns := n.netns
 	conn, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: netns})
 	if err != nil {
 		return fmt.Errorf("enforce: watch: netlink: %w", err)
@@ -547,6 +558,9 @@ func (n *NFT) restore(backoff time.Duration) time.Duration {
 	start := time.Now()
 	if err := n.rebuild(n.spec, grants); err != nil {
 		n.tamper.failures.Add(1)
+		if rerr := n.redial(); rerr != nil {
+			n.log.Error("netlink connection not renewed after a failed rebuild", "err", rerr)
+		}
 		next := min(max(2*backoff, restoreBackoffMin), restoreBackoffMax)
 		n.log.Error("table not restored; answers that need an address stay withheld", "table", "inet "+n.name, "retry_in", next, "err", err)
 		return next
@@ -573,6 +587,35 @@ func (n *NFT) restore(backoff time.Duration) time.Duration {
 		"table", "inet "+n.name, "grants", len(grants), "lost_for", time.Since(n.lostAt).Round(time.Millisecond),
 		"rebuild", time.Since(start).Round(time.Microsecond))
 	return 0
+}
+
+// redial replaces the writer's connection after a failed rebuild:
+// google/nftables (v0.3.0) stops reading acknowledgements at "operation
+// not permitted" and leaves the rest of the batch's on the socket, where
+// every later transaction would read an earlier one's as its own. Only
+// the writer calls it.
+func (n *NFT) redial() error {
+	if n.ports.writerPort() == 0 {
+		return nil // a connection given (WithConn) is the caller's
+	}
+	var port uint32
+	cc, err := nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(n.netns),
+		nftables.WithSockOptions(func(c *netlink.Conn) error { port = c.PID(); return nil }))
+	if err != nil {
+		return fmt.Errorf("enforce: open netlink: %w", err)
+	}
+	n.ports.replaceWriter(port)
+	if w := n.watch.Load(); w != nil {
+		if err := w.conn.SetBPF(ownFilter(port)); err != nil {
+			// The events are still told apart by port, only read back.
+			n.log.Warn("event filter not renewed", "err", err)
+		}
+	}
+	n.tableMu.Lock()
+	old := n.cc
+	n.cc = cc
+	n.tableMu.Unlock()
+	return old.CloseLasting()
 }
 
 // restoreGrants are the ledger's live grants and what the writer holds:

@@ -224,3 +224,36 @@ func TestElemOfInvertsKeyOf(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchRetriesAFailedRestore: while another socket owns a table of
+// fqdngate's name, the rebuild fails; the table stays lost (Allow fails,
+// Holds says no), the failures are counted, and once that socket is gone
+// a retry restores the table.
+func TestWatchRetriesAFailedRestore(t *testing.T) {
+	labtest.Require(t, "ip", "nft")
+	ns := labtest.NS(t, "enf")
+	n := openInNS(t, ns, testSpec())
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	g := Grant{Elem: ledger.Elem{Client: client4, Addr: netip.MustParseAddr("203.0.113.1"), Port: tcp443}, Expires: time.Now().Add(time.Hour)}
+	if err := n.Watch(ctx, func() []Grant { return []Grant{g} }); err != nil {
+		t.Fatal(err)
+	}
+	squatter, err := lab.OwnTable(ns, "fqdngate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer squatter.Close()
+	waitFor(t, "a failed restore", func() bool { return n.TamperStats().RestoreFailures >= 2 })
+	if err := n.Allow(ctx, []Grant{g}); !errors.Is(err, ErrTableLost) || n.Holds([]Grant{g}) || !n.Lost() {
+		t.Fatalf("while the restore fails: Allow %v, Holds %v, Lost %v; want ErrTableLost, false, true", err, n.Holds([]Grant{g}), n.Lost())
+	}
+	squatter.Close()
+	waitFor(t, "the restore", func() bool { return !n.Lost() })
+	if st := n.TamperStats(); st.Restored != 1 {
+		t.Fatalf("stats %+v: want one restore", st)
+	}
+	if !strings.Contains(elements(t, ns), "203.0.113.1 . tcp . 443") {
+		t.Fatalf("restored set lacks the ledger's grant:\n%s", elements(t, ns))
+	}
+}
