@@ -83,6 +83,10 @@ func TestWatchRestoresTheTable(t *testing.T) {
 			if err := n.Allow(ctx, []Grant{committed}); err != nil {
 				t.Fatal(err)
 			}
+			shorter := []Grant{{Elem: committed.Elem, Expires: now.Add(time.Minute)}}
+			if !n.Holds(shorter) {
+				t.Fatal("Holds before the change: false")
+			}
 			built := structure(t, ns)
 			if _, err := ns.Run("nft", tc.script); err != nil {
 				t.Fatal(err)
@@ -98,7 +102,7 @@ func TestWatchRestoresTheTable(t *testing.T) {
 			if err := n.Allow(ctx, []Grant{committed}); !errors.Is(err, ErrTableLost) {
 				t.Fatalf("Allow while lost: %v, want ErrTableLost", err)
 			}
-			if n.Holds([]Grant{committed}) {
+			if n.Holds(shorter) {
 				t.Fatal("Holds while lost: true")
 			}
 			close(release)
