@@ -261,3 +261,51 @@ func TestWatchRetriesAFailedRestore(t *testing.T) {
 		t.Fatalf("restored set lacks the ledger's grant:\n%s", elements(t, ns))
 	}
 }
+
+// TestWatchUnreadChangeWithholds is the race of an answer with someone
+// else's change that fqdngate has not read yet (the event reader held
+// off): Holds says no while the change waits unread, and an Allow whose
+// transaction the kernel took after the change fails with ErrTableLost,
+// because the writer reads the events queued before its commit first.
+func TestWatchUnreadChangeWithholds(t *testing.T) {
+	labtest.Require(t, "ip", "nft")
+	ns := labtest.NS(t, "enf")
+	n := openInNS(t, ns, testSpec())
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := n.Watch(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	held := Grant{Elem: ledger.Elem{Client: client4, Addr: netip.MustParseAddr("203.0.113.1"), Port: tcp443}, Expires: now.Add(time.Hour)}
+	if err := n.Allow(ctx, []Grant{held}); err != nil {
+		t.Fatal(err)
+	}
+	shorter := []Grant{{Elem: held.Elem, Expires: now.Add(time.Minute)}}
+	if !n.Holds(shorter) {
+		t.Fatal("Holds before the change: false")
+	}
+	w := n.watch.Load()
+	w.mu.Lock()
+	if _, err := ns.Run("nft", "add element inet fqdngate allow4 { 192.0.2.10 . 198.51.100.99 . tcp . 443 }"); err != nil {
+		w.mu.Unlock()
+		t.Fatal(err)
+	}
+	if n.Lost() || n.Holds(shorter) {
+		w.mu.Unlock()
+		t.Fatalf("with the change unread: Lost %v, Holds %v; want false, false", n.Lost(), n.Holds(shorter))
+	}
+	tx := n.WriterStats().Transactions
+	res := make(chan error, 1)
+	go func() {
+		res <- n.Allow(ctx, []Grant{{Elem: ledger.Elem{Client: client4, Addr: netip.MustParseAddr("203.0.113.2"), Port: tcp443}, Expires: now.Add(time.Hour)}})
+	}()
+	// The kernel took the transaction, after the change; the event reader
+	// cannot have marked the table lost (it waits for w.mu).
+	waitFor(t, "the commit", func() bool { return n.WriterStats().Transactions > tx })
+	w.mu.Unlock()
+	if err := <-res; !errors.Is(err, ErrTableLost) {
+		t.Fatalf("Allow committed after an unread change: %v, want ErrTableLost", err)
+	}
+	waitFor(t, "the restore", func() bool { return !n.Lost() && n.TamperStats().Restored == 1 })
+}
