@@ -51,7 +51,8 @@ type Counters struct {
 //
 // Allow returns nil only after the kernel has acknowledged every grant
 // (or already held it for at least as long). A non-nil error means the
-// answer must not be released. The enforcer bounds the wait by its hold
+// answer must not be released; ErrTableLost while the table is being
+// restored after someone else changed it. The enforcer bounds the wait by its hold
 // budget (enforcer.hold), and by ctx. It is safe for concurrent use.
 type Enforcer interface {
 	Allow(ctx context.Context, grants []Grant) error

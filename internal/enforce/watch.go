@@ -148,17 +148,20 @@ func (n *NFT) Watch(ctx context.Context, grants func() []Grant) error {
 	}
 	raw, err := conn.SyscallConn()
 	if err == nil {
-		err = setRcvbufForce(raw, eventBuffer)
-	}
-	if err == nil {
-		err = conn.SetBPF(ownFilter(own))
-	}
-	if err == nil {
 		err = conn.JoinGroup(unix.NFNLGRP_NFTABLES)
 	}
 	if err != nil {
 		conn.Close()
 		return fmt.Errorf("enforce: watch: subscribe to nftables events: %w", err)
+	}
+	// Neither is needed to be right: a smaller buffer overruns sooner (an
+	// overrun counts as tampering), and without the filter the writer's
+	// own events are read and told apart by port.
+	if err := setRcvbufForce(raw, eventBuffer); err != nil {
+		n.log.Warn("table watch: event socket keeps the default receive buffer", "err", err)
+	}
+	if err := conn.SetBPF(ownFilter(own)); err != nil {
+		n.log.Warn("table watch: fqdngate's own events are not filtered in the kernel", "err", err)
 	}
 	check, err := nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(netns))
 	if err != nil {
