@@ -130,8 +130,8 @@ func TestWatchRestoresTheTable(t *testing.T) {
 }
 
 // TestWatchIgnoresOwnWrites: fqdngate's own transactions (answers,
-// revocations, a reload's rebuild, the gc-interval update) and other
-// tables' changes are not tampering.
+// revocations, a reload's rebuild, the gc-interval update), other tables'
+// changes, and reading or resetting counters are not tampering.
 func TestWatchIgnoresOwnWrites(t *testing.T) {
 	labtest.Require(t, "ip", "nft")
 	ns := labtest.NS(t, "enf")
@@ -160,9 +160,15 @@ func TestWatchIgnoresOwnWrites(t *testing.T) {
 	if err := n.Rebuild(ctx, spec, []Grant{{Elem: elems[20], Expires: now.Add(time.Minute)}}); err != nil {
 		t.Fatal(err)
 	}
-	// An admin's own table.
-	if _, err := ns.Run("nft", "add table inet filter; add chain inet filter input { type filter hook input priority 0; }; add rule inet filter input accept; flush table inet filter"); err != nil {
-		t.Fatal(err)
+	// An admin's own table, and an admin reading fqdngate's and resetting
+	// its counters.
+	for _, script := range []string{
+		"add table inet filter; add chain inet filter input { type filter hook input priority 0; }; add rule inet filter input accept; flush table inet filter",
+		"list ruleset", "reset counters table inet fqdngate",
+	} {
+		if _, err := ns.Run("nft", script); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Every event of the above is queued by now: read them, and check.
 	if !n.synced() {
