@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -116,6 +117,9 @@ type watcher struct {
 	check *nftables.Conn // dumps only: reads cause no events
 	mu    sync.Mutex
 	buf   []byte // guarded by mu
+	// overrun is set when a peek, not a read, met the socket's overrun
+	// error: the kernel reports it once, to whichever call comes first.
+	overrun atomic.Bool
 }
 
 // TamperStats counts the watch's findings since Open.
@@ -138,6 +142,9 @@ type TamperStats struct {
 // WithConn), to tell fqdngate's changes from others'.
 func (n *NFT) Watch(ctx context.Context, grants func() []Grant) error {
 	own := n.ports.writerPort()
+	if n.watch.Load() != nil {
+		return errors.New("enforce: watch: already watching")
+	}
 	if own == 0 {
 		return errors.New("enforce: watch: the netlink connection was given (WithConn); fqdngate's own changes cannot be told apart")
 	}
@@ -243,6 +250,9 @@ func (n *NFT) readEvents(ctx context.Context, w *watcher) {
 	for ctx.Err() == nil {
 		err := w.raw.Read(func(fd uintptr) bool {
 			_, _, err := unix.Recvfrom(int(fd), one[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+			if errors.Is(err, unix.ENOBUFS) {
+				w.overrun.Store(true)
+			}
 			return !errors.Is(err, unix.EAGAIN)
 		})
 		if err != nil {
@@ -265,6 +275,9 @@ func (w *watcher) pending() bool {
 	// readEvents holds while it waits.
 	_ = w.raw.Control(func(fd uintptr) {
 		_, _, err := unix.Recvfrom(int(fd), one[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		if errors.Is(err, unix.ENOBUFS) {
+			w.overrun.Store(true)
+		}
 		ready = !errors.Is(err, unix.EAGAIN)
 	})
 	return ready
@@ -275,6 +288,9 @@ func (w *watcher) pending() bool {
 func (n *NFT) drainLocked(w *watcher) {
 	var found []string
 	proc := ""
+	if w.overrun.Swap(false) {
+		found = append(found, "events lost (socket overrun)")
+	}
 	for {
 		var nr int
 		var rerr error

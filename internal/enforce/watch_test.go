@@ -3,11 +3,14 @@ package enforce
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/fqdngate/fqdngate/internal/lab"
 	"github.com/fqdngate/fqdngate/internal/lab/labtest"
@@ -314,4 +317,34 @@ func TestWatchUnreadChangeWithholds(t *testing.T) {
 		t.Fatalf("Allow committed after an unread change: %v, want ErrTableLost", err)
 	}
 	waitFor(t, "the restore", func() bool { return !n.Lost() && n.TamperStats().Restored == 1 })
+}
+
+// TestWatchOverrunCountsAsLoss: when the kernel drops events (the socket
+// buffer overran), what they said is unknown; the table is rebuilt, even
+// though the changes here were to another table.
+func TestWatchOverrunCountsAsLoss(t *testing.T) {
+	labtest.Require(t, "ip", "nft")
+	ns := labtest.NS(t, "enf")
+	n := openInNS(t, ns, testSpec())
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := n.Watch(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	w := n.watch.Load()
+	if err := w.raw.Control(func(fd uintptr) { _ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 1) }); err != nil {
+		t.Fatal(err)
+	}
+	var script strings.Builder
+	script.WriteString("add table inet filter; add set inet filter s { type ipv4_addr; }\n")
+	for i := range 200 {
+		fmt.Fprintf(&script, "add element inet filter s { 198.51.100.%d }\n", i)
+	}
+	w.mu.Lock()
+	_, err := ns.Run("nft", script.String())
+	w.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the restore", func() bool { return n.TamperStats().Restored == 1 && !n.Lost() })
 }
