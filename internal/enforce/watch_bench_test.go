@@ -3,6 +3,7 @@ package enforce
 import (
 	"context"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,8 +13,8 @@ import (
 
 // BenchmarkWatchCost is what the watch adds to the answer path: an Allow
 // of one new element (a commit, then the writer reads the event socket),
-// and a Holds of a held one (a peek at the event socket), unwatched and
-// watched.
+// many at once, and a Holds of a held one (a peek at the event socket),
+// unwatched and watched.
 func BenchmarkWatchCost(b *testing.B) {
 	labtest.Require(b, "ip", "nft")
 	for _, watched := range []bool{false, true} {
@@ -43,6 +44,24 @@ func BenchmarkWatchCost(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+		})
+		b.Run("Batch/"+name, func(b *testing.B) {
+			// 32 callers at once, group-committed: the kernel writes an
+			// event per element for the watch (dropped by its filter).
+			n := setup(b)
+			exp := time.Now().Add(time.Hour)
+			var next atomic.Uint64
+			b.SetParallelism(16)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					v := next.Add(1)
+					a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 8: byte(v >> 24), 9: byte(v >> 16), 10: byte(v >> 8), 11: byte(v)})
+					if err := n.Allow(context.Background(), []Grant{{Elem: ledger.Elem{Client: client6, Addr: a, Port: tcp443}, Expires: exp}}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
 		})
 		b.Run("Holds/"+name, func(b *testing.B) {
 			n := setup(b)
