@@ -380,15 +380,31 @@ func (n *NFT) writer() {
 	var lastCommit time.Time // when the last transaction was acknowledged (wall clock)
 	lastBatch := 0           // requests it carried
 	// A lost table (watch.go) is restored here, by the only writer.
-	// retry is set while a failed restore waits for its backoff.
+	// retry is set while a restore waits for its backoff: after a failed
+	// one, or when the table is lost again soon after the last restore.
+	// Something that keeps changing the table (a script flushing in a
+	// loop, a second fqdngate on the same table) then costs a rebuild per
+	// backoff, up to restoreBackoffMax, not one per change.
 	var retry <-chan time.Time
-	backoff := time.Duration(0)
+	var backoff time.Duration // of failed restores
+	var pause time.Duration   // before restoring a table lost again soon
+	var restoredAt time.Time
 	restore := func() {
 		if backoff = n.restore(backoff); backoff > 0 {
 			retry = time.After(backoff)
-		} else {
-			retry = nil
+			return
 		}
+		retry, restoredAt = nil, time.Now()
+	}
+	lostAgain := func() {
+		if time.Since(restoredAt) >= restoreBackoffMax {
+			pause = 0
+			restore()
+			return
+		}
+		pause = min(max(2*pause, restoreBackoffMin), restoreBackoffMax)
+		n.log.Warn("the table keeps being changed by someone else; restoring it after a pause", "table", "inet "+n.name, "pause", pause)
+		retry = time.After(pause)
 	}
 	var errs []error // per request of a batch split after a failure
 	for {
@@ -397,7 +413,7 @@ func (n *NFT) writer() {
 		case first = <-n.reqs:
 		case <-n.tampered:
 			if retry == nil && n.lost.Load() {
-				restore()
+				lostAgain()
 			}
 			continue
 		case <-retry:
@@ -410,7 +426,10 @@ func (n *NFT) writer() {
 			return
 		}
 		if n.lost.Load() {
-			n.whileLost(first)
+			if n.whileLost(first) && retry == nil {
+				// A reload rebuilt the table: restore from it at once.
+				restore()
+			}
 			continue
 		}
 		if first.rebuild != nil {
@@ -513,12 +532,14 @@ func (n *NFT) writer() {
 
 // whileLost answers a request while the table is lost: grants fail (the
 // answer is withheld), revocations only leave the held map (the restore
-// then leaves them out), and a rebuild (reload) is done; the restore that
-// follows uses its spec.
-func (n *NFT) whileLost(r *request) {
+// then leaves them out), and a rebuild (reload) is done, with its spec
+// for the restore. It reports whether it rebuilt the table.
+func (n *NFT) whileLost(r *request) bool {
 	switch {
 	case r.rebuild != nil:
-		r.result <- n.rebuild(*r.rebuild, r.grants)
+		err := n.rebuild(*r.rebuild, r.grants)
+		r.result <- err
+		return err == nil
 	case len(r.grants) > 0:
 		r.result <- ErrTableLost
 	default:
@@ -527,6 +548,7 @@ func (n *NFT) whileLost(r *request) {
 		}
 		r.result <- nil
 	}
+	return false
 }
 
 // commit writes a batch in one transaction and updates the held map when
