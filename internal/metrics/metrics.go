@@ -155,7 +155,11 @@ var (
 )
 
 func (s *scraped) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCacheLen, descLedger, descLearnt, descEvicted, descElements, descDrops, descWould, descLost, descOverruns, descKernel, descKernelFail, descWriterReq, descWriterTx, descWriterEl, descCommit, descQueueDrops, descTampered, descRestored, descRestoreErr, descTableLost} {
+	for _, d := range []*prometheus.Desc{descCacheLen, descLedger, descLearnt, descEvicted, descElements, descDrops, descWould, descLost, descOverruns, descKernel, descKernelFail, descWriterReq, descWriterTx, descWriterEl, descCommit, descQueueDrops} {
+		ch <- d
+	}
+	// The table watch's (enforce/watch.go).
+	for _, d := range []*prometheus.Desc{descTampered, descRestored, descRestoreErr, descTableLost} {
 		ch <- d
 	}
 }
