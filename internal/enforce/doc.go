@@ -27,4 +27,10 @@
 // fqdngate is gone. One goroutine writes to the kernel; concurrent Allow
 // calls are group-committed into one netlink transaction, and each call
 // returns only after the kernel acknowledged the transaction holding it.
+//
+// The table is watched (watch.go): a change to it by any other process
+// (`nft flush ruleset`, a deleted chain, an element added) makes it lost
+// at once, Allow fails with ErrTableLost and Holds says no, so no answer
+// that needs an address is released; the writer rebuilds the table from
+// the live grants in one transaction, retrying with backoff, and resumes.
 package enforce

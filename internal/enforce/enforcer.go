@@ -53,7 +53,8 @@ type Counters struct {
 //
 // Allow returns nil only after the kernel has acknowledged every grant
 // (or already held it for at least as long). A non-nil error means the
-// answer must not be released. The enforcer bounds the wait by its hold
+// answer must not be released; ErrTableLost while the table is being
+// restored after someone else changed it. The enforcer bounds the wait by its hold
 // budget (enforcer.hold), and by ctx. It is safe for concurrent use.
 type Enforcer interface {
 	Allow(ctx context.Context, grants []Grant) error
@@ -80,6 +81,9 @@ var (
 	ErrHoldTimeout = errors.New("enforce: kernel did not acknowledge in time")
 	// ErrClosed: the enforcer is shut down.
 	ErrClosed = errors.New("enforce: closed")
+	// ErrTableLost: someone else deleted or changed fqdngate's table; it
+	// is being rebuilt, and until then nothing is installed.
+	ErrTableLost = errors.New("enforce: table lost to another process's change; being restored")
 )
 
 // None is the enforcer of backend none: it allows everything and

@@ -36,8 +36,9 @@ const nftaSetGCInterval = 0x0c
 var errCaptured = errors.New("captured")
 
 // setGCInterval sets the gc interval of sets in the kernel (in the network
-// namespace netns, 0 for this one) in one transaction.
-func setGCInterval(netns int, sets []*nftables.Set, d time.Duration) error {
+// namespace netns, 0 for this one) in one transaction; own learns the
+// socket it sends from before it sends.
+func setGCInterval(netns int, sets []*nftables.Set, d time.Duration, own func(*netlink.Conn)) error {
 	ms := d.Milliseconds()
 	if ms <= 0 || ms > 1<<32-1 {
 		return fmt.Errorf("gc interval %s is out of range", d)
@@ -87,6 +88,8 @@ func setGCInterval(netns int, sets []*nftables.Set, d time.Duration) error {
 		return err
 	}
 	defer conn.Close()
+	// Its changes are fqdngate's own, not tampering (watch.go).
+	own(conn)
 	if _, err := conn.SendMessages(captured); err != nil {
 		return fmt.Errorf("send: %w", err)
 	}

@@ -73,7 +73,8 @@ type NFT struct {
 	// answer asks for is not refreshed (see WithRefreshSlack).
 	slack time.Duration
 	// tableMu guards table and sets for readers other than the writer
-	// (counters, element counts), which a rebuild replaces.
+	// (counters, element counts), which a rebuild replaces, and cc, which
+	// a failed restore replaces (redial).
 	tableMu sync.RWMutex
 
 	// hold bounds how long Allow waits for the kernel (WithHold).
@@ -88,6 +89,29 @@ type NFT struct {
 	}
 	// scratch is the writer's, reused by every commit.
 	scratch commitScratch
+
+	// The watch (watch.go). ports are fqdngate's own sockets; netns is
+	// where Open dials (WithNetNS). lost is set the moment someone else's
+	// change to the table is seen and cleared by the writer once it is
+	// rebuilt. tamperSeq and lostAt are guarded by the watcher's mu.
+	ports     ownPorts
+	name      string // the table's, fixed at Open (the watch reads it)
+	netns     int
+	watch     atomic.Pointer[watcher]
+	lost      atomic.Bool
+	tamperSeq uint64
+	lostAt    time.Time
+	tampered  chan struct{} // capacity 1: wakes the writer to restore
+	grantsOf  func() []Grant
+	// snap is what the last rebuild read back (under tableMu); snapGen is
+	// odd while a rebuild is under way, so that a check does not compare
+	// a dump of one table with the snapshot of the next.
+	snap    snapshot
+	snapGen atomic.Uint64
+	tamper  struct{ detections, restored, failures atomic.Uint64 }
+	// beforeRestore, when set (tests), runs in the writer before each
+	// restoring rebuild.
+	beforeRestore func()
 }
 
 type heldElem struct {
@@ -117,6 +141,10 @@ type Option func(*NFT)
 // WithConn uses cc instead of a new netlink connection (tests dial into a
 // network namespace or a fake).
 func WithConn(cc *nftables.Conn) Option { return func(n *NFT) { n.cc = cc } }
+
+// WithNetNS has Open dial its netlink connection into the network
+// namespace fd (tests). Unlike WithConn, the table can then be watched.
+func WithNetNS(fd int) Option { return func(n *NFT) { n.netns = fd } }
 
 // WithLegacyRefresh forces the delete-and-add refresh that kernels before
 // 6.12 need, to test it on newer kernels.
@@ -162,13 +190,16 @@ func Open(spec Spec, opts ...Option) (*NFT, error) {
 		hold:           DefaultHold,
 		reqs:           make(chan *request, queueLen),
 		done:           make(chan struct{}),
+		tampered:       make(chan struct{}, 1),
+		name:           spec.Table,
 	}
 	n.held.init()
 	for _, o := range opts {
 		o(n)
 	}
 	if n.cc == nil {
-		cc, err := nftables.New(nftables.AsLasting())
+		cc, err := nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(n.netns),
+			nftables.WithSockOptions(n.ports.setWriter))
 		if err != nil {
 			return nil, fmt.Errorf("enforce: open netlink: %w", err)
 		}
@@ -219,14 +250,22 @@ func (n *NFT) rebuild(spec Spec, grants []Grant) error {
 			els = els[k:]
 		}
 	}
+	n.snapGen.Add(1) // odd: the table is being replaced
+	defer n.snapGen.Add(1)
 	if err := n.cc.Flush(); err != nil {
 		return fmt.Errorf("enforce: create table inet %s: %w", spec.Table, err)
 	}
 	if spec.GCInterval > 0 {
 		n.applyGCInterval(table, allowSets(table, spec.Global), spec.GCInterval)
 	}
+	// What the periodic check compares with (watch.go). Unread, the
+	// check has nothing to compare and only the events watch.
+	snap, err := readSnapshot(n.cc, table)
+	if err != nil {
+		n.log.Warn("table not read back after building it: only events watch it", "table", table.Name, "err", err)
+	}
 	n.tableMu.Lock()
-	n.spec, n.table, n.sets = spec, table, sets
+	n.spec, n.table, n.sets, n.snap = spec, table, sets, snap
 	n.tableMu.Unlock()
 	n.held.reset(fresh)
 	return nil
@@ -236,7 +275,7 @@ func (n *NFT) rebuild(spec Spec, grants []Grant) error {
 // failure costs CPU, not correctness, so it is logged, not returned: the
 // table works with the kernel's default.
 func (n *NFT) applyGCInterval(table *nftables.Table, sets []*nftables.Set, d time.Duration) {
-	if err := setGCInterval(n.cc.NetNS, sets, d); err != nil {
+	if err := setGCInterval(n.cc.NetNS, sets, d, n.ports.add); err != nil {
 		n.log.Warn("sets keep the kernel's gc interval of 1s: every set is walked once a second", "table", table.Name, "err", err)
 		return
 	}
@@ -252,7 +291,19 @@ func (n *NFT) applyGCInterval(table *nftables.Table, sets []*nftables.Set, d tim
 
 // Holds implements Holder: the writer committed every grant, to live at
 // least as long as it asks, less the refresh slack.
-func (n *NFT) Holds(grants []Grant) bool { return n.held.covers(grants, n.slack) }
+//
+// While the table is lost it holds nothing. While someone else's change
+// waits unread on the event socket it says no too, so that the answer
+// goes through Allow and the writer, which reads it first.
+func (n *NFT) Holds(grants []Grant) bool {
+	if n.lost.Load() {
+		return false
+	}
+	if w := n.watch.Load(); w != nil && w.pending() {
+		return false
+	}
+	return n.held.covers(grants, n.slack)
+}
 
 // Allow implements Enforcer. It does not ask Holds first: the handler
 // has (so that a repeated answer needs no hold budget), and a second
@@ -260,6 +311,9 @@ func (n *NFT) Holds(grants []Grant) bool { return n.held.covers(grants, n.slack)
 // Grants the kernel already holds cost the writer no netlink message.
 // The wait is bounded by the hold budget (WithHold) as well as by ctx.
 func (n *NFT) Allow(ctx context.Context, grants []Grant) error {
+	if n.lost.Load() {
+		return ErrTableLost
+	}
 	return n.submit(ctx, &request{grants: grants, result: make(chan error, 1)}, n.hold)
 }
 
@@ -325,12 +379,58 @@ func (n *NFT) writer() {
 	lastGC, gcShard := n.now(), 0
 	var lastCommit time.Time // when the last transaction was acknowledged (wall clock)
 	lastBatch := 0           // requests it carried
+	// A lost table (watch.go) is restored here, by the only writer.
+	// retry is set while a restore waits for its backoff: after a failed
+	// one, or when the table is lost again soon after the last restore.
+	// Something that keeps changing the table (a script flushing in a
+	// loop, a second fqdngate on the same table) then costs a rebuild per
+	// backoff, up to restoreBackoffMax, not one per change.
+	var retry <-chan time.Time
+	var backoff time.Duration // of failed restores
+	var pause time.Duration   // before restoring a table lost again soon
+	var restoredAt time.Time
+	restore := func() {
+		if backoff = n.restore(backoff); backoff > 0 {
+			retry = time.After(backoff)
+			return
+		}
+		retry, restoredAt = nil, time.Now()
+	}
+	lostAgain := func() {
+		if time.Since(restoredAt) >= restoreBackoffMax {
+			pause = 0
+			restore()
+			return
+		}
+		pause = min(max(2*pause, restoreBackoffMin), restoreBackoffMax)
+		n.log.Warn("the table keeps being changed by someone else; restoring it after a pause", "table", "inet "+n.name, "pause", pause)
+		retry = time.After(pause)
+	}
+	var errs []error // per request of a batch split after a failure
 	for {
 		var first *request
 		select {
 		case first = <-n.reqs:
+		case <-n.tampered:
+			if retry == nil && n.lost.Load() {
+				lostAgain()
+			}
+			continue
+		case <-retry:
+			retry = nil
+			if n.lost.Load() {
+				restore()
+			}
+			continue
 		case <-n.done:
 			return
+		}
+		if n.lost.Load() {
+			if n.whileLost(first) && retry == nil {
+				// A reload rebuilt the table: restore from it at once.
+				restore()
+			}
+			continue
 		}
 		if first.rebuild != nil {
 			first.result <- n.rebuild(*first.rebuild, first.grants)
@@ -374,17 +474,43 @@ func (n *NFT) writer() {
 		}
 		now := n.now()
 		n.stats.requests.Add(uint64(len(batch)))
-		if err := n.commit(now, batch); err != nil && len(batch) > 1 {
+		err := n.commit(now, batch)
+		errs = errs[:0]
+		if err != nil && len(batch) > 1 {
 			// One bad request must not fail the answers it shared a
 			// transaction with: retry each on its own.
 			for _, r := range batch {
-				r.result <- n.commit(now, []*request{r})
-			}
-		} else {
-			for _, r := range batch {
-				r.result <- err
+				errs = append(errs, n.commit(now, []*request{r}))
 			}
 		}
+		// An answer whose transaction raced with someone else's flush:
+		// the kernel orders transactions, and queues each one's events
+		// on the event socket within its commit, before it acknowledges
+		// it. So when ours is acknowledged, the events of every change
+		// committed before it are readable, and synced reads them. A
+		// flush before our commit failed the commit (no table) or, if the
+		// table came back under the same name, is found here: the
+		// answers are withheld. A flush after it found a table with our
+		// elements in it; those answers were true when the kernel took
+		// them and are released, as they would be had the flush come a
+		// moment after their release, and the restore puts their
+		// elements back. Answers that never reach the writer (Holds) see
+		// the lost flag, or unread events, and come here instead. So no
+		// answer is released after fqdngate could know of the loss; what
+		// is left is the few microseconds between this check (or Holds's)
+		// and the handler's write.
+		intact := n.synced()
+		for i, r := range batch {
+			e := err
+			if len(errs) > 0 {
+				e = errs[i]
+			}
+			if !intact && len(r.grants) > 0 {
+				e = ErrTableLost
+			}
+			r.result <- e
+		}
+		clear(errs)
 		lastCommit, lastBatch = time.Now(), len(batch)
 		if rebuild != nil {
 			rebuild.result <- n.rebuild(*rebuild.rebuild, rebuild.grants)
@@ -402,6 +528,27 @@ func (n *NFT) writer() {
 			lastGC = now
 		}
 	}
+}
+
+// whileLost answers a request while the table is lost: grants fail (the
+// answer is withheld), revocations only leave the held map (the restore
+// then leaves them out), and a rebuild (reload) is done, with its spec
+// for the restore. It reports whether it rebuilt the table.
+func (n *NFT) whileLost(r *request) bool {
+	switch {
+	case r.rebuild != nil:
+		err := n.rebuild(*r.rebuild, r.grants)
+		r.result <- err
+		return err == nil
+	case len(r.grants) > 0:
+		r.result <- ErrTableLost
+	default:
+		for _, e := range r.revokes {
+			n.held.remove(keyOf(e))
+		}
+		r.result <- nil
+	}
+	return false
 }
 
 // commit writes a batch in one transaction and updates the held map when
@@ -572,9 +719,9 @@ func (n *NFT) Rebuild(ctx context.Context, spec Spec, grants []Grant) error {
 // Counters implements Enforcer.
 func (n *NFT) Counters() (Counters, error) {
 	n.tableMu.RLock()
-	table := n.table
+	table, cc := n.table, n.cc
 	n.tableMu.RUnlock()
-	objs, err := n.cc.GetObjects(table)
+	objs, err := cc.GetObjects(table)
 	if err != nil {
 		return Counters{}, fmt.Errorf("enforce: read counters: %w", err)
 	}
@@ -608,7 +755,10 @@ func (n *NFT) Close() error {
 	default:
 	}
 	close(n.done)
-	return n.cc.CloseLasting()
+	n.tableMu.RLock()
+	cc := n.cc
+	n.tableMu.RUnlock()
+	return cc.CloseLasting()
 }
 
 // Teardown deletes fqdngate's table, and only it. A missing table is not

@@ -26,11 +26,7 @@ var (
 
 func openInNS(t testing.TB, ns *lab.NS, spec Spec, opts ...Option) *NFT {
 	t.Helper()
-	cc, err := nftables.New(nftables.WithNetNSFd(ns.FD()), nftables.AsLasting())
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := Open(spec, append([]Option{WithConn(cc)}, opts...)...)
+	n, err := Open(spec, append([]Option{WithNetNS(ns.FD())}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -92,6 +92,12 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 		LogsSuppressed: func() (uint64, uint64) { return h.Stats().LogsSuppressed.Load(), mon.Suppressed() }}
 	if n, ok := enf.(*enforce.NFT); ok {
 		src.Kernel, src.Elements, src.Writer = n.Counters, n.Elements, n.WriterStats
+		src.Tamper = n.TamperStats
+		// Someone else's change to the table withholds answers until it
+		// is rebuilt from what the ledger holds (enforce/watch.go).
+		if err := n.Watch(ctx, func() []ledger.Grant { return led.Grants(time.Now()) }); err != nil {
+			return err
+		}
 	}
 	met := metrics.New(src)
 	pool, err := upstream.New(c.Derived.Upstreams, upstream.Options{
@@ -227,6 +233,9 @@ func (o observers) Query(out dnsproxy.Outcome) {
 // tableReady: DNS is served once Run reaches the API, so readiness is the
 // kernel table: its counters must be readable.
 func tableReady(enf enforce.Enforcer) (bool, string) {
+	if n, ok := enf.(*enforce.NFT); ok && n.Lost() {
+		return false, "nftables table lost to another process's change; being restored"
+	}
 	if _, err := enf.Counters(); err != nil {
 		return false, "nftables table not readable: " + err.Error()
 	}

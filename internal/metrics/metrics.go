@@ -43,6 +43,8 @@ type Sources struct {
 	LimitedClients func() int
 	// RevokeDropped is the evicted elements not removed at once.
 	RevokeDropped func() uint64
+	// Tamper is the table watch's findings; nil with backend none.
+	Tamper func() enforce.TamperStats
 }
 
 // Metrics is the registry and the counters fed from the query path.
@@ -195,11 +197,19 @@ var (
 	descLimited    = prometheus.NewDesc("fqdngate_dns_rate_limited_total", "Queries refused for a client's max_qps (limit qps) or max_inflight (limit inflight), by client group.", []string{"group", "limit"}, nil)
 	descLimClients = prometheus.NewDesc("fqdngate_dns_rate_limit_clients", "Clients the rate limiter tracks (at most 65536, idle ones forgotten after a minute; beyond, new ones share their group's overflow bucket).", nil, nil)
 	descRevokeDrop = prometheus.NewDesc("fqdngate_enforce_revoke_dropped_total", "Elements of evicted entries not removed from the kernel at once (writer queue full); they expire on their own.", nil, nil)
+	descTampered   = prometheus.NewDesc("fqdngate_enforce_table_tampering_total", "Changes by another process to fqdngate's nftables table found (by event or periodic check), and event overruns.", nil, nil)
+	descRestored   = prometheus.NewDesc("fqdngate_enforce_table_restored_total", "Times fqdngate's nftables table was rebuilt after it was lost or changed by another process.", nil, nil)
+	descRestoreErr = prometheus.NewDesc("fqdngate_enforce_table_restore_failures_total", "Rebuilds of a lost table that failed (retried with backoff).", nil, nil)
+	descTableLost  = prometheus.NewDesc("fqdngate_enforce_table_lost", "1 while the table is lost and answers that need an address are withheld (SERVFAIL).", nil, nil)
 	descCommit     = prometheus.NewDesc("fqdngate_nft_commit_duration_seconds", "How long the kernel took to take each netlink transaction of the writer: the kernel's part of answer to kernel.", nil, nil)
 )
 
 func (s *scraped) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCacheLen, descLedger, descLearnt, descEvicted, descElements, descDrops, descWould, descLost, descOverruns, descKernel, descKernelFail, descWriterReq, descWriterTx, descWriterEl, descCommit, descQueueDrops, descSuppressed, descLimited, descLimClients, descRevokeDrop} {
+		ch <- d
+	}
+	// The table watch's (enforce/watch.go).
+	for _, d := range []*prometheus.Desc{descTampered, descRestored, descRestoreErr, descTableLost} {
 		ch <- d
 	}
 }
@@ -250,6 +260,17 @@ func (s *scraped) Collect(ch chan<- prometheus.Metric) {
 			}
 			ch <- prometheus.MustNewConstHistogram(descCommit, h.Count, h.Sum, buckets)
 		}
+	}
+	if s.src.Tamper != nil {
+		st := s.src.Tamper()
+		lost := 0.0
+		if st.Lost {
+			lost = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descTampered, prometheus.CounterValue, float64(st.Detections))
+		ch <- prometheus.MustNewConstMetric(descRestored, prometheus.CounterValue, float64(st.Restored))
+		ch <- prometheus.MustNewConstMetric(descRestoreErr, prometheus.CounterValue, float64(st.RestoreFailures))
+		ch <- prometheus.MustNewConstMetric(descTableLost, prometheus.GaugeValue, lost)
 	}
 	if s.src.Elements != nil {
 		if n, err := s.src.Elements(); err == nil {
