@@ -27,6 +27,12 @@ const (
 	DefaultCacheSize    = 100000
 	DefaultLogFormat    = "text"
 	DefaultLogLevel     = "info"
+	// TCP DNS: connections of all clients, of one client, the idle
+	// timeout between queries and the time a query may take to arrive.
+	DefaultTCPMaxConns          = 1024
+	DefaultTCPMaxConnsPerClient = 16
+	DefaultTCPIdleTimeout       = 10 * time.Second
+	DefaultTCPReadTimeout       = 2 * time.Second
 )
 
 // applyDefaults fills every unset field. Scope depends on Hook: on the
@@ -37,6 +43,7 @@ func (c *Config) applyDefaults(ps positions) {
 		c.Listen.DNS = []string{DefaultDNSListen}
 	}
 	setDefault(&c.Listen.API, DefaultAPIListen)
+	c.Listen.applyTCPDefaults()
 	if c.UpstreamTimeout == 0 {
 		c.UpstreamTimeout = DefaultUpstreamTimeout
 	}

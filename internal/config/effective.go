@@ -15,6 +15,8 @@ func (c *Config) WriteEffective(w io.Writer) error {
 	e := c.Enforcer
 	p("mode:\t%s\n", c.Mode)
 	p("dns:\t%s (udp and tcp)\n", joinStringers(c.Derived.DNS))
+	p("dns/tcp:\t%d connections, %d per client; idle timeout %s, a query within %s\n",
+		c.Listen.TCPMaxConns, c.Listen.TCPMaxConnsPerClient, c.Listen.TCPIdleTimeout, c.Listen.TCPReadTimeout)
 	p("api:\t%s\n", c.Derived.API)
 	p("upstreams:\t%s (timeout %s)\n", joinStringers(c.Derived.Upstreams), c.UpstreamTimeout)
 	if e.Backend == "none" {

@@ -83,7 +83,7 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 	// API starts last).
 	var srv *dnsproxy.Server
 	src := metrics.Sources{Ledger: led.Stats, Drops: mon.Counts, CacheLen: cache.Len,
-		QueueDrops: func() uint64 { return srv.QueueDrops() }}
+		QueueDrops: func() uint64 { return srv.QueueDrops() }, TCP: func() dnsproxy.TCPStats { return srv.TCPStats() }}
 	if n, ok := enf.(*enforce.NFT); ok {
 		src.Kernel, src.Elements, src.Writer = n.Counters, n.Elements, n.WriterStats
 	}
@@ -107,7 +107,9 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 	}
 
 	rl := &reloader{cfg: c, load: o.Load, led: led, enf: enf, h: h, log: log, spec: spec}
-	srv, err = dnsproxy.Listen(c.Derived.DNS, h, c.MaxInflight)
+	srv, err = dnsproxy.Listen(c.Derived.DNS, h, c.MaxInflight, dnsproxy.TCPOptions{Serves: h.Serves,
+		MaxConns: c.Listen.TCPMaxConns, MaxConnsPerClient: c.Listen.TCPMaxConnsPerClient,
+		IdleTimeout: c.Listen.TCPIdleTimeout, ReadTimeout: c.Listen.TCPReadTimeout})
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,8 @@ type Sources struct {
 	Writer func() enforce.WriterStats
 	// QueueDrops is the UDP queries dropped at a full work queue.
 	QueueDrops func() uint64
+	// TCP is the TCP listeners' connections; nil without them.
+	TCP func() dnsproxy.TCPStats
 }
 
 // Metrics is the registry and the counters fed from the query path.
@@ -88,7 +90,7 @@ func New(src Sources) *Metrics {
 	}
 	m.Registry.MustRegister(m.queries, m.cache, m.upstreamRTT, m.upstreamErr, m.install,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&scraped{src: src})
+		&scraped{src: src}, tcpCollector{src.TCP})
 	m.hit, m.miss = m.cache.WithLabelValues("hit"), m.cache.WithLabelValues("miss")
 	return m
 }
