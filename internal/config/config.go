@@ -62,8 +62,8 @@ type Listen struct {
 	// TCPMaxConns bounds the DNS-over-TCP connections open at once, on
 	// all addresses together; beyond it a connection is closed at accept.
 	TCPMaxConns int `yaml:"tcp_max_conns"`
-	// TCPMaxConnsPerClient bounds the connections of one client (an IPv4
-	// address or an IPv6 /64), so that one device cannot take them all.
+	// TCPMaxConnsPerClient bounds the connections of one source address,
+	// so that one device cannot take them all.
 	TCPMaxConnsPerClient int `yaml:"tcp_max_conns_per_client"`
 	// TCPIdleTimeout closes a connection with no query outstanding that
 	// sends nothing for this long.

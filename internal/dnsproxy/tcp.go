@@ -52,9 +52,10 @@ type TCPOptions struct {
 	// goroutine started for it. nil serves every source (tests only).
 	Serves func(netip.Addr) bool
 	// MaxConns bounds the connections open at once; MaxConnsPerClient the
-	// ones of one client (an IPv4 address, or an IPv6 /64: one device
-	// can take any address of its network). Beyond them a connection is
-	// closed at accept.
+	// ones of one source address. Beyond them a connection is closed at
+	// accept. By address, not by IPv6 /64: the devices of a network share
+	// one /64, and one of them must not use up the others' share; a device
+	// that takes many addresses of its /64 is bounded by MaxConns.
 	MaxConns, MaxConnsPerClient int
 	// IdleTimeout, ReadTimeout and WriteTimeout: see the Default
 	// constants.
@@ -119,22 +120,13 @@ func newTCPLimits(o TCPOptions) *tcpLimits {
 	return &tcpLimits{o: o.withDefaults(), per: make(map[netip.Addr]int), conns: make(map[*tcpConn]struct{})}
 }
 
-// clientKey is what the per-client cap counts by.
-func clientKey(a netip.Addr) netip.Addr {
-	if a.Is6() {
-		p, _ := a.Prefix(64)
-		return p.Addr()
-	}
-	return a
-}
-
 // admit registers c if its client may open another connection.
 func (l *tcpLimits) admit(c *tcpConn) bool {
 	if l.o.Serves != nil && !l.o.Serves(c.client) {
 		l.refusedNotClient.Add(1)
 		return false
 	}
-	k := clientKey(c.client)
+	k := c.client
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
@@ -155,7 +147,7 @@ func (l *tcpLimits) admit(c *tcpConn) bool {
 }
 
 func (l *tcpLimits) release(c *tcpConn) {
-	k := clientKey(c.client)
+	k := c.client
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.open--
