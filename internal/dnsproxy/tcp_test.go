@@ -19,7 +19,7 @@ import (
 
 // startTCP serves h on a loopback port with o and returns the address and
 // the server, shut down when the test ends.
-func startTCP(t *testing.T, h dns.Handler, o TCPOptions) (netip.AddrPort, *Server) {
+func startTCP(t testing.TB, h dns.Handler, o TCPOptions) (netip.AddrPort, *Server) {
 	t.Helper()
 	addr := freeTCPAddr(t)
 	s, err := Listen([]netip.AddrPort{addr}, h, 4, o)
@@ -36,7 +36,7 @@ func startTCP(t *testing.T, h dns.Handler, o TCPOptions) (netip.AddrPort, *Serve
 	return addr, s
 }
 
-func freeTCPAddr(t *testing.T) netip.AddrPort {
+func freeTCPAddr(t testing.TB) netip.AddrPort {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
