@@ -160,6 +160,9 @@ func testSlowloris(t *testing.T, tp *topo) {
 		t.Fatal(err)
 	}
 	wantTaken := float64(perClient + extraAddrs*perExtra)
+	peak := tp.metrics(t)
+	t.Logf("flood held: %v TCP connections open, %v goroutines, %.1f MiB resident", peak["fqdngate_dns_tcp_connections"],
+		peak["go_goroutines"], peak["process_resident_memory_bytes"]/(1<<20))
 	// Throughout, until the flood has timed out: service for the others
 	// over both transports, and for the flooder over UDP.
 	timedOut := func(m map[string]float64) float64 {

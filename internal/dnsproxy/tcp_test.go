@@ -480,3 +480,36 @@ func TestHandlerServes(t *testing.T) {
 		t.Error("new policy not applied")
 	}
 }
+
+// BenchmarkTCPQueries: queries on one connection, one at a time or 16
+// written back to back (pipelined), against a handler that answers at once.
+func BenchmarkTCPQueries(b *testing.B) {
+	for _, batch := range []int{1, 16} {
+		b.Run(map[int]string{1: "sequential", 16: "pipelined16"}[batch], func(b *testing.B) {
+			addr, _ := startTCP(b, answering(), TCPOptions{})
+			c, err := net.Dial("tcp", addr.String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			m := query("x.example.", dns.TypeA, false)
+			pk, _ := m.Pack()
+			one := append([]byte{byte(len(pk) >> 8), byte(len(pk))}, pk...)
+			var frames []byte
+			for range batch {
+				frames = append(frames, one...)
+			}
+			b.ResetTimer()
+			for done := 0; done < b.N; done += batch {
+				if _, err := c.Write(frames); err != nil {
+					b.Fatal(err)
+				}
+				for range batch {
+					if _, err := readReply(c); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}
