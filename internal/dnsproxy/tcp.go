@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 )
 
 // Defaults of TCPOptions, used where a field is zero.
@@ -200,11 +201,22 @@ type tcpServer struct {
 }
 
 func listenTCP(addr netip.AddrPort, h dns.Handler, lim *tcpLimits) (*tcpServer, error) {
-	ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(addr))
+	// SO_REUSEPORT, as for UDP: "[::]:53" is dual-stack, and with it
+	// "0.0.0.0:53" can be listed too.
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	l, err := lc.Listen(context.Background(), "tcp", addr.String())
 	if err != nil {
 		return nil, err
 	}
-	return &tcpServer{ln: ln, h: h, lim: lim, done: make(chan struct{})}, nil
+	return &tcpServer{ln: l.(*net.TCPListener), h: h, lim: lim, done: make(chan struct{})}, nil
 }
 
 // serve accepts until the listener is closed; a failure to accept other

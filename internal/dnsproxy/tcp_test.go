@@ -451,15 +451,17 @@ func TestTCPConcurrentConnections(t *testing.T) {
 	}
 }
 
-// A wildcard listen address serves TCP from the address the client used.
+// Wildcard listen addresses serve TCP from the address the client used,
+// and 0.0.0.0 and [::] can be listed together.
 func TestTCPWildcard(t *testing.T) {
 	port := freeTCPAddr(t).Port()
-	s, err := Listen([]netip.AddrPort{netip.AddrPortFrom(netip.IPv4Unspecified(), port)}, answering(), 2, TCPOptions{})
+	addrs := []netip.AddrPort{netip.AddrPortFrom(netip.IPv4Unspecified(), port), netip.AddrPortFrom(netip.IPv6Unspecified(), port)}
+	s, err := Listen(addrs, answering(), 2, TCPOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Shutdown(context.Background())
-	for _, dst := range []string{"127.0.0.1", "127.0.0.7"} {
+	for _, dst := range []string{"127.0.0.1", "127.0.0.7", "::1"} {
 		r, _, err := (&dns.Client{Net: "tcp", Timeout: 2 * time.Second}).Exchange(query("x.example.", dns.TypeA, false),
 			netip.AddrPortFrom(netip.MustParseAddr(dst), port).String())
 		if err != nil || r.Rcode != dns.RcodeNameError {
