@@ -429,7 +429,8 @@ func (w *tcpWriter) TsigTimersOnly(bool) {}
 func (w *tcpWriter) Hijack()             {}
 
 // shutdownTCP stops the listeners and lets every connection finish the
-// queries it has read, until ctx ends; then it closes what is left.
+// queries it has read, until ctx ends; then it closes every connection
+// and returns.
 func shutdownTCP(ctx context.Context, servers []*tcpServer, lim *tcpLimits) error {
 	for _, s := range servers {
 		s.close()
@@ -449,8 +450,10 @@ func shutdownTCP(ctx context.Context, servers []*tcpServer, lim *tcpLimits) erro
 	case <-done:
 		return nil
 	case <-ctx.Done():
+		// The queries still being worked on end on their own (the
+		// upstream timeout and the hold budget bound them); their
+		// replies have nowhere to go.
 		lim.drain(true)
-		<-done
 		return ctx.Err()
 	}
 }

@@ -515,3 +515,69 @@ func BenchmarkTCPQueries(b *testing.B) {
 		})
 	}
 }
+
+// Shutdown stops accepting at once, lets a query being worked on be
+// answered, and returns when it has been; with a query that does not end
+// in time it closes the connection and returns the context's error.
+func TestTCPShutdown(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		release bool // the query ends within the shutdown's time
+	}{{"query finishes", true}, {"query outlives the deadline", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			gate := make(chan struct{})
+			var once sync.Once
+			release := func() { once.Do(func() { close(gate) }) }
+			t.Cleanup(release)
+			var entered atomic.Int32
+			h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+				entered.Add(1)
+				<-gate
+				m := new(dns.Msg)
+				m.SetRcode(r, dns.RcodeNameError)
+				_ = w.WriteMsg(m)
+			})
+			addr := freeTCPAddr(t)
+			s, err := Listen([]netip.AddrPort{addr}, h, 2, TCPOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := dialFrom(t, "127.0.0.2", addr)
+			if _, err := c.Write(frame(t, query("x.example.", dns.TypeA, false))); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "query being worked on", func() bool { return entered.Load() == 1 })
+			timeout := 10 * time.Second
+			if !tc.release {
+				timeout = 100 * time.Millisecond
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			shut := make(chan error, 1)
+			go func() { shut <- s.Shutdown(ctx) }()
+			waitFor(t, "listener closed", func() bool {
+				nc, err := net.DialTimeout("tcp", addr.String(), time.Second)
+				if err == nil {
+					nc.Close()
+				}
+				return err != nil
+			})
+			if tc.release {
+				release()
+				if r, err := readReply(c); err != nil || r.Rcode != dns.RcodeNameError {
+					t.Errorf("reply of the query in flight: %v %v", r, err)
+				}
+				if err := <-shut; err != nil {
+					t.Errorf("shutdown: %v", err)
+				}
+				return
+			}
+			if err := <-shut; !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("shutdown: %v, want the deadline", err)
+			}
+			if err := closedByServer(c); err != nil {
+				t.Errorf("connection after the deadline: %v, want closed", err)
+			}
+		})
+	}
+}
