@@ -245,7 +245,7 @@ func (s *tcpServer) serve(errc chan<- error) {
 				}
 			}
 			backoff = 0
-			c := &tcpConn{s: s, conn: conn, slots: make(chan struct{}, s.lim.o.Pipeline)}
+			c := &tcpConn{s: s, conn: conn}
 			if ra, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
 				c.client = ra.AddrPort().Addr().Unmap()
 			}
@@ -256,6 +256,7 @@ func (s *tcpServer) serve(errc chan<- error) {
 				_ = conn.Close()
 				continue
 			}
+			c.slots = make(chan struct{}, s.lim.o.Pipeline)
 			s.wg.Add(1)
 			go c.serve()
 		}
