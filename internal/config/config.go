@@ -73,6 +73,18 @@ type Listen struct {
 	DNS []string `yaml:"dns"`
 	// API is the HTTP API address; loopback by default.
 	API string `yaml:"api"`
+	// TCPMaxConns bounds the DNS-over-TCP connections open at once, on
+	// all addresses together; beyond it a connection is closed at accept.
+	TCPMaxConns int `yaml:"tcp_max_conns"`
+	// TCPMaxConnsPerClient bounds the connections of one source address,
+	// so that one device cannot take them all.
+	TCPMaxConnsPerClient int `yaml:"tcp_max_conns_per_client"`
+	// TCPIdleTimeout closes a connection with no query outstanding that
+	// sends nothing for this long.
+	TCPIdleTimeout time.Duration `yaml:"tcp_idle_timeout"`
+	// TCPReadTimeout closes a connection whose query has not arrived whole
+	// this long after its first byte (slowloris).
+	TCPReadTimeout time.Duration `yaml:"tcp_read_timeout"`
 }
 
 // Enforcer is the enforcer section.

@@ -30,6 +30,12 @@ const (
 	// DefaultStaticMaxAddresses is a /16 worth: wider than any one
 	// service's regional tag, narrower than a CDN's or a cloud's ranges.
 	DefaultStaticMaxAddresses = 65536
+	// TCP DNS: connections of all clients, of one client, the idle
+	// timeout between queries and the time a query may take to arrive.
+	DefaultTCPMaxConns          = 1024
+	DefaultTCPMaxConnsPerClient = 16
+	DefaultTCPIdleTimeout       = 10 * time.Second
+	DefaultTCPReadTimeout       = 2 * time.Second
 )
 
 // Defaults of serve-stale and of what a rule lets answers hold.
@@ -71,6 +77,7 @@ func (c *Config) applyDefaults(ps positions) {
 		c.Listen.DNS = []string{DefaultDNSListen}
 	}
 	setDefault(&c.Listen.API, DefaultAPIListen)
+	c.Listen.applyTCPDefaults()
 	if c.UpstreamTimeout == 0 {
 		c.UpstreamTimeout = DefaultUpstreamTimeout
 	}

@@ -17,6 +17,8 @@ func (c *Config) WriteEffective(w io.Writer) error {
 	e := c.Enforcer
 	p("mode:\t%s\n", c.Mode)
 	p("dns:\t%s (udp and tcp)\n", joinStringers(c.Derived.DNS))
+	p("dns/tcp:\t%d connections, %d per client; idle timeout %s, a query within %s\n",
+		c.Listen.TCPMaxConns, c.Listen.TCPMaxConnsPerClient, c.Listen.TCPIdleTimeout, c.Listen.TCPReadTimeout)
 	p("api:\t%s\n", c.Derived.API)
 	p("upstreams:\t%s (timeout %s per attempt, %s per query; 0x20 case randomization %s)\n", joinStringers(c.Derived.Upstreams),
 		c.UpstreamTimeout, upstream.DefaultQueryTimeout, onOff(c.UpstreamCaseRandomization))

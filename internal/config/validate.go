@@ -80,6 +80,7 @@ func (c *Config) validate(col *collector, o options) {
 	} else {
 		c.Derived.API = ap
 	}
+	c.Listen.validateTCP(col, path{"listen"})
 	if len(c.Upstreams) == 0 {
 		col.add(path{"upstreams"}, "required: at least one resolver address, e.g. 198.51.100.53")
 	}

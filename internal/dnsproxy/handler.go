@@ -195,10 +195,7 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	}
 	size := dns.MaxMsgSize // TCP: no truncation
 	if udp {
-		size = dns.MinMsgSize
-		if opt := req.IsEdns0(); opt != nil {
-			size = int(opt.UDPSize())
-		}
+		size = clientUDPSize(req)
 	}
 	if wire != nil && len(wire) <= size {
 		_, _ = w.Write(wire)
@@ -509,6 +506,9 @@ func (h *Handler) install(ctx context.Context, parts ...ledger.Answer) error {
 
 // validate returns RcodeSuccess for a query fqdngate will work on.
 func validate(req *dns.Msg) (int, string) {
+	if rcode, why := checkEDNS(req); rcode != dns.RcodeSuccess && !req.Response {
+		return rcode, why
+	}
 	switch {
 	case req.Response:
 		return dns.RcodeFormatError, "fqdngate: not a query"

@@ -171,7 +171,7 @@ func TestConcurrentReplaysOverUDP(t *testing.T) {
 	addr = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), addr.Port())
 	// Loopback clients are served: the test policy's group gets 127.0.0.0/8.
 	ce.h.SetPolicy(loopbackPolicy(t))
-	s, err := Listen([]netip.AddrPort{addr}, ce.h, 16)
+	s, err := Listen([]netip.AddrPort{addr}, ce.h, 16, TCPOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"time"
 
 	"github.com/miekg/dns"
 )
@@ -14,21 +13,29 @@ import (
 type Server struct {
 	servers []*dns.Server
 	udp     []*udpServer
+	tcp     []*tcpServer
+	tcpLim  *tcpLimits
 	errc    chan error
 }
-
-// tcpIdle bounds how long an idle TCP client may hold a connection.
-const tcpIdle = 10 * time.Second
 
 // Listen binds every address on UDP and TCP and starts serving h. It
 // returns once all listeners are bound, or the first bind error. UDP on a
 // specific address is served by workers long-lived goroutines (at most
 // that many queries at once per address); a wildcard address needs the
 // reply to leave from the address the query came to, which miekg's server
-// handles, so it serves those.
-func Listen(addrs []netip.AddrPort, h dns.Handler, workers int) (*Server, error) {
-	s := &Server{errc: make(chan error, 4*len(addrs)+64)}
+// handles, so it serves those. TCP is served by fqdngate's own listener
+// on every address (a connection answers from the address it came to),
+// bounded by tcp.
+func Listen(addrs []netip.AddrPort, h dns.Handler, workers int, tcp TCPOptions) (*Server, error) {
+	s := &Server{errc: make(chan error, 4*len(addrs)+64), tcpLim: newTCPLimits(tcp)}
 	for _, a := range addrs {
+		t, err := listenTCP(a, h, s.tcpLim)
+		if err != nil {
+			_ = s.Shutdown(context.Background())
+			return nil, fmt.Errorf("listen %s/tcp: %w", a, err)
+		}
+		s.tcp = append(s.tcp, t)
+		t.serve(s.errc)
 		if !a.Addr().IsUnspecified() {
 			u, err := listenUDP(a, h, max(1, workers))
 			if err != nil {
@@ -38,14 +45,10 @@ func Listen(addrs []netip.AddrPort, h dns.Handler, workers int) (*Server, error)
 			s.udp = append(s.udp, u)
 			u.serve(s.errc)
 		}
-		for _, netw := range []string{"udp", "tcp"} {
-			if netw == "udp" && !a.Addr().IsUnspecified() {
-				continue
-			}
+		if a.Addr().IsUnspecified() {
 			started := make(chan struct{})
 			srv := &dns.Server{
-				Addr: a.String(), Net: netw, Handler: h, ReusePort: true,
-				IdleTimeout:       func() time.Duration { return tcpIdle },
+				Addr: a.String(), Net: "udp", Handler: h, ReusePort: true,
 				NotifyStartedFunc: func() { close(started) },
 			}
 			go func() { s.errc <- srv.ListenAndServe() }()
@@ -54,7 +57,7 @@ func Listen(addrs []netip.AddrPort, h dns.Handler, workers int) (*Server, error)
 				s.servers = append(s.servers, srv)
 			case err := <-s.errc:
 				_ = s.Shutdown(context.Background())
-				return nil, fmt.Errorf("listen %s/%s: %w", a, netw, err)
+				return nil, fmt.Errorf("listen %s/udp: %w", a, err)
 			}
 		}
 	}
@@ -71,12 +74,15 @@ func (s *Server) QueueDrops() uint64 {
 	return n
 }
 
+// TCPStats returns what the TCP listeners have done.
+func (s *Server) TCPStats() TCPStats { return s.tcpLim.stats() }
+
 // Err receives a listener's error if one stops on its own.
 func (s *Server) Err() <-chan error { return s.errc }
 
 // Shutdown stops accepting and waits for in-flight queries until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
-	var errs error
+	errs := shutdownTCP(ctx, s.tcp, s.tcpLim)
 	done := make(chan struct{})
 	go func() {
 		for _, u := range s.udp {
@@ -87,7 +93,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		errs = ctx.Err()
+		errs = errors.Join(errs, ctx.Err())
 	}
 	for _, srv := range s.servers {
 		if err := srv.ShutdownContext(ctx); err != nil {

@@ -20,7 +20,7 @@ func TestListenServesUDPAndTCP(t *testing.T) {
 		m.SetRcode(r, dns.RcodeNameError)
 		_ = w.WriteMsg(m)
 	})
-	s, err := Listen([]netip.AddrPort{addr}, h, 8)
+	s, err := Listen([]netip.AddrPort{addr}, h, 8, TCPOptions{MaxConnsPerClient: 256})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestUDPQueueFullDropsAndCounts(t *testing.T) {
 	addr := freeUDPAddr(t)
 	release := make(chan struct{})
 	h := dns.HandlerFunc(func(dns.ResponseWriter, *dns.Msg) { <-release })
-	s, err := Listen([]netip.AddrPort{addr}, h, 1)
+	s, err := Listen([]netip.AddrPort{addr}, h, 1, TCPOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestUDPWorkersStartAsNeeded(t *testing.T) {
 		m.SetReply(r)
 		_ = w.WriteMsg(m)
 	})
-	s, err := Listen([]netip.AddrPort{addr}, h, 64)
+	s, err := Listen([]netip.AddrPort{addr}, h, 64, TCPOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

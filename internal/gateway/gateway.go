@@ -89,7 +89,8 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 	src := metrics.Sources{Ledger: led.Stats, Drops: mon.Counts, CacheLen: cache.Len,
 		QueueDrops: func() uint64 { return srv.QueueDrops() }, RateLimited: limits.Refused, LimitedClients: limits.Tracked,
 		RevokeDropped:  func() uint64 { return h.Stats().RevokeDropped.Load() },
-		LogsSuppressed: func() (uint64, uint64) { return h.Stats().LogsSuppressed.Load(), mon.Suppressed() }}
+		LogsSuppressed: func() (uint64, uint64) { return h.Stats().LogsSuppressed.Load(), mon.Suppressed() },
+		TCP:            func() dnsproxy.TCPStats { return srv.TCPStats() }}
 	if n, ok := enf.(*enforce.NFT); ok {
 		src.Kernel, src.Elements, src.Writer = n.Counters, n.Elements, n.WriterStats
 		src.Tamper = n.TamperStats
@@ -125,7 +126,9 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 	}
 
 	rl := &reloader{cfg: c, load: o.Load, led: led, enf: enf, h: h, log: log, spec: spec, limits: limits}
-	srv, err = dnsproxy.Listen(c.Derived.DNS, h, c.MaxInflight)
+	srv, err = dnsproxy.Listen(c.Derived.DNS, h, c.MaxInflight, dnsproxy.TCPOptions{Serves: h.Serves,
+		MaxConns: c.Listen.TCPMaxConns, MaxConnsPerClient: c.Listen.TCPMaxConnsPerClient,
+		IdleTimeout: c.Listen.TCPIdleTimeout, ReadTimeout: c.Listen.TCPReadTimeout})
 	if err != nil {
 		return err
 	}

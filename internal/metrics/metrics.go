@@ -45,6 +45,8 @@ type Sources struct {
 	RevokeDropped func() uint64
 	// Tamper is the table watch's findings; nil with backend none.
 	Tamper func() enforce.TamperStats
+	// TCP is the TCP listeners' connections; nil without them.
+	TCP func() dnsproxy.TCPStats
 }
 
 // Metrics is the registry and the counters fed from the query path.
@@ -112,7 +114,7 @@ func New(src Sources) *Metrics {
 	m.Registry.MustRegister(m.upstreamUp, m.skipped)
 	m.Registry.MustRegister(m.queries, m.cache, m.upstreamRTT, m.upstreamErr, m.install,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&scraped{src: src})
+		&scraped{src: src}, tcpCollector{src.TCP})
 	m.hit, m.miss = m.cache.WithLabelValues("hit"), m.cache.WithLabelValues("miss")
 	m.registerAnswers()
 	return m
