@@ -16,6 +16,7 @@ func (c *Config) WriteEffective(w io.Writer) error {
 	p("mode:\t%s\n", c.Mode)
 	p("dns:\t%s (udp and tcp)\n", joinStringers(c.Derived.DNS))
 	p("api:\t%s\n", c.Derived.API)
+	p("api security:\t%s\n", c.API.describe(c.Derived.API.Addr().IsLoopback()))
 	p("upstreams:\t%s (timeout %s)\n", joinStringers(c.Derived.Upstreams), c.UpstreamTimeout)
 	if e.Backend == "none" {
 		p("enforcer:\tnone (names are resolved and recorded, nothing is installed)\n")

@@ -108,7 +108,13 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 		}
 	}
 
-	rl := &reloader{cfg: c, load: o.Load, led: led, enf: enf, h: h, log: log, spec: spec}
+	started := time.Now()
+	sec, err := api.NewSecurity(c.API.TokenFile, c.API.TLSCert, c.API.TLSKey, !c.Derived.API.Addr().IsLoopback())
+	if err != nil {
+		return err
+	}
+	view := newConsoleView(c)
+	rl := &reloader{cfg: c, load: o.Load, led: led, enf: enf, h: h, log: log, spec: spec, applied: view.set}
 	srv, err = dnsproxy.Listen(c.Derived.DNS, h, c.MaxInflight)
 	if err != nil {
 		return err
@@ -118,7 +124,8 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 		Ledger: led, Monitor: mon, Registry: met.Registry, Log: log, Pprof: os.Getenv("FQDNGATE_PPROF") == "1",
 		Ready:  func() (bool, string) { return tableReady(enf) },
 		Reload: func(ctx context.Context) error { return requestReload(ctx, apiReload) },
-	}))
+		Mode:   c.Mode, Started: started, Upstreams: c.Derived.Upstreams, Policy: view.get, Security: sec,
+	}), sec.TLSConfig())
 	if err != nil {
 		_ = srv.Shutdown(context.Background())
 		return err
@@ -160,8 +167,10 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 				}
 			}
 		case done := <-o.Reload:
+			reloadSecurity(sec, log)
 			done <- rl.reload(ctx)
 		case done := <-apiReload:
+			reloadSecurity(sec, log)
 			done <- rl.reload(ctx)
 		}
 	}

@@ -31,6 +31,9 @@ type reloader struct {
 	h    *dnsproxy.Handler
 	log  *slog.Logger
 	spec enforce.Spec
+	// applied, if set, hears every configuration whose policy is now in
+	// force (the console's view).
+	applied func(*config.Config)
 }
 
 // reload re-reads the configuration. An invalid one is rejected and the
@@ -83,6 +86,9 @@ func (r *reloader) reload(ctx context.Context) error {
 		}
 	}
 	r.cfg.Clients, r.cfg.Derived.Policy = nc.Clients, pol
+	if r.applied != nil {
+		r.applied(nc)
+	}
 	r.log.Info("reloaded", "groups", len(pol.Groups()), "withdrawn", len(revoke), "added", len(grant))
 	return nil
 }
@@ -105,5 +111,6 @@ func restartOnly(old, nc *config.Config) []string {
 	check("max_inflight", old.MaxInflight, nc.MaxInflight)
 	check("state_dir", old.StateDir, nc.StateDir)
 	check("log", old.Log, nc.Log)
+	check("api", old.API, nc.API)
 	return out
 }
