@@ -336,6 +336,9 @@ func Listen(addr netip.AddrPort, h http.Handler, tlsConf *tls.Config) (*Server, 
 	return s, nil
 }
 
+// Addr is the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
 // Err reports a server that stopped on its own.
 func (s *Server) Err() <-chan error { return s.err }
 
