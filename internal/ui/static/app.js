@@ -45,6 +45,11 @@ function el(tag, props, ...children) {
 
 function $(id) { return document.getElementById(id); }
 
+// put replaces a node's children, leaving out the absent ones.
+function put(node, ...kids) {
+  node.replaceChildren(...kids.flat().filter(k => k !== null && k !== undefined && k !== false));
+}
+
 function banner(msg, kind) {
   const b = $('banner');
   b.textContent = msg;
@@ -185,16 +190,22 @@ function drawChart(canvas) {
   let max = 1;
   for (const p of pts) for (const k of series) max = Math.max(max, p[k]);
   max = niceCeil(max);
-  const now = Date.now(), span = HISTORY_S * 1000;
+  // The window grows with the history, from one minute to HISTORY_S.
+  const now = Date.now();
+  const first = state.history.length ? state.history[0].t : now;
+  const span = Math.min(HISTORY_S * 1000, Math.max(60000, now - first));
   const x = t => pad.l + (w - pad.l - pad.r) * (1 - (now - t) / span);
   const y = v => h - pad.b - (h - pad.t - pad.b) * v / max;
   ctx.strokeStyle = '#d1d5db'; ctx.fillStyle = '#6b7280'; ctx.font = '11px sans-serif'; ctx.lineWidth = 1;
-  for (let i = 0; i <= 4; i++) {
-    const v = max * i / 4;
+  for (let i = 0; i <= 5; i++) {
+    const v = max * i / 5;
     ctx.beginPath(); ctx.moveTo(pad.l, y(v)); ctx.lineTo(w - pad.r, y(v)); ctx.stroke();
     ctx.fillText(v.toFixed(v < 10 ? 1 : 0) + '/s', 4, y(v) + 4);
   }
-  for (let m = 0; m <= 10; m += 2) ctx.fillText(m ? '-' + m + 'm' : 'now', x(now - m * 60000) - 10, h - 4);
+  for (let i = 0; i <= 5; i++) {
+    const ago = span * i / 5;
+    ctx.fillText(i ? '-' + fmtDur(ago / 1000) : 'now', x(now - ago) - (i === 0 ? 24 : i === 5 ? 0 : 12), h - 4);
+  }
   for (const k of series) {
     if (k !== 'queries' && !pts.some(p => p[k] > 0)) continue;
     ctx.strokeStyle = COLORS[k]; ctx.lineWidth = k === 'queries' ? 2 : 1.5;
@@ -232,7 +243,7 @@ function viewOverview(root, stops) {
   const ups = el('div', {});
   const clients = el('div', {});
   root.append(el('h2', { text: 'Overview' }), cards,
-    el('h3', { text: 'Queries and drops per second, last 10 minutes' }), canvas, legendBox,
+    el('h3', { text: 'Queries and drops per second (up to the last 10 minutes this page has seen)' }), canvas, legendBox,
     el('div', { class: 'cols' }, el('div', {}, el('h3', { text: 'Clients by group' }), groups),
       el('div', {}, el('h3', { text: 'Upstreams' }), ups)),
     el('h3', { text: 'Clients' }), clients);
@@ -246,11 +257,11 @@ function viewOverview(root, stops) {
     $('ledger-entries').textContent = String(s.ledger_entries);
     $('set-elements').textContent = s.set_elements === undefined ? 'n/a' : String(s.set_elements);
     drawChart(canvas);
-    legendBox.replaceChildren(legend());
+    put(legendBox, legend());
     const rows = (s.groups || []).map(g => el('tr', {}, el('td', { text: g.name }), el('td', { text: (g.cidrs || []).join(' ') }),
       el('td', { class: 'num', text: String(g.clients) }), el('td', { class: 'num', text: String(g.rules) })));
     if (s.ungrouped) rows.push(el('tr', {}, el('td', { text: '(no group: refused)' }), el('td', {}), el('td', { class: 'num', text: String(s.ungrouped) }), el('td', {})));
-    groups.replaceChildren(table(['Group', 'Networks', 'Clients', 'Rules'], rows, 'groups'));
+    put(groups, table(['Group', 'Networks', 'Clients', 'Rules'], rows, 'groups'));
     const upRows = s.upstreams.map(u => {
       const p = prevUp[u.addr] || u;
       const dx = u.exchanges - p.exchanges, de = u.errors - p.errors;
@@ -259,12 +270,12 @@ function viewOverview(root, stops) {
         el('td', { class: 'num', text: String(u.errors) }), el('td', {}, el('span', { class: 'health h-' + health, text: health })));
     });
     prevUp = Object.fromEntries(s.upstreams.map(u => [u.addr, u]));
-    ups.replaceChildren(table(['Upstream', 'Exchanges', 'Errors', 'Now'], upRows, 'upstreams'));
+    put(ups, table(['Upstream', 'Exchanges', 'Errors', 'Now'], upRows, 'upstreams'));
   };
   if (state.status) onStatus(state.status);
   every(2 * POLL_MS, async () => {
     const r = await api('/api/v1/clients');
-    clients.replaceChildren(table(['Client', 'Group', 'Queries', 'Denied', 'Last query'], r.clients.map(c =>
+    put(clients, table(['Client', 'Group', 'Queries', 'Denied', 'Last query'], r.clients.map(c =>
       el('tr', {}, el('td', {}, clientLink(c.addr)), el('td', { text: c.group || '(none)' }), el('td', { class: 'num', text: String(c.queries) }),
         el('td', { class: 'num', text: String(c.denied) }), el('td', { text: fmtTime(c.last) }))), 'clients'),
     r.truncated ? el('p', { class: 'note', text: 'More clients than shown.' }) : null);
@@ -287,7 +298,7 @@ function viewClient(root, stops, addr) {
     ]);
     const now = Date.now();
     const live = led.entries.filter(e => e.live);
-    open.replaceChildren(live.length ? table(['Address', 'Name and chain', 'Ports', 'Rules', 'Expires'], live.map(e =>
+    put(open, live.length ? table(['Address', 'Name and chain', 'Ports', 'Rules', 'Expires'], live.map(e =>
       el('tr', {}, el('td', { class: 'mono', text: e.addr }), el('td', { class: 'mono', text: chainOf(e.name, e.chain) }),
         el('td', { text: e.ports.join(' ') }), el('td', { text: e.rules.join(', ') }),
         el('td', { text: 'in ' + fmtDur((Date.parse(e.expires) - now) / 1000) + ' (' + fmtTime(e.expires) + ')' }))), 'open')
@@ -301,13 +312,13 @@ function viewClient(root, stops, addr) {
       seen.set(k, s);
     }
     const rows = [...seen.values()].sort((a, b) => Date.parse(b.last) - Date.parse(a.last));
-    names.replaceChildren(rows.length ? table(['Name', 'Type', 'Decision', 'Times', 'Last', 'Chain'], rows.map(s =>
+    put(names, rows.length ? table(['Name', 'Type', 'Decision', 'Times', 'Last', 'Chain'], rows.map(s =>
       el('tr', {}, el('td', { class: 'mono name', text: s.name }), el('td', { text: s.qtype }),
         el('td', {}, el('span', { class: 'decision d-' + s.decision, text: s.decision })), el('td', { class: 'num', text: String(s.n) }),
         el('td', { text: fmtTime(s.last) }), el('td', { class: 'mono', text: (s.chain || []).join(' → ') }))), 'names')
       : el('p', { class: 'note', text: 'No queries from this client in the recent events.' }));
     const dr = ds.events.slice(-100).reverse();
-    drops.replaceChildren(dr.length ? table(['Time', 'To', 'Reason', 'Explanation'], dr.map(e =>
+    put(drops, dr.length ? table(['Time', 'To', 'Reason', 'Explanation'], dr.map(e =>
       el('tr', {}, el('td', { text: fmtTime(e.time) }), el('td', { class: 'mono', text: e.drop.addr + (e.drop.port ? ' ' + e.drop.port : '') }),
         el('td', {}, reasonBadge(e.drop.reason), e.would_drop ? ' (observe: let through)' : ''), el('td', { text: e.drop.message }))), 'client-drops')
       : el('p', { class: 'note', text: 'No drops from this client in the recent events.' }));
@@ -327,7 +338,7 @@ function viewDrops(root, stops, params) {
     note,
     el('table', { id: 'drops' }, el('thead', {}, el('tr', {}, ['Time', 'Client', 'To', 'Reason', 'Name and chain', 'Explanation'].map(h => el('th', { text: h })))), body));
   let since = 0;
-  const reset = () => { since = 0; body.replaceChildren(); note.textContent = 'Waiting for drops…'; };
+  const reset = () => { since = 0; put(body); note.textContent = 'Waiting for drops…'; };
   for (const f of [fClient, fReason, fName]) f.addEventListener('input', reset);
   state.restartHooks.add(reset);
   stops.push(() => state.restartHooks.delete(reset));
@@ -389,7 +400,7 @@ function viewExplain(root, stops, params) {
     answer);
   if (!q) return {};
   const p = parseQuestion(q);
-  if (!p.addr) { answer.replaceChildren(el('p', { class: 'error', text: 'No destination address in the question.' })); return {}; }
+  if (!p.addr) { put(answer, el('p', { class: 'error', text: 'No destination address in the question.' })); return {}; }
   let path = '/api/v1/explain?addr=' + encodeURIComponent(p.addr);
   if (p.client) path += '&client=' + encodeURIComponent(p.client);
   if (p.port) path += '&port=' + encodeURIComponent(p.port);
@@ -400,10 +411,10 @@ function viewExplain(root, stops, params) {
     if (x.ports) rows.push(['Allowed ports', x.ports.join(' ')]);
     if (x.learnt_by) rows.push(['Learnt by', clientLink(x.learnt_by)]);
     if (x.expires) rows.push(['Expires', new Date(x.expires).toLocaleString()]);
-    answer.replaceChildren(el('p', { class: 'sentence', id: 'explain-sentence', text: x.message }),
+    put(answer, el('p', { class: 'sentence', id: 'explain-sentence', text: x.message }),
       el('table', { class: 'kv' }, el('tbody', {}, rows.map(([k, v]) => el('tr', {}, el('th', { text: k }), el('td', {}, v))))));
   }).catch(e => {
-    if (!(e instanceof NeedToken) && !(e instanceof Down)) answer.replaceChildren(el('p', { class: 'error', text: 'Not explained: ' + e.message }));
+    if (!(e instanceof NeedToken) && !(e instanceof Down)) put(answer, el('p', { class: 'error', text: 'Not explained: ' + e.message }));
   });
   return {};
 }
@@ -413,10 +424,10 @@ function viewPolicy(root, stops) {
   root.append(el('h2', { text: 'Effective policy' }), box);
   every(10 * POLL_MS, async () => {
     const p = await api('/api/v1/policy');
-    box.replaceChildren(
+    put(box, 
       el('h3', { text: 'Catalog profiles in use' }),
       p.profiles.length ? el('ul', { id: 'profiles' }, p.profiles.map(n => el('li', { class: 'mono', text: n }))) : el('p', { class: 'note', text: 'None: every rule comes from the configuration.' }),
-      p.groups.map(g => el('section', { class: 'group' },
+      ...p.groups.map(g => el('section', { class: 'group' },
         el('h3', {}, 'Group ', el('span', { class: 'mono', text: g.name }), ' ', el('span', { class: 'note', text: (g.cidrs || []).join(' ') })),
         g.profiles.length ? el('p', {}, 'Profiles: ', el('span', { class: 'mono', text: g.profiles.join(', ') })) : null,
         g.rules.length ? table(['Rule', 'Source', 'Names', 'Ports'], g.rules.map(r => el('tr', {}, el('td', { class: 'mono', text: r.name }),
@@ -431,7 +442,7 @@ function viewPolicy(root, stops) {
 function route() {
   if (state.view) state.view.stop();
   const root = $('view');
-  root.replaceChildren();
+  put(root);
   root.hidden = false;
   const hash = location.hash.replace(/^#/, '') || '/';
   const [path, query] = hash.split('?');
