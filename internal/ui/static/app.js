@@ -7,6 +7,7 @@ const TOKEN_KEY = 'fqdngate.token';
 const POLL_MS = 1000;
 const HISTORY_S = 600; // the chart's window: ten minutes of 1 s samples
 const MAX_ROWS = 500; // rows kept on the drops page
+const CLIENT_DROPS = 20; // the latest drops on a client's page
 const REASONS = ['never-resolved', 'expired', 'other-client', 'port', 'denied-name', 'dot', 'dns'];
 const COLORS = {
   queries: '#2563eb', 'never-resolved': '#dc2626', expired: '#d97706', 'other-client': '#7c3aed',
@@ -130,10 +131,10 @@ function fmtDur(s) {
   const d = Math.floor(s / 86400), h = Math.floor(s / 3600) % 24, m = Math.floor(s / 60) % 60;
   if (d) return d + 'd ' + h + 'h';
   if (h) return h + 'h ' + m + 'm';
-  if (m) return m + 'm ' + (s % 60) + 's';
+  if (m) return s % 60 ? m + 'm ' + (s % 60) + 's' : m + 'm';
   return s + 's';
 }
-function fmtTime(t) { return t ? new Date(t).toLocaleTimeString() : ''; }
+function fmtTime(t) { return t ? new Date(t).toLocaleTimeString([], { hour12: false }) : ''; }
 function clientLink(addr) { return el('a', { href: '#/client/' + encodeURIComponent(addr), text: addr }); }
 function chainOf(name, chain) { return [name, ...(chain || [])].filter(Boolean).join(' → '); }
 function reasonBadge(r) { return el('span', { class: 'reason r-' + r, text: r }); }
@@ -287,8 +288,8 @@ function viewClient(root, stops, addr) {
   const names = el('div', {}), open = el('div', {}), drops = el('div', {});
   root.append(el('h2', {}, 'Client ', el('span', { class: 'mono', id: 'client-addr', text: addr })),
     el('h3', { text: 'Addresses open now' }), open,
-    el('h3', { text: 'Recent drops' }), drops,
-    el('h3', { text: 'Names asked' }), names);
+    el('h3', { text: 'Names asked' }), names,
+    el('h3', {}, 'Recent drops ', el('a', { href: '#/drops?client=' + encodeURIComponent(addr), text: '(all, live)' })), drops);
   const q = encodeURIComponent(addr);
   every(2 * POLL_MS, async () => {
     const [led, qs, ds] = await Promise.all([
@@ -317,7 +318,7 @@ function viewClient(root, stops, addr) {
         el('td', {}, el('span', { class: 'decision d-' + s.decision, text: s.decision })), el('td', { class: 'num', text: String(s.n) }),
         el('td', { text: fmtTime(s.last) }), el('td', { class: 'mono', text: (s.chain || []).join(' → ') }))), 'names')
       : el('p', { class: 'note', text: 'No queries from this client in the recent events.' }));
-    const dr = ds.events.slice(-100).reverse();
+    const dr = ds.events.slice(-CLIENT_DROPS).reverse();
     put(drops, dr.length ? table(['Time', 'To', 'Reason', 'Explanation'], dr.map(e =>
       el('tr', {}, el('td', { text: fmtTime(e.time) }), el('td', { class: 'mono', text: e.drop.addr + (e.drop.port ? ' ' + e.drop.port : '') }),
         el('td', {}, reasonBadge(e.drop.reason), e.would_drop ? ' (observe: let through)' : ''), el('td', { text: e.drop.message }))), 'client-drops')
