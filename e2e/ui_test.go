@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -378,5 +379,74 @@ func TestUIConsole(t *testing.T) {
 	}
 	if eval[bool](t, ctx, `window.pwned === 1`) {
 		t.Error("a script from a name ran")
+	}
+}
+
+// TestFqdnlabUpConsole: `fqdnlab up` prints the console's URL, and a
+// browser on the host reaches the console and its API there, although
+// the gateway's API listens on loopback inside its namespace.
+func TestFqdnlabUpConsole(t *testing.T) {
+	labtest.Require(t, "ip", "nft", "sysctl")
+	t.Cleanup(func() { _, _ = lab.Sweep(lab.LabPrefix) })
+	cmd := exec.Command(labBinary, "up", "--ttl", "4s")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr lab.SyncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		_ = cmd.Wait()
+	})
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sent := false
+		for sc.Scan() {
+			if f := strings.Fields(sc.Text()); !sent && len(f) >= 2 && f[0] == "console" {
+				found <- f[1]
+				sent = true
+			}
+		}
+		if !sent {
+			close(found)
+		}
+	}()
+	var consoleURL string
+	select {
+	case u, ok := <-found:
+		if !ok {
+			t.Fatalf("fqdnlab up printed no console line:\n%s", stderr.String())
+		}
+		consoleURL = u
+	case <-time.After(60 * time.Second):
+		t.Fatalf("fqdnlab up: no console line after 60s:\n%s", stderr.String())
+	}
+	if !strings.HasPrefix(consoleURL, "http://127.0.0.1:") || !strings.HasSuffix(consoleURL, "/ui/") {
+		t.Fatalf("console URL %q", consoleURL)
+	}
+	hc := &http.Client{Timeout: 5 * time.Second}
+	res, err := hc.Get(consoleURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.Contains(string(page), "<title>fqdngate console</title>") {
+		t.Fatalf("GET %s: %s %q", consoleURL, res.Status, page)
+	}
+	res, err = hc.Get(strings.TrimSuffix(consoleURL, "/ui/") + "/api/v1/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st api.StatusResponse
+	err = json.NewDecoder(res.Body).Decode(&st)
+	res.Body.Close()
+	if err != nil || st.Mode != "enforce" || len(st.Groups) != 1 || st.Groups[0].Name != "sphere-devices" {
+		t.Fatalf("status through the console URL: %+v %v", st, err)
 	}
 }
