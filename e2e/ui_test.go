@@ -364,8 +364,25 @@ func TestUIConsole(t *testing.T) {
 
 	// A restart: the page says it lost the daemon, then that it is back.
 	run(t, ctx, 10*time.Second, chromedp.Navigate(uiBase+"/ui/#/"), chromedp.WaitVisible(chromedp.ID("queries-total")))
+	// A SIGHUP while the page polls: the policy and the token are read
+	// again, and the page goes on.
+	_ = tp.proc.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(tp.stderr.String(), "msg=reloaded") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload after SIGHUP:\n%s", tp.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if s, ok := waitText(t, ctx, `document.getElementById("conn")`, 3*time.Second, func(s string) bool { return s == "live" }); !ok {
+		t.Errorf("after SIGHUP the indicator says %q", s)
+	}
+	first := tp.stderr
 	_ = tp.proc.Process.Signal(syscall.SIGTERM)
 	<-tp.exited
+	if strings.Contains(first.String(), "DATA RACE") {
+		t.Errorf("fqdngate raced:\n%s", first.String())
+	}
 	if s, ok := waitText(t, ctx, `document.getElementById("conn")`, 5*time.Second, contains("disconnected")); !ok {
 		t.Errorf("while fqdngate is down the page says %q", s)
 	}
@@ -379,6 +396,9 @@ func TestUIConsole(t *testing.T) {
 	}
 	if eval[bool](t, ctx, `window.pwned === 1`) {
 		t.Error("a script from a name ran")
+	}
+	if strings.Contains(tp.stderr.String(), "DATA RACE") {
+		t.Errorf("fqdngate raced:\n%s", tp.stderr.String())
 	}
 }
 
