@@ -294,6 +294,7 @@ func TestUIConsole(t *testing.T) {
 	if !ok {
 		t.Fatalf("drop to %s:8443 not on the drops page within 2 s", rot)
 	}
+	t.Logf("the drop was on the drops page %s after the first SYN", time.Since(sent).Round(10*time.Millisecond))
 	for _, want := range []string{devAAddr4, "port", "rot.example.com → rot.edge.example.net → a1.cdn.example.org", "not on tcp/8443"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("drop row %q lacks %q", s, want)

@@ -20,14 +20,14 @@ import (
 	"github.com/fqdngate/fqdngate/internal/policy"
 )
 
-func newAPI(t *testing.T, ready bool) (http.Handler, *ledger.Ledger, *monitor.Monitor) {
+func newAPI(t testing.TB, ready bool) (http.Handler, *ledger.Ledger, *monitor.Monitor) {
 	t.Helper()
 	return newAPIWith(t, ready, nil)
 }
 
 // newAPIWith is newAPI behind sec, with one group and one upstream for
 // the console's endpoints.
-func newAPIWith(t *testing.T, ready bool, sec *Security) (http.Handler, *ledger.Ledger, *monitor.Monitor) {
+func newAPIWith(t testing.TB, ready bool, sec *Security) (http.Handler, *ledger.Ledger, *monitor.Monitor) {
 	t.Helper()
 	led := ledger.New(ledger.Options{})
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))

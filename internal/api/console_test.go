@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"net/http/httptest"
 	"net/netip"
 	"regexp"
 	"strings"
@@ -12,7 +13,7 @@ import (
 	"github.com/fqdngate/fqdngate/internal/policy"
 )
 
-func testPolicy(t *testing.T) PolicyView {
+func testPolicy(t testing.TB) PolicyView {
 	t.Helper()
 	pat, err := policy.ParsePattern("www.example.com")
 	if err != nil {
@@ -124,5 +125,15 @@ func TestConsoleFiles(t *testing.T) {
 	// The rule that keeps names from becoming markup.
 	if strings.Contains(js, ".innerHTML") || strings.Contains(js, "outerHTML") || strings.Contains(js, "insertAdjacentHTML") || strings.Contains(js, "document.write") {
 		t.Error("app.js writes HTML from strings")
+	}
+}
+
+// BenchmarkStatus is the cost of one overview poll (each open console
+// asks once a second).
+func BenchmarkStatus(b *testing.B) {
+	h, _, _ := newAPI(b, true)
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/status", nil))
 	}
 }
