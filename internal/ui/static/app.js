@@ -89,6 +89,11 @@ async function api(path) {
     askToken(why);
     throw new NeedToken();
   }
+  if (res.status === 429) {
+    // Someone is guessing tokens; the API throttles failures for everyone.
+    banner('fqdngate refuses failed authentications for a moment (429); retrying.', 'down');
+    throw new Down();
+  }
   if (!res.ok) {
     let why = 'HTTP ' + res.status;
     try { why = (await res.json()).error || why; } catch (_) { /* not JSON */ }
