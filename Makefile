@@ -3,10 +3,12 @@
 # runs). Both install the system tools they need first.
 GO ?= go
 BIN := bin
-# What the lab, the gateway and the tests run: nft, ip, sysctl/pgrep, dig.
-DEBS := nftables iproute2 procps ca-certificates dnsutils
+# What the lab and the gateway run: nft, ip, sysctl/pgrep; the tests also
+# dig (the EDNS compliance cases) and chromium (the console in a browser).
+DEBS := nftables iproute2 procps ca-certificates
+TEST_DEBS := $(DEBS) dnsutils chromium
 
-.PHONY: build deps demo test bench fuzz lint clean
+.PHONY: build deps test-deps demo test bench fuzz lint clean
 
 build:
 	$(GO) build -o $(BIN)/fqdngate ./cmd/fqdngate
@@ -14,8 +16,12 @@ build:
 
 # Installs the Debian packages when a tool is missing (needs root).
 deps:
-	@command -v nft >/dev/null && command -v ip >/dev/null && command -v sysctl >/dev/null && command -v pgrep >/dev/null && command -v dig >/dev/null || \
+	@command -v nft >/dev/null && command -v ip >/dev/null && command -v sysctl >/dev/null && command -v pgrep >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBS); }
+
+test-deps: deps
+	@command -v dig >/dev/null && command -v chromium >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_DEBS); }
 
 # The lab demo: about 70 s, root, no network.
 demo: deps build
@@ -27,7 +33,7 @@ bench:
 	bash bench/run.sh
 
 # Unit, fuzz-seed and end-to-end tests (end-to-end needs root, ip and nft).
-test: deps
+test: test-deps
 	$(GO) test -race -count=1 ./...
 
 # Run each fuzz target for FUZZTIME (default 30s).
@@ -41,6 +47,10 @@ fuzz:
 	$(GO) test ./internal/ledger -run '^$$' -fuzz '^FuzzStoredEntry$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/servicetags -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/servicetags -run '^$$' -fuzz '^FuzzParseASN$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/upstream -run '^$$' -fuzz '^FuzzParseSpec$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/dnsproxy -run '^$$' -fuzz '^FuzzTCPStream$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/api -run '^$$' -fuzz '^FuzzAuthorization$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/monitor -run '^$$' -fuzz '^FuzzDecodePacket$$' -fuzztime $(FUZZTIME)
 
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))"

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fqdngate/fqdngate/internal/config"
 	"github.com/fqdngate/fqdngate/internal/lab"
 	"github.com/fqdngate/fqdngate/internal/lab/scenario"
 )
@@ -222,7 +223,14 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 		return exitRuntime
 	}
 	l := env.Lab
+	console, err := forwardConsole(l)
+	if err != nil {
+		fmt.Fprintln(stderr, "fqdnlab:", errors.Join(err, env.Close()))
+		return exitRuntime
+	}
+	defer console.Close()
 	fmt.Fprintf(stdout, `lab is up; Ctrl-C removes it.
+  console         http://%s/ui/   (fqdngate's API in %s, forwarded from this host)
   fake internet   %s   (DNS %s, CDN %s)
   classic gw      %s   (corporate DNS %s, firewall table inet %s)
   classic device  %s   (%s)
@@ -233,7 +241,7 @@ try (dig is in Debian's dnsutils):
   ip netns exec %s dig @%s prod.update.sphere.azure.net
   ip netns exec %s nft list table inet fqdngate
   ip netns exec %s nft list table inet %s
-`, l.Inet.Name, lab.UpstreamDNS, lab.CDNNet, l.ClassicGW.Name, lab.ClassicGW, lab.ClassicTable,
+`, console.Addr(), l.GateGW.Name, l.Inet.Name, lab.UpstreamDNS, lab.CDNNet, l.ClassicGW.Name, lab.ClassicGW, lab.ClassicTable,
 		l.ClassicDev.Name, lab.ClassicDevice, l.GateGW.Name, lab.GateGW, l.GateDev.Name, lab.GateDevice,
 		l.GateDev.Name, lab.GateGW, l.ClassicDev.Name, lab.ClassicGW, l.GateGW.Name, l.ClassicGW.Name, lab.ClassicTable)
 	<-ctx.Done()
@@ -273,4 +281,19 @@ func cmdDown(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "no lab namespace left (%d removed)\n", len(removed))
 	return exitOK
+}
+
+// consoleListen is where `fqdnlab up` offers the console on the host; a
+// busy port falls back to any free one.
+const consoleListen = "127.0.0.1:9054"
+
+// forwardConsole makes the gateway's API, which listens on loopback inside
+// its namespace, reachable from a browser on the host, without touching the
+// host's network configuration.
+func forwardConsole(l *lab.Lab) (*lab.TCPForward, error) {
+	f, err := lab.ForwardTCP(consoleListen, l.GateGW, config.DefaultAPIListen)
+	if err != nil {
+		f, err = lab.ForwardTCP("127.0.0.1:0", l.GateGW, config.DefaultAPIListen)
+	}
+	return f, err
 }

@@ -1,11 +1,14 @@
 // Package api is fqdngate's HTTP interface (DESIGN section 8): health,
 // readiness, Prometheus metrics, and the ledger, events and explanations
-// as JSON, and a reload. It listens on loopback by default; every other
-// endpoint is read-only.
+// as JSON, a reload, and the console (/ui/). It listens on loopback by
+// default; off loopback every path but the probes, the console's files
+// and the feeds needs the token (security.go). Every endpoint but reload
+// is read-only.
 package api
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +26,7 @@ import (
 	"github.com/fqdngate/fqdngate/internal/ledger"
 	"github.com/fqdngate/fqdngate/internal/monitor"
 	"github.com/fqdngate/fqdngate/internal/policy"
+	"github.com/fqdngate/fqdngate/internal/ui"
 )
 
 // Limits of what one request returns.
@@ -46,6 +50,17 @@ type Deps struct {
 	// answers 404.
 	Reload func(ctx context.Context) error
 	Log    *slog.Logger
+
+	// The console's view (GET /api/v1/status, /api/v1/policy). Policy
+	// is read per request, so a reload shows at once; nil shows no
+	// groups.
+	Mode      string
+	Started   time.Time
+	Upstreams []string
+	Policy    func() PolicyView
+	// Security guards the routes; nil adds the headers and asks for no
+	// token (tests).
+	Security *Security
 }
 
 // Handler builds the API's routes.
@@ -69,6 +84,11 @@ func Handler(d Deps) http.Handler {
 	mux.HandleFunc("GET /api/v1/events", d.events)
 	mux.HandleFunc("GET /api/v1/explain", d.explain)
 	mux.HandleFunc("GET /api/v1/names", d.names)
+	mux.HandleFunc("GET /api/v1/status", d.status)
+	mux.HandleFunc("GET /api/v1/clients", d.clients)
+	mux.HandleFunc("GET /api/v1/policy", d.policy)
+	mux.Handle("GET /ui/", http.StripPrefix("/ui/", ui.Handler()))
+	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 	if d.Reload != nil {
 		mux.HandleFunc("POST /api/v1/reload", d.reload)
 	}
@@ -78,7 +98,11 @@ func Handler(d Deps) http.Handler {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	return mux
+	sec := d.Security
+	if sec == nil {
+		sec = &Security{}
+	}
+	return sec.Wrap(mux)
 }
 
 // LedgerEntry is one ledger entry as the API returns it.
@@ -289,11 +313,14 @@ type Server struct {
 	err chan error
 }
 
-// Listen starts serving h on addr.
-func Listen(addr netip.AddrPort, h http.Handler) (*Server, error) {
+// Listen starts serving h on addr, over TLS when tlsConf is not nil.
+func Listen(addr netip.AddrPort, h http.Handler, tlsConf *tls.Config) (*Server, error) {
 	ln, err := net.Listen("tcp", addr.String())
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
+	}
+	if tlsConf != nil {
+		ln = tls.NewListener(ln, tlsConf)
 	}
 	s := &Server{
 		srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
@@ -308,6 +335,9 @@ func Listen(addr netip.AddrPort, h http.Handler) (*Server, error) {
 	}()
 	return s, nil
 }
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // Err reports a server that stopped on its own.
 func (s *Server) Err() <-chan error { return s.err }

@@ -20,14 +20,23 @@ import (
 	"github.com/fqdngate/fqdngate/internal/policy"
 )
 
-func newAPI(t *testing.T, ready bool) (http.Handler, *ledger.Ledger, *monitor.Monitor) {
+func newAPI(t testing.TB, ready bool) (http.Handler, *ledger.Ledger, *monitor.Monitor) {
+	t.Helper()
+	return newAPIWith(t, ready, nil)
+}
+
+// newAPIWith is newAPI behind sec, with one group and one upstream for
+// the console's endpoints.
+func newAPIWith(t testing.TB, ready bool, sec *Security) (http.Handler, *ledger.Ledger, *monitor.Monitor) {
 	t.Helper()
 	led := ledger.New(ledger.Options{})
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	mon := monitor.New(led, monitor.Options{}, log)
 	met := metrics.New(metrics.Sources{Ledger: led.Stats, Drops: mon.Counts})
 	h := Handler(Deps{Ledger: led, Monitor: mon, Registry: met.Registry, Log: log,
-		Ready: func() (bool, string) { return ready, "table missing" }})
+		Ready: func() (bool, string) { return ready, "table missing" },
+		Mode:  "enforce", Started: time.Now().Add(-time.Minute), Upstreams: []string{"198.51.100.53:53"},
+		Policy: func() PolicyView { return testPolicy(t) }, Security: sec})
 	now := time.Now()
 	a := ledger.Answer{Client: netip.MustParseAddr("192.0.2.10"), Group: "devices", Name: "www.example.com",
 		Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.5")}, Rules: []string{"web"},

@@ -62,6 +62,8 @@ type Config struct {
 	StateDir string `yaml:"state_dir"`
 	// Log configures structured logging.
 	Log Log `yaml:"log"`
+	// API secures the HTTP API and the console: a token, and HTTPS.
+	API API `yaml:"api"`
 
 	// Derived is filled by validation.
 	Derived Derived `yaml:"-"`

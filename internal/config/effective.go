@@ -20,6 +20,7 @@ func (c *Config) WriteEffective(w io.Writer) error {
 	p("dns/tcp:\t%d connections, %d per client; idle timeout %s, a query within %s\n",
 		c.Listen.TCPMaxConns, c.Listen.TCPMaxConnsPerClient, c.Listen.TCPIdleTimeout, c.Listen.TCPReadTimeout)
 	p("api:\t%s\n", c.Derived.API)
+	p("api security:\t%s\n", c.API.describe(c.Derived.API.Addr().IsLoopback()))
 	p("upstreams:\t%s (timeout %s per attempt, %s per query; 0x20 case randomization %s)\n", joinStringers(c.Derived.Upstreams),
 		c.UpstreamTimeout, upstream.DefaultQueryTimeout, onOff(c.UpstreamCaseRandomization))
 	p("upstream CAs:\t%s\n", caSource(c.UpstreamCAFile))

@@ -119,6 +119,7 @@ func (c *Config) validate(col *collector, o options) {
 	if err := c.Derived.LogLevel.UnmarshalText([]byte(c.Log.Level)); err != nil {
 		col.add(path{"log", "level"}, "%q is not one of debug, info, warn, error", c.Log.Level)
 	}
+	c.validateAPI(col)
 	c.validateClients(col, o)
 }
 

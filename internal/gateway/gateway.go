@@ -125,7 +125,13 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 		}
 	}
 
-	rl := &reloader{cfg: c, load: o.Load, led: led, enf: enf, h: h, log: log, spec: spec, limits: limits}
+	started := time.Now()
+	sec, err := api.NewSecurity(c.API.TokenFile, c.API.TLSCert, c.API.TLSKey, !c.Derived.API.Addr().IsLoopback())
+	if err != nil {
+		return err
+	}
+	view := newConsoleView(c)
+	rl := &reloader{cfg: c, load: o.Load, led: led, enf: enf, h: h, log: log, spec: spec, limits: limits, applied: view.set}
 	srv, err = dnsproxy.Listen(c.Derived.DNS, h, c.MaxInflight, dnsproxy.TCPOptions{Serves: h.Serves,
 		MaxConns: c.Listen.TCPMaxConns, MaxConnsPerClient: c.Listen.TCPMaxConnsPerClient,
 		IdleTimeout: c.Listen.TCPIdleTimeout, ReadTimeout: c.Listen.TCPReadTimeout})
@@ -137,7 +143,8 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 		Ledger: led, Monitor: mon, Registry: met.Registry, Log: log, Pprof: os.Getenv("FQDNGATE_PPROF") == "1",
 		Ready:  func() (bool, string) { return tableReady(enf) },
 		Reload: func(ctx context.Context) error { return requestReload(ctx, apiReload) },
-	}))
+		Mode:   c.Mode, Started: started, Upstreams: upstreamNames(c), Policy: view.get, Security: sec,
+	}), sec.TLSConfig())
 	if err != nil {
 		_ = srv.Shutdown(context.Background())
 		return err
@@ -179,8 +186,10 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 				}
 			}
 		case done := <-o.Reload:
+			reloadSecurity(sec, log)
 			done <- rl.reload(ctx)
 		case done := <-apiReload:
+			reloadSecurity(sec, log)
 			done <- rl.reload(ctx)
 		}
 	}
@@ -335,4 +344,13 @@ func upstreamMark(c *config.Config) uint32 {
 		return c.Enforcer.Mark
 	}
 	return 0
+}
+
+// upstreamNames are the upstreams as the metrics label them.
+func upstreamNames(c *config.Config) []string {
+	out := make([]string, len(c.Derived.Upstreams))
+	for i, u := range c.Derived.Upstreams {
+		out[i] = u.String()
+	}
+	return out
 }

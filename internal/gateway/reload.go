@@ -34,6 +34,9 @@ type reloader struct {
 	spec enforce.Spec
 	// limits takes the groups' new max_qps and max_inflight.
 	limits *clientlimit.Limiter
+	// applied, if set, hears every configuration whose policy is now in
+	// force (the console's view).
+	applied func(*config.Config)
 }
 
 // reload re-reads the configuration. An invalid one is rejected and the
@@ -89,6 +92,9 @@ func (r *reloader) reload(ctx context.Context) error {
 		}
 	}
 	r.cfg.Clients, r.cfg.Derived.Policy, r.cfg.Derived.Static = nc.Clients, pol, nc.Derived.Static
+	if r.applied != nil {
+		r.applied(nc)
+	}
 	r.log.Info("reloaded", "groups", len(pol.Groups()), "withdrawn", len(revoke), "added", len(grant), "static_rules", len(spec.Static))
 	return nil
 }
@@ -117,5 +123,6 @@ func restartOnly(old, nc *config.Config) []string {
 	check("serve_stale", old.ServeStale, nc.ServeStale)
 	check("state_dir", old.StateDir, nc.StateDir)
 	check("log", old.Log, nc.Log)
+	check("api", old.API, nc.API)
 	return out
 }

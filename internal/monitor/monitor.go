@@ -54,7 +54,8 @@ type Monitor struct {
 	drops, wouldDrops [numReasons]atomic.Uint64
 	lost, nflogErrs   atomic.Uint64
 
-	names nameTally
+	names   nameTally
+	clients clientTally
 
 	samples *rate.Limiter
 	sampled atomic.Uint64 // drop events not sampled into the ring and log
@@ -101,6 +102,7 @@ func (m *Monitor) Query(o dnsproxy.Outcome) {
 		m.Denials.Add(o.Client, name, o.Time)
 	}
 	m.names.add(o, name)
+	m.clients.add(o)
 	m.Events.Add(ev)
 }
 
