@@ -46,6 +46,9 @@ type Deps struct {
 	// answers 404.
 	Reload func(ctx context.Context) error
 	Log    *slog.Logger
+	// Feeds, if not nil, serves /feeds/ (the firewall feeds); it
+	// authenticates its requests itself, with the feeds' own tokens.
+	Feeds http.Handler
 }
 
 // Handler builds the API's routes.
@@ -71,6 +74,9 @@ func Handler(d Deps) http.Handler {
 	mux.HandleFunc("GET /api/v1/names", d.names)
 	if d.Reload != nil {
 		mux.HandleFunc("POST /api/v1/reload", d.reload)
+	}
+	if d.Feeds != nil {
+		mux.Handle("/feeds/", d.Feeds)
 	}
 	if d.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)

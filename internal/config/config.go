@@ -48,6 +48,8 @@ type Config struct {
 	StateDir string `yaml:"state_dir"`
 	// Log configures structured logging.
 	Log Log `yaml:"log"`
+	// Feeds tells the site's own firewall what was answered (feeds.go).
+	Feeds Feeds `yaml:"feeds"`
 
 	// Derived is filled by validation.
 	Derived Derived `yaml:"-"`

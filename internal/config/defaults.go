@@ -27,6 +27,11 @@ const (
 	DefaultCacheSize    = 100000
 	DefaultLogFormat    = "text"
 	DefaultLogLevel     = "info"
+	// Feeds push (feeds.go): one request at most every 50 ms or 500
+	// addresses keeps the push lag far below a CDN TTL.
+	DefaultPushTag      = "fqdngate-{client}-{rule}"
+	DefaultPushBatchMS  = 50
+	DefaultPushBatchMax = 500
 )
 
 // applyDefaults fills every unset field. Scope depends on Hook: on the
@@ -92,6 +97,7 @@ func (c *Config) applyDefaults(ps positions) {
 	}
 	setDefault(&c.Log.Format, DefaultLogFormat)
 	setDefault(&c.Log.Level, DefaultLogLevel)
+	c.applyFeedDefaults()
 }
 
 func setDefault(s *string, v string) {

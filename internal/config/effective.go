@@ -53,6 +53,7 @@ func (c *Config) WriteEffective(w io.Writer) error {
 			return err
 		}
 	}
+	c.writeFeeds(w)
 	return nil
 }
 

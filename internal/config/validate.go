@@ -105,6 +105,7 @@ func (c *Config) validate(col *collector, o options) {
 		col.add(path{"log", "level"}, "%q is not one of debug, info, warn, error", c.Log.Level)
 	}
 	c.validateClients(col, o)
+	c.validateFeeds(col)
 }
 
 func (c *Config) validateEnforcer(col *collector) {

@@ -20,6 +20,7 @@ import (
 	"github.com/fqdngate/fqdngate/internal/config"
 	"github.com/fqdngate/fqdngate/internal/dnsproxy"
 	"github.com/fqdngate/fqdngate/internal/enforce"
+	"github.com/fqdngate/fqdngate/internal/feeds"
 	"github.com/fqdngate/fqdngate/internal/ledger"
 	"github.com/fqdngate/fqdngate/internal/metrics"
 	"github.com/fqdngate/fqdngate/internal/monitor"
@@ -108,6 +109,13 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 		}
 	}
 
+	fm := feeds.NewMetrics()
+	met.Registry.MustRegister(fm.Collectors()...)
+	feedsH, err := pullFeeds(c, led, h, fm, log)
+	if err != nil {
+		return err
+	}
+
 	rl := &reloader{cfg: c, load: o.Load, led: led, enf: enf, h: h, log: log, spec: spec}
 	srv, err = dnsproxy.Listen(c.Derived.DNS, h, c.MaxInflight)
 	if err != nil {
@@ -118,6 +126,7 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 		Ledger: led, Monitor: mon, Registry: met.Registry, Log: log, Pprof: os.Getenv("FQDNGATE_PPROF") == "1",
 		Ready:  func() (bool, string) { return tableReady(enf) },
 		Reload: func(ctx context.Context) error { return requestReload(ctx, apiReload) },
+		Feeds:  feedsH,
 	}))
 	if err != nil {
 		_ = srv.Shutdown(context.Background())
