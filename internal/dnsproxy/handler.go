@@ -440,6 +440,9 @@ func (h *Handler) install(ctx context.Context, a ledger.Answer) error {
 		return nil
 	}
 	// The enforcer bounds the wait by its hold budget.
+	if aa, ok := h.enforcer.(enforce.AnswerAllower); ok {
+		return aa.AllowAnswer(ctx, a, grants)
+	}
 	return h.enforcer.Allow(ctx, grants)
 }
 

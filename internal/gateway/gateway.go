@@ -24,6 +24,7 @@ import (
 	"github.com/fqdngate/fqdngate/internal/ledger"
 	"github.com/fqdngate/fqdngate/internal/metrics"
 	"github.com/fqdngate/fqdngate/internal/monitor"
+	"github.com/fqdngate/fqdngate/internal/policy"
 )
 
 // gcEvery is how often expired ledger entries are collected; the kernel
@@ -93,13 +94,22 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 	met := metrics.New(src)
 	pool := dnsproxy.NewPool(c.Derived.Upstreams, c.UpstreamTimeout, upstreamMark(c))
 	pool.SetObserver(met.Upstream)
-	h = dnsproxy.NewHandler(c.Derived.Policy, pool, led, enf,
+	fm := feeds.NewMetrics()
+	met.Registry.MustRegister(fm.Collectors()...)
+	push, err := pushTargets(c, led, func() *policy.Policy { return h.Policy() }, fm, log)
+	if err != nil {
+		return err
+	}
+	h = dnsproxy.NewHandler(c.Derived.Policy, pool, led, withPush(enf, push, e.Hold),
 		dnsproxy.Options{
 			Observe: c.Mode == config.ModeObserve, DenyRcode: deny,
 			MinTTL: e.MinTTL, MaxTTL: e.MaxTTL, Grace: e.Grace, MaxInflight: c.MaxInflight,
 			Global: e.Scope == "global", Cache: cache,
 		}, log, nil)
-	h.SetObserver(observers{mon, met})
+	h.SetObserver(observers{mon, met, feeds.NewObserver(push)})
+	pushCtx, stopPush := context.WithCancel(context.Background())
+	defer runPush(pushCtx, push)() // stopped after the listeners finished the last queries
+	defer stopPush()
 
 	// Subscribed before the listeners open: a drop is explained from the
 	// first answer on.
@@ -109,8 +119,6 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 		}
 	}
 
-	fm := feeds.NewMetrics()
-	met.Registry.MustRegister(fm.Collectors()...)
 	feedsH, err := pullFeeds(c, led, h, fm, log)
 	if err != nil {
 		return err
