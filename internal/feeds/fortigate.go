@@ -83,11 +83,11 @@ func parseFortigate(code int, body []byte) pushResult {
 	}
 	switch {
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
-		return pushResult{kind: failAuth, msg: fmt.Sprintf("HTTP %d %s", code, firstNonEmpty(msg, http.StatusText(code)))}
+		return pushResult{kind: failAuth, msg: fmt.Sprintf("HTTP %d %s", code, firstNonEmpty(msg, http.StatusText(code), "no message"))}
 	case code >= 500:
-		return pushResult{kind: failTransient, msg: fmt.Sprintf("HTTP %d %s", code, firstNonEmpty(msg, http.StatusText(code)))}
+		return pushResult{kind: failTransient, msg: fmt.Sprintf("HTTP %d %s", code, firstNonEmpty(msg, http.StatusText(code), "no message"))}
 	case code != http.StatusOK:
-		return pushResult{kind: failHTTP, msg: fmt.Sprintf("HTTP %d %s", code, firstNonEmpty(msg, http.StatusText(code)))}
+		return pushResult{kind: failHTTP, msg: fmt.Sprintf("HTTP %d %s", code, firstNonEmpty(msg, http.StatusText(code), "no message"))}
 	case jerr != nil:
 		return pushResult{kind: failHTTP, msg: "response is not FortiOS JSON: " + jerr.Error()}
 	}

@@ -133,11 +133,11 @@ func parsePanos(code int, body []byte) pushResult {
 	msg := firstNonEmpty(strings.TrimSpace(r.Result.Msg), strings.TrimSpace(r.Msg.Text), lineText(r.Msg.Lines))
 	switch {
 	case code == http.StatusForbidden || r.Code == "403" || code == http.StatusUnauthorized:
-		return pushResult{kind: failAuth, msg: firstNonEmpty(msg, http.StatusText(code))}
+		return pushResult{kind: failAuth, msg: firstNonEmpty(msg, http.StatusText(code), "no message")}
 	case code >= 500:
-		return pushResult{kind: failTransient, msg: fmt.Sprintf("HTTP %d %s", code, firstNonEmpty(msg, http.StatusText(code)))}
+		return pushResult{kind: failTransient, msg: fmt.Sprintf("HTTP %d %s", code, firstNonEmpty(msg, http.StatusText(code), "no message"))}
 	case code != http.StatusOK:
-		return pushResult{kind: failHTTP, msg: fmt.Sprintf("HTTP %d %s", code, firstNonEmpty(msg, http.StatusText(code)))}
+		return pushResult{kind: failHTTP, msg: fmt.Sprintf("HTTP %d %s", code, firstNonEmpty(msg, http.StatusText(code), "no message"))}
 	case xerr != nil:
 		return pushResult{kind: failHTTP, msg: "response is not PAN-OS XML: " + xerr.Error()}
 	}
