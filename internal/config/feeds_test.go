@@ -87,3 +87,22 @@ func TestFeedsValidation(t *testing.T) {
 		})
 	}
 }
+
+func TestBesideFirewallExample(t *testing.T) {
+	c, err := Load("../../examples/beside-firewall.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Enforcer.Backend != "none" || len(c.Feeds.Tokens) != 2 || len(c.Feeds.Push) != 2 || !c.Feeds.Push[0].Hold {
+		t.Errorf("feeds %+v backend %s", c.Feeds, c.Enforcer.Backend)
+	}
+	var b bytes.Buffer
+	if err := c.WriteEffective(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"push panos https://fw.example.net: tag fqdngate-{client}-{rule}", "push fortigate https://fgt.example.net: external resource fqdngate-{client}-{rule}", "left out and reported"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("effective config lacks %q:\n%s", want, b.String())
+		}
+	}
+}
