@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/fqdngate/fqdngate/internal/ledger"
 	"github.com/fqdngate/fqdngate/internal/policy"
 )
@@ -37,6 +39,8 @@ const (
 	fortiRefresh = 30 * time.Second
 	// maxResponse bounds what is read of a firewall's answer.
 	maxResponse = 1 << 20
+	// maxTags bounds the cache of rendered tags.
+	maxTags = 4096
 )
 
 // Errors a held answer fails with.
@@ -139,12 +143,17 @@ type Pusher struct {
 	proto  protocol
 	client *http.Client
 	queue  chan *job
-	tags   *strings.Replacer
 	stats  PushStats
+	// depth is the queue's gauge, bound to the target's label once: the
+	// lookup was two per answer.
+	depth prometheus.Gauge
 
 	// Only Run's goroutine touches these.
 	resyncDue bool
 	down      bool
+	// tags caches rendered tags by group and rule; bounded by the
+	// policies' groups times rules.
+	tags map[[2]string]string
 }
 
 // PushStats count what a target did.
@@ -172,7 +181,7 @@ func NewPusher(o PushOptions) (*Pusher, error) {
 	o.BatchMax = orDefault(o.BatchMax, 500)
 	o.BatchWait = orDefault(o.BatchWait, 50*time.Millisecond)
 	base := strings.TrimSuffix(o.URL, "/")
-	p := &Pusher{o: o, queue: make(chan *job, o.Queue)}
+	p := &Pusher{o: o, queue: make(chan *job, o.Queue), depth: o.Metrics.depth.WithLabelValues(o.Label), tags: map[[2]string]string{}}
 	switch o.Type {
 	case "panos":
 		p.proto = panos{base: base, key: o.Key}
@@ -203,12 +212,21 @@ func (p *Pusher) Stats() *PushStats { return &p.stats }
 // Holds reports whether answers wait for this target.
 func (p *Pusher) Holds() bool { return p.o.Hold }
 
-// tag renders the tag or feed name of group and rule.
+// tag renders the tag or feed name of group and rule (Run's goroutine
+// only).
 func (p *Pusher) tag(group, rule string) string {
+	k := [2]string{group, rule}
+	if t, ok := p.tags[k]; ok {
+		return t
+	}
 	t := strings.NewReplacer("{client}", group, "{rule}", rule).Replace(p.o.Tag)
 	if p.o.Type == "fortigate" {
 		t = fortiName(t)
 	}
+	if len(p.tags) >= maxTags {
+		clear(p.tags)
+	}
+	p.tags[k] = t
 	return t
 }
 
@@ -237,7 +255,7 @@ func (p *Pusher) offer(j *job) bool {
 	}
 	select {
 	case p.queue <- j:
-		p.o.Metrics.depth.WithLabelValues(p.o.Label).Add(float64(j.size()))
+		p.depth.Add(float64(j.size()))
 		return true
 	default:
 		p.stats.Overflow.Add(1)
@@ -247,7 +265,7 @@ func (p *Pusher) offer(j *job) bool {
 }
 
 func (p *Pusher) dequeued(j *job) {
-	p.o.Metrics.depth.WithLabelValues(p.o.Label).Sub(float64(j.size()))
+	p.depth.Sub(float64(j.size()))
 }
 
 // Run sends until ctx ends: a resync first (the firewall may have lost
@@ -372,9 +390,7 @@ func (p *Pusher) sendBatch(ctx context.Context, batch []*job) {
 		}
 		p.stats.Acked.Add(uint64(acked))
 		p.o.Metrics.entries.WithLabelValues(p.o.Label).Add(float64(acked))
-		if p.down {
-			p.down = false
-		}
+		p.down = false
 	case failAuth:
 		p.failAll(batch, fmt.Errorf("%w: %s", ErrPushRefused, res.msg))
 		p.pause(ctx, p.o.AuthPause, ErrPushRefused)
@@ -510,15 +526,9 @@ func (p *Pusher) live(now time.Time) ([]pushEntry, []string) {
 		for _, r := range g.Rules {
 			names = append(names, p.tag(g.Name, r.Name))
 		}
-		tags := map[string]string{}
 		p.o.Ledger.WalkLive(now, g.Name, func(a ledger.LiveAddr) {
 			for _, r := range a.Rules {
-				tag, seen := tags[r]
-				if !seen {
-					tag = p.tag(g.Name, r)
-					tags[r] = tag
-				}
-				k := key{tag, a.Addr}
+				k := key{p.tag(g.Name, r), a.Addr}
 				if i, dup := at[k]; dup {
 					if a.Expires.After(out[i].Expires) {
 						out[i].Expires = a.Expires
@@ -526,7 +536,7 @@ func (p *Pusher) live(now time.Time) ([]pushEntry, []string) {
 					continue
 				}
 				at[k] = len(out)
-				out = append(out, pushEntry{Tag: tag, Addr: a.Addr, Expires: a.Expires})
+				out = append(out, pushEntry{Tag: k.tag, Addr: a.Addr, Expires: a.Expires})
 			}
 		})
 	}
