@@ -45,11 +45,18 @@ func pullFeeds(c *config.Config, led *ledger.Ledger, h *dnsproxy.Handler, fm *fe
 		return nil, nil
 	}
 	toks := make([]feeds.Token, 0, len(c.Feeds.Tokens))
+	seen := map[string]string{}
 	for i, t := range c.Feeds.Tokens {
 		s, err := readSecret(t.TokenFile)
 		if err != nil {
 			return nil, fmt.Errorf("feeds.tokens[%d] (%s): %w", i, t.Name, err)
 		}
+		// One secret, one token: otherwise which groups it may read
+		// would depend on the order of the list.
+		if other, dup := seen[s]; dup {
+			return nil, fmt.Errorf("feeds.tokens[%d] (%s): the same token as %s", i, t.Name, other)
+		}
+		seen[s] = t.Name
 		toks = append(toks, feeds.Token{Name: t.Name, Secret: s, Feeds: t.Feeds, Clients: t.Clients})
 	}
 	return feeds.NewPull(feeds.PullOptions{Ledger: led, Policy: h.Policy, Tokens: toks, Widen: c.Feeds.Widen,
