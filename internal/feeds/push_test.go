@@ -294,3 +294,18 @@ func TestOverflowNeverBlocks(t *testing.T) {
 		t.Error("a full queue did not count an overflow")
 	}
 }
+
+// A FortiGate feed has no per-entry timeout: the periodic snapshot is
+// how an expired address leaves it.
+func TestFortigateExpiryBySnapshot(t *testing.T) {
+	fw := feedstest.NewFortiGate("k", "fqdngate-sphere-hub", "fqdngate-sphere-bus", "fqdngate-cams-hub")
+	l := newPushLab(t, "fortigate", fw, "k", false, func(o *PushOptions) { o.Refresh = 20 * time.Millisecond })
+	a := answerOf("sphere", "hub", 200*time.Millisecond, "203.0.113.20")
+	l.led.Record(time.Now(), *a)
+	l.p.Offer(a)
+	eventually(t, "the add", func() bool { _, ok := fw.Lookup("fqdngate-sphere-hub", addr("203.0.113.20")); return ok })
+	eventually(t, "the expired address gone from the feed", func() bool {
+		_, ok := fw.Lookup("fqdngate-sphere-hub", addr("203.0.113.20"))
+		return !ok
+	})
+}
