@@ -1,6 +1,3 @@
-// Package feedstest has fake firewalls for tests of the feeds' push: a
-// PAN-OS XML API and a FortiGate REST API, each taking the requests and
-// giving the answers the vendor documents, recording what they were told.
 package feedstest
 
 import (
