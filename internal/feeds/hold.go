@@ -12,10 +12,10 @@ import (
 
 // Hold is the enforcer the DNS handler gets when a push target has
 // hold: true: rule before answer on the site's own firewall. An answer
-// is queued for every holding target first, then installed by the
-// kernel enforcer (which may be None), then waits for each target's
-// acknowledgement; all of it within the hold budget, past which the
-// client gets SERVFAIL. It is not an enforce.Holder: an answer the
+// is installed by the kernel enforcer (which may be None), then queued
+// for every holding target, and waits for each one's acknowledgement;
+// all of it within the hold budget, past which the client gets
+// SERVFAIL. It is not an enforce.Holder: an answer the
 // kernel already holds must still reach the firewall (its timeout is
 // renewed), so the handler always calls AllowAnswer.
 type Hold struct {
@@ -41,6 +41,13 @@ func NewHold(inner enforce.Enforcer, targets []*Pusher, budget time.Duration) *H
 func (h *Hold) AllowAnswer(ctx context.Context, a ledger.Answer, grants []enforce.Grant) error {
 	ctx, cancel := context.WithTimeout(ctx, h.budget)
 	defer cancel()
+	// The kernel first (tens of microseconds): an answer it refuses must
+	// not reach the firewall either.
+	if h.holder == nil || !h.holder.Holds(grants) {
+		if err := h.Enforcer.Allow(ctx, grants); err != nil {
+			return err
+		}
+	}
 	waits := make([]<-chan error, 0, len(h.targets))
 	for _, t := range h.targets {
 		ch, err := t.OfferHold(&a)
@@ -48,11 +55,6 @@ func (h *Hold) AllowAnswer(ctx context.Context, a ledger.Answer, grants []enforc
 			return fmt.Errorf("push to %s: %w", t.o.Label, err)
 		}
 		waits = append(waits, ch)
-	}
-	if h.holder == nil || !h.holder.Holds(grants) {
-		if err := h.Enforcer.Allow(ctx, grants); err != nil {
-			return err
-		}
 	}
 	for i, ch := range waits {
 		select {

@@ -309,3 +309,27 @@ func TestFortigateExpiryBySnapshot(t *testing.T) {
 		return !ok
 	})
 }
+
+// refusing is a kernel enforcer that refuses every grant.
+type refusing struct{ enforce.Enforcer }
+
+func (refusing) Allow(context.Context, []enforce.Grant) error { return errors.New("kernel says no") }
+
+func TestHoldKernelRefusalIsNotPushed(t *testing.T) {
+	fw := feedstest.NewPANOS("k")
+	l := newPushLab(t, "panos", fw, "k", true, nil)
+	eventually(t, "the first resync", func() bool { return l.p.Stats().Resyncs.Load() == 1 })
+	h := NewHold(refusing{enforce.None{}}, []*Pusher{l.p}, time.Second)
+	if err := h.AllowAnswer(context.Background(), *answerOf("sphere", "hub", time.Minute, "203.0.113.20"), []enforce.Grant{{}}); err == nil {
+		t.Fatal("a kernel refusal let the answer through")
+	}
+	// Then an accepted answer, to know the pusher has worked through
+	// whatever was queued before it.
+	h2 := NewHold(enforce.None{}, []*Pusher{l.p}, time.Second)
+	if err := h2.AllowAnswer(context.Background(), *answerOf("sphere", "hub", time.Minute, "203.0.113.21"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := fw.Lookup("fqdngate-sphere-hub", addr("203.0.113.20")); ok {
+		t.Error("the firewall was told an address the kernel refused")
+	}
+}
