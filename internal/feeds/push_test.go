@@ -214,7 +214,9 @@ func TestPushWrongKeyIsNotRetriedForever(t *testing.T) {
 	fw := feedstest.NewPANOS("right")
 	l := newPushLab(t, "panos", fw, "wrong", true, nil)
 	eventually(t, "the refusal", func() bool { return l.p.Stats().AuthFailures.Load() == 1 })
-	for range 20 {
+	// Answers keep coming for ten backoff periods (the test's
+	// MinBackoff is 10 ms): none of them makes another request.
+	for start := time.Now(); time.Since(start) < 100*time.Millisecond; {
 		ch, err := l.p.OfferHold(answerOf("sphere", "hub", time.Minute, "203.0.113.20"))
 		if err != nil {
 			t.Fatal(err)
