@@ -147,6 +147,9 @@ type Pusher struct {
 	// depth is the queue's gauge, bound to the target's label once: the
 	// lookup was two per answer.
 	depth prometheus.Gauge
+	// lost is set when an answer did not fit in the queue: the worker
+	// then resyncs, which carries it (it is in the ledger).
+	lost atomic.Bool
 
 	// Only Run's goroutine touches these.
 	resyncDue bool
@@ -260,6 +263,7 @@ func (p *Pusher) offer(j *job) bool {
 	default:
 		p.stats.Overflow.Add(1)
 		p.o.Metrics.overflow.WithLabelValues(p.o.Label).Inc()
+		p.lost.Store(true)
 		return false
 	}
 }
@@ -305,6 +309,9 @@ func (p *Pusher) Run(ctx context.Context) {
 		}
 		if len(batch) > 0 {
 			p.sendBatch(ctx, batch)
+		}
+		if p.lost.Swap(false) {
+			p.resyncDue = true
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -295,6 +296,35 @@ func TestOverflowNeverBlocks(t *testing.T) {
 	if l.p.Stats().Overflow.Load() == 0 {
 		t.Error("a full queue did not count an overflow")
 	}
+}
+
+// An answer that did not fit in the queue reaches the firewall with the
+// resync that follows.
+func TestOverflowIsResynced(t *testing.T) {
+	fw := feedstest.NewPANOS("k")
+	l := newPushLab(t, "panos", fw, "k", false, func(o *PushOptions) { o.Queue = 1 })
+	eventually(t, "the first resync", func() bool { return l.p.Stats().Resyncs.Load() == 1 })
+	fw.Hang()
+	var lost []string
+	for i := range 20 {
+		a := answerOf("sphere", "hub", time.Minute, fmt.Sprintf("203.0.113.%d", 10+i))
+		l.led.Record(time.Now(), *a)
+		if !l.p.Offer(a) {
+			lost = append(lost, a.Addrs[0].String())
+		}
+	}
+	fw.Release()
+	if len(lost) == 0 {
+		t.Fatal("nothing overflowed")
+	}
+	eventually(t, "the lost answers registered", func() bool {
+		for _, s := range lost {
+			if _, ok := fw.Lookup("fqdngate-sphere-hub", addr(s)); !ok {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // A FortiGate feed has no per-entry timeout: the periodic snapshot is
