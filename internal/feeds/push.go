@@ -41,6 +41,9 @@ const (
 	maxResponse = 1 << 20
 	// maxTags bounds the cache of rendered tags.
 	maxTags = 4096
+	// overflowResync is the least time between resyncs for answers lost
+	// to a full queue.
+	overflowResync = 5 * time.Second
 )
 
 // Errors a held answer fails with.
@@ -119,9 +122,9 @@ type PushOptions struct {
 	Log     *slog.Logger
 	Now     func() time.Time
 	// Zero takes the package's bounds.
-	Queue                             int
-	MinBackoff, MaxBackoff, AuthPause time.Duration
-	Refresh                           time.Duration
+	Queue                                             int
+	MinBackoff, MaxBackoff, AuthPause, OverflowResync time.Duration
+	Refresh                                           time.Duration
 }
 
 // job is one released answer for one target.
@@ -152,8 +155,9 @@ type Pusher struct {
 	lost atomic.Bool
 
 	// Only Run's goroutine touches these.
-	resyncDue bool
-	down      bool
+	resyncDue  bool
+	down       bool
+	lastResync time.Time
 	// tags caches rendered tags by group and rule; bounded by the
 	// policies' groups times rules.
 	tags map[[2]string]string
@@ -181,6 +185,7 @@ func NewPusher(o PushOptions) (*Pusher, error) {
 	o.MinBackoff = orDefault(o.MinBackoff, minBackoff)
 	o.MaxBackoff = orDefault(o.MaxBackoff, maxBackoff)
 	o.AuthPause = orDefault(o.AuthPause, authPause)
+	o.OverflowResync = orDefault(o.OverflowResync, overflowResync)
 	o.BatchMax = orDefault(o.BatchMax, 500)
 	o.BatchWait = orDefault(o.BatchWait, 50*time.Millisecond)
 	base := strings.TrimSuffix(o.URL, "/")
@@ -303,27 +308,42 @@ func (p *Pusher) Run(ctx context.Context) {
 				continue
 			}
 		}
-		batch, tick := p.collect(ctx, refresh)
+		// Answers lost to a full queue are sent with a resync, at most
+		// one per OverflowResync: a resync is the whole ledger, and an
+		// overloaded target must not spend itself on them.
+		var wake <-chan time.Time
+		var timer *time.Timer
+		if p.lost.Load() {
+			timer = time.NewTimer(p.o.OverflowResync - time.Since(p.lastResync))
+			wake = timer.C
+		}
+		batch, tick := p.collect(ctx, refresh, wake)
+		if timer != nil {
+			timer.Stop()
+		}
 		if tick {
 			p.resyncDue = true
 		}
 		if len(batch) > 0 {
 			p.sendBatch(ctx, batch)
 		}
-		if p.lost.Swap(false) {
+		if p.lost.Load() && time.Since(p.lastResync) >= p.o.OverflowResync {
+			p.lost.Store(false)
 			p.resyncDue = true
 		}
 	}
 }
 
-// collect waits for a first answer (or a refresh tick), then gathers
+// collect waits for a first answer (or a refresh tick, or wake), then gathers
 // more until BatchMax entries or BatchWait after the first.
-func (p *Pusher) collect(ctx context.Context, refresh <-chan time.Time) (batch []*job, tick bool) {
+func (p *Pusher) collect(ctx context.Context, refresh, wake <-chan time.Time) (batch []*job, tick bool) {
 	select {
 	case <-ctx.Done():
 		return nil, false
 	case <-refresh:
 		return nil, true
+	case <-wake:
+		return nil, false
 	case j := <-p.queue:
 		p.dequeued(j)
 		batch = append(batch, j)
@@ -503,6 +523,7 @@ func (p *Pusher) resync(ctx context.Context) pushResult {
 	res := p.proto.resync(ctx, p.client, live, names, now)
 	p.count(res)
 	if res.kind == ok {
+		p.lastResync = time.Now()
 		p.stats.Resyncs.Add(1)
 		n := len(live) - len(res.failed)
 		p.stats.Acked.Add(uint64(n))

@@ -302,7 +302,7 @@ func TestOverflowNeverBlocks(t *testing.T) {
 // resync that follows.
 func TestOverflowIsResynced(t *testing.T) {
 	fw := feedstest.NewPANOS("k")
-	l := newPushLab(t, "panos", fw, "k", false, func(o *PushOptions) { o.Queue = 1 })
+	l := newPushLab(t, "panos", fw, "k", false, func(o *PushOptions) { o.Queue, o.OverflowResync = 1, 20*time.Millisecond })
 	eventually(t, "the first resync", func() bool { return l.p.Stats().Resyncs.Load() == 1 })
 	fw.Hang()
 	var lost []string
