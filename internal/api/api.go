@@ -61,6 +61,9 @@ type Deps struct {
 	// Security guards the routes; nil adds the headers and asks for no
 	// token (tests).
 	Security *Security
+	// Feeds, if not nil, serves /feeds/ (the firewall feeds); it
+	// authenticates its requests itself, with the feeds' own tokens.
+	Feeds http.Handler
 }
 
 // Handler builds the API's routes.
@@ -91,6 +94,9 @@ func Handler(d Deps) http.Handler {
 	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 	if d.Reload != nil {
 		mux.HandleFunc("POST /api/v1/reload", d.reload)
+	}
+	if d.Feeds != nil {
+		mux.Handle("/feeds/", d.Feeds)
 	}
 	if d.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)

@@ -64,6 +64,8 @@ type Config struct {
 	Log Log `yaml:"log"`
 	// API secures the HTTP API and the console: a token, and HTTPS.
 	API API `yaml:"api"`
+	// Feeds tells the site's own firewall what was answered (feeds.go).
+	Feeds Feeds `yaml:"feeds"`
 
 	// Derived is filled by validation.
 	Derived Derived `yaml:"-"`

@@ -36,6 +36,11 @@ const (
 	DefaultTCPMaxConnsPerClient = 16
 	DefaultTCPIdleTimeout       = 10 * time.Second
 	DefaultTCPReadTimeout       = 2 * time.Second
+	// Feeds push (feeds.go): one request at most every 50 ms or 500
+	// addresses keeps the push lag far below a CDN TTL.
+	DefaultPushTag      = "fqdngate-{client}-{rule}"
+	DefaultPushBatchMS  = 50
+	DefaultPushBatchMax = 500
 )
 
 // Defaults of serve-stale and of what a rule lets answers hold.
@@ -155,6 +160,7 @@ func (c *Config) applyDefaults(ps positions) {
 	c.applyAnswerDefaults()
 	setDefault(&c.Log.Format, DefaultLogFormat)
 	setDefault(&c.Log.Level, DefaultLogLevel)
+	c.applyFeedDefaults()
 }
 
 func setDefault(s *string, v string) {

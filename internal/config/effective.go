@@ -66,6 +66,7 @@ func (c *Config) WriteEffective(w io.Writer) error {
 		writeAnswerRules(w, g.Rules)
 		writeStatic(w, g.Name, c.Derived.Static)
 	}
+	c.writeFeeds(w)
 	return nil
 }
 

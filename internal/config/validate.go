@@ -121,6 +121,7 @@ func (c *Config) validate(col *collector, o options) {
 	}
 	c.validateAPI(col)
 	c.validateClients(col, o)
+	c.validateFeeds(col)
 }
 
 func (c *Config) validateEnforcer(col *collector) {

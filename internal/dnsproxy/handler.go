@@ -501,6 +501,9 @@ func (h *Handler) install(ctx context.Context, parts ...ledger.Answer) error {
 		return nil
 	}
 	// The enforcer bounds the wait by its hold budget.
+	if aa, ok := h.enforcer.(enforce.AnswerAllower); ok {
+		return aa.AllowAnswer(ctx, grants, parts...)
+	}
 	return h.enforcer.Allow(ctx, grants)
 }
 

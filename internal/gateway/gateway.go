@@ -21,9 +21,11 @@ import (
 	"github.com/fqdngate/fqdngate/internal/config"
 	"github.com/fqdngate/fqdngate/internal/dnsproxy"
 	"github.com/fqdngate/fqdngate/internal/enforce"
+	"github.com/fqdngate/fqdngate/internal/feeds"
 	"github.com/fqdngate/fqdngate/internal/ledger"
 	"github.com/fqdngate/fqdngate/internal/metrics"
 	"github.com/fqdngate/fqdngate/internal/monitor"
+	"github.com/fqdngate/fqdngate/internal/policy"
 	"github.com/fqdngate/fqdngate/internal/upstream"
 )
 
@@ -109,13 +111,22 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 		return err
 	}
 	defer pool.Close()
-	h = dnsproxy.NewHandler(c.Derived.Policy, pool, led, enf,
+	fm := feeds.NewMetrics()
+	met.Registry.MustRegister(fm.Collectors()...)
+	push, err := pushTargets(c, led, func() *policy.Policy { return h.Policy() }, fm, log)
+	if err != nil {
+		return err
+	}
+	h = dnsproxy.NewHandler(c.Derived.Policy, pool, led, withPush(enf, push, e.Hold),
 		dnsproxy.Options{
 			Observe: c.Mode == config.ModeObserve, DenyRcode: deny,
 			MinTTL: e.MinTTL, MaxTTL: e.MaxTTL, Grace: e.Grace, MaxInflight: c.MaxInflight,
 			Global: e.Scope == "global", Cache: cache, ServeStale: c.ServeStale, Limits: limits,
 		}, log, nil)
-	h.SetObserver(observers{mon, met})
+	h.SetObserver(observers{mon, met, feeds.NewObserver(push)})
+	pushCtx, stopPush := context.WithCancel(context.Background())
+	defer runPush(pushCtx, push)() // stopped after the listeners finished the last queries
+	defer stopPush()
 
 	// Subscribed before the listeners open: a drop is explained from the
 	// first answer on.
@@ -123,6 +134,11 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 		if err := mon.ListenNFLOG(ctx, e.NFLogGroup); err != nil {
 			log.Warn("drops are counted but cannot be explained", "err", err)
 		}
+	}
+
+	feedsH, err := pullFeeds(c, led, h, fm, log)
+	if err != nil {
+		return err
 	}
 
 	started := time.Now()
@@ -144,6 +160,7 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 		Ready:  func() (bool, string) { return tableReady(enf) },
 		Reload: func(ctx context.Context) error { return requestReload(ctx, apiReload) },
 		Mode:   c.Mode, Started: started, Upstreams: upstreamNames(c), Policy: view.get, Security: sec,
+		Feeds: feedsH,
 	}), sec.TLSConfig())
 	if err != nil {
 		_ = srv.Shutdown(context.Background())
