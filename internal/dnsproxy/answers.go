@@ -143,3 +143,23 @@ func (h *Handler) record(now time.Time, parts []ledger.Answer) []ledger.Elem {
 	}
 	return slices.DeleteFunc(revoke, func(e ledger.Elem) bool { return slices.Contains(held, e) })
 }
+
+// Granted says what policy p grants an entry the ledger holds, by the
+// steps a fresh answer takes: the rules that match the name and whose via
+// the chain passes, and for an internal address only those of them that
+// allow private answers. A reload applies it to everything clients were
+// told, so that turning a rule's private_answers to withhold, or its
+// cname_targets to strict, also withdraws what was installed before.
+func Granted(p *policy.Policy, t ledger.Told) ([]policy.PortRange, []string, bool) {
+	d, _ := p.Match(t.Client, t.Name).ForChain(t.Chain)
+	if !d.Allowed() {
+		return nil, nil, false
+	}
+	if isInternal(t.Addr) {
+		if !d.AllowsPrivate() {
+			return nil, nil, false
+		}
+		d, _ = d.PrivateOnly()
+	}
+	return d.Ports(), d.RuleNames(), true
+}

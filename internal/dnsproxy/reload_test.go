@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -34,9 +33,8 @@ func (g *gatedUpstream) Exchange(ctx context.Context, q *dns.Msg) (Reply, error)
 func (e *env) reloadTo(t *testing.T, p *policy.Policy) {
 	t.Helper()
 	e.h.SetPolicy(p)
-	revoke, _ := e.led.Repolicy(t0, func(client netip.Addr, name string) ([]policy.PortRange, []string, bool) {
-		d := p.Match(client, name)
-		return d.Ports(), d.RuleNames(), d.Allowed()
+	revoke, _ := e.led.Repolicy(t0, func(t ledger.Told) ([]policy.PortRange, []string, bool) {
+		return Granted(p, t)
 	})
 	if err := e.enf.Revoke(context.Background(), revoke); err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"reflect"
 	"slices"
 	"strings"
@@ -62,12 +61,8 @@ func (r *reloader) reload(ctx context.Context) error {
 	// old one is withdrawn.
 	r.h.SetPolicy(pol)
 	r.limits.SetLimits(clientLimits(nc))
-	revoke, grant := r.led.Repolicy(now, func(client netip.Addr, name string) ([]policy.PortRange, []string, bool) {
-		d := pol.Match(client, name)
-		if !d.Allowed() {
-			return nil, nil, false
-		}
-		return d.Ports(), d.RuleNames(), true
+	revoke, grant := r.led.Repolicy(now, func(t ledger.Told) ([]policy.PortRange, []string, bool) {
+		return dnsproxy.Granted(pol, t)
 	})
 	spec := r.spec
 	spec.Clients = pol.Prefixes()

@@ -180,7 +180,8 @@ func TestLedgerRandomOperations(t *testing.T) {
 							pol[name] = nil
 						}
 						var grant []Grant
-						revoke, grant = l.Repolicy(now, func(_ netip.Addr, name string) ([]policy.PortRange, []string, bool) {
+						revoke, grant = l.Repolicy(now, func(t Told) ([]policy.PortRange, []string, bool) {
+							name := t.Name
 							return pol[name], []string{"r2"}, pol[name] != nil
 						})
 						what = fmt.Sprintf("repolicy %s %v", name, pol[name])

@@ -601,6 +601,16 @@ func (l *Ledger) Stats() Stats {
 	return s
 }
 
+// Told is what one live entry says was told, as Repolicy shows it to the
+// new policy: the address and the CNAME chain it came through matter
+// (private answers, cname_targets), not only the name.
+type Told struct {
+	Client netip.Addr
+	Name   string
+	Chain  []string
+	Addr   netip.Addr
+}
+
 // Grant is an element and how long the kernel must hold it: what an
 // answer asks of the enforcer.
 type Grant struct {
@@ -614,7 +624,7 @@ type Grant struct {
 // whose ports changed get the new ports. It returns the elements to
 // withdraw now (those no other live entry covers) and the elements to add
 // for ports newly allowed.
-func (l *Ledger) Repolicy(now time.Time, allowed func(client netip.Addr, name string) ([]policy.PortRange, []string, bool)) (revoke []Elem, grant []Grant) {
+func (l *Ledger) Repolicy(now time.Time, allowed func(Told) ([]policy.PortRange, []string, bool)) (revoke []Elem, grant []Grant) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	nowNS := now.UnixNano()
@@ -624,7 +634,9 @@ func (l *Ledger) Repolicy(now time.Time, allowed func(client netip.Addr, name st
 		if !e.used() || !e.live(nowNS) {
 			continue
 		}
-		ports, rules, ok := allowed(l.strs.clients.get(e.client), l.strs.names.get(e.name))
+		// The chain is the ledger's own slice: the callback only reads it.
+		ports, rules, ok := allowed(Told{Client: l.strs.clients.get(e.client), Name: l.strs.names.get(e.name),
+			Chain: l.strs.lists.get(e.chain), Addr: e.addr.addr()})
 		if !ok {
 			gone = append(gone, uint32(i))
 			continue

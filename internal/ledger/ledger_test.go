@@ -149,7 +149,8 @@ func TestRepolicy(t *testing.T) {
 	l.Record(t0, answer(devA, "alias.example.com", t0.Add(time.Minute), "203.0.113.5"))
 	l.Record(t0, answer(devA, "rot.example.com", t0.Add(time.Minute), "203.0.113.6"))
 	l.TakeChanges()
-	revoke, grant := l.Repolicy(t0.Add(time.Second), func(_ netip.Addr, name string) ([]policy.PortRange, []string, bool) {
+	revoke, grant := l.Repolicy(t0.Add(time.Second), func(t Told) ([]policy.PortRange, []string, bool) {
+		name := t.Name
 		switch name {
 		case "www.example.com":
 			return nil, nil, false // denied now, but alias still covers its address
