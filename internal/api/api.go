@@ -145,13 +145,9 @@ func (d Deps) ledger(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, "addr", err)
 		return
 	}
-	if n := q.Get("name"); n != "" {
-		name, ok := policy.NormalizeName(n)
-		if !ok {
-			badRequest(w, "name", fmt.Errorf("%q is not a domain name", n))
-			return
-		}
-		f.Name = name
+	if f.Name, err = optName(q.Get("name")); err != nil {
+		badRequest(w, "name", err)
+		return
 	}
 	limit, err := limitOf(q.Get("limit"))
 	if err != nil {
@@ -201,13 +197,9 @@ func (d Deps) events(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, "client", err)
 		return
 	}
-	if n := q.Get("name"); n != "" {
-		name, ok := policy.NormalizeName(n)
-		if !ok {
-			badRequest(w, "name", fmt.Errorf("%q is not a domain name", n))
-			return
-		}
-		f.Name = name
+	if f.Name, err = optName(q.Get("name")); err != nil {
+		badRequest(w, "name", err)
+		return
 	}
 	if f.Kind != "" && f.Kind != monitor.KindQuery && f.Kind != monitor.KindDrop {
 		badRequest(w, "kind", fmt.Errorf("%q is neither %s nor %s", f.Kind, monitor.KindQuery, monitor.KindDrop))
@@ -279,6 +271,18 @@ func optAddr(s string) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("%q is not an IP address", s)
 	}
 	return a.Unmap(), nil
+}
+
+// optName is a name parameter, normalised; "" when absent.
+func optName(s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	name, ok := policy.NormalizeName(s)
+	if !ok {
+		return "", fmt.Errorf("%q is not a domain name", s)
+	}
+	return name, nil
 }
 
 func limitOf(s string) (int, error) {

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"golang.org/x/sys/unix"
 )
 
 // Defaults of TCPOptions, used where a field is zero.
@@ -203,16 +202,7 @@ type tcpServer struct {
 func listenTCP(addr netip.AddrPort, h dns.Handler, lim *tcpLimits) (*tcpServer, error) {
 	// SO_REUSEPORT, as for UDP: "[::]:53" is dual-stack, and with it
 	// "0.0.0.0:53" can be listed too.
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		if err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}}
-	l, err := lc.Listen(context.Background(), "tcp", addr.String())
+	l, err := reusePort.Listen(context.Background(), "tcp", addr.String())
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync/atomic"
 	"time"
@@ -121,12 +122,22 @@ func (x *Proxy) exchangeUDP(ctx context.Context, m *dns.Msg, deadline time.Time)
 	if _, err := c.Write(wire); err != nil {
 		return Reply{}, err
 	}
-	buf := (*bp)[:cap(*bp)]
+	r, reply, err := x.readReply(ctx, c, (*bp)[:cap(*bp)], m)
+	if err != nil {
+		return Reply{}, err
+	}
+	return Reply{Msg: r, Wire: append([]byte(nil), reply...)}, nil
+}
+
+// readReply reads from c until the reply to m, skipping (and counting)
+// every message that is not it, until c's deadline. reply is the wire
+// form, in buf.
+func (x *Proxy) readReply(ctx context.Context, c io.Reader, buf []byte, m *dns.Msg) (r *dns.Msg, reply []byte, err error) {
 	var skipped string
 	for {
 		n, err := c.Read(buf)
 		if err != nil {
-			return Reply{}, x.readError(ctx, err, skipped)
+			return nil, nil, x.readError(ctx, err, skipped)
 		}
 		r, why := check(buf[:n], m.Id, m.Question[0], x.pool.foldCase)
 		if why != "" {
@@ -134,7 +145,7 @@ func (x *Proxy) exchangeUDP(ctx context.Context, m *dns.Msg, deadline time.Time)
 			x.pool.obs.Skipped(x.label, why)
 			continue
 		}
-		return Reply{Msg: r, Wire: append([]byte(nil), buf[:n]...)}, nil
+		return r, buf[:n], nil
 	}
 }
 
@@ -263,23 +274,13 @@ func (x *Proxy) roundTripStream(ctx context.Context, sc *streamConn, m *dns.Msg,
 	if _, err := sc.Write(wire); err != nil {
 		return Reply{}, err
 	}
-	buf := (*bp)[:cap(*bp)]
-	var skipped string
-	for {
-		n, err := sc.Read(buf)
-		if err != nil {
-			return Reply{}, x.readError(ctx, err, skipped)
-		}
-		r, why := check(buf[:n], m.Id, m.Question[0], x.pool.foldCase)
-		if why != "" {
-			skipped = why
-			x.pool.obs.Skipped(x.label, why)
-			continue
-		}
-		// Wire is for UDP replies only: the cache packs what came over a
-		// stream.
-		return Reply{Msg: r}, nil
+	r, _, err := x.readReply(ctx, sc, (*bp)[:cap(*bp)], m)
+	if err != nil {
+		return Reply{}, err
 	}
+	// Wire is for UDP replies only: the cache packs what came over a
+	// stream.
+	return Reply{Msg: r}, nil
 }
 
 // result updates the health after an exchange.
