@@ -196,9 +196,14 @@ func probe(ctx context.Context, t Target, opt Options) (r Result) {
 		r.fail(CauseWildcard, "cannot be probed: give a concrete name under %s with --host", t.Host)
 		return r
 	}
-	addr, ok := resolve(ctx, &r, opt)
-	if !ok {
-		return r
+	// An IP literal is probed as given: asking DNS for "127.0.0.1" would
+	// report the resolver's NXDOMAIN, not the address.
+	addr, err := netip.ParseAddr(t.Host)
+	if err != nil {
+		var ok bool
+		if addr, ok = resolve(ctx, &r, opt); !ok {
+			return r
+		}
 	}
 	r.Addr = addr
 	if t.Proto == "udp" {
@@ -362,7 +367,7 @@ func name(cn string, org []string) string {
 }
 
 func httpGet(conn net.Conn, r *Result) {
-	if _, err := fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: %s\r\nUser-Agent: fqdngate-check\r\nConnection: close\r\n\r\n", r.Host); err != nil {
+	if _, err := fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: %s\r\nUser-Agent: fqdngate-check\r\nConnection: close\r\n\r\n", hostHeader(r.Host)); err != nil {
 		r.fail(CauseHTTPError, "%v", err)
 		return
 	}
@@ -437,6 +442,16 @@ func Summarize(rs []Result) Summary {
 // ParseHostPort reads --host "name:port" or "name:udp/123".
 func ParseHostPort(s string) (Target, error) {
 	host, port, ok := strings.Cut(s, ":")
+	if strings.HasPrefix(s, "[") {
+		// An IPv6 literal: [2001:db8::7]:443.
+		var a string
+		a, port, ok = strings.Cut(s[1:], "]:")
+		ip, err := netip.ParseAddr(a)
+		if !ok || err != nil || !ip.Is6() || ip.Zone() != "" {
+			return Target{}, fmt.Errorf("%q is not [IPv6]:PORT", s)
+		}
+		host = ip.String()
+	}
 	if !ok || host == "" {
 		return Target{}, fmt.Errorf("%q is not HOST:PORT", s)
 	}
@@ -448,9 +463,20 @@ func ParseHostPort(s string) (Target, error) {
 	if err != nil || n == 0 || (proto != "tcp" && proto != "udp") {
 		return Target{}, fmt.Errorf("%q is not HOST:PORT (port 1-65535, optionally udp/N)", s)
 	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return Target{Host: ip.String(), Proto: proto, Port: uint16(n), Required: true}, nil
+	}
 	p, err := policy.ParsePattern(host)
 	if err != nil || p.Kind != policy.Exact {
 		return Target{}, fmt.Errorf("%q is not a host name", host)
 	}
 	return Target{Host: p.Text, Proto: proto, Port: uint16(n), Required: true}, nil
+}
+
+// hostHeader brackets an IPv6 literal, as HTTP's Host wants it.
+func hostHeader(host string) string {
+	if a, err := netip.ParseAddr(host); err == nil && a.Is6() {
+		return "[" + host + "]"
+	}
+	return host
 }

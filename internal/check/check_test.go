@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"flag"
 	"math/big"
 	"net"
@@ -34,6 +35,13 @@ func TestParseHostPort(t *testing.T) {
 		{"example.com:icmp/1", Target{}, true},
 		{":443", Target{}, true},
 		{"bad host:443", Target{}, true},
+		{"203.0.113.7:443", Target{Host: "203.0.113.7", Proto: "tcp", Port: 443, Required: true}, false},
+		{"[2001:DB8::7]:443", Target{Host: "2001:db8::7", Proto: "tcp", Port: 443, Required: true}, false},
+		{"[2001:db8::7]:udp/123", Target{Host: "2001:db8::7", Proto: "udp", Port: 123, Required: true}, false},
+		{"[203.0.113.7]:443", Target{}, true},
+		{"[2001:db8::7]443", Target{}, true},
+		{"[fe80::1%eth0]:443", Target{}, true},
+		{"2001:db8::7:443", Target{}, true},
 	}
 	for _, tc := range tests {
 		got, err := ParseHostPort(tc.in)
@@ -157,5 +165,48 @@ func TestRunBoundsAndDeadline(t *testing.T) {
 	s := Summarize(rs)
 	if s.Total != 2 || s.RequiredFailed != 1 {
 		t.Errorf("summary %+v: %+v", s, rs)
+	}
+}
+
+// TestIPLiteralNoDNS: an IP literal is dialled as given; the resolver is
+// never asked (every UDP dial fails the test).
+func TestIPLiteralNoDNS(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	open, err := ParseHostPort(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed, err := ParseHostPort("127.0.0.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &net.Dialer{}
+	opt := Options{DNS: "192.0.2.53:53", Timeout: 2 * time.Second, Parallel: 2,
+		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if network != "tcp" {
+				t.Errorf("dialled %s %s: an IP literal needs no DNS", network, addr)
+				return nil, errors.New("no DNS in this test")
+			}
+			return d.DialContext(ctx, network, addr)
+		}}
+	rs := Run(context.Background(), []Target{open, closed}, opt)
+	if r := rs[0]; r.Status != "pass" || r.DNS != nil || r.Addr.String() != "127.0.0.1" {
+		t.Errorf("open port: %+v", r)
+	}
+	if r := rs[1]; r.Status != "fail" || r.DNS != nil || len(r.Findings) != 1 || r.Findings[0].Cause != CauseTCPRefused {
+		t.Errorf("127.0.0.1:1: %+v", r)
 	}
 }
