@@ -234,7 +234,19 @@ func (d Deps) explain(w http.ResponseWriter, r *http.Request) {
 		}
 		proto, port = pr.Proto, pr.Lo
 	}
-	writeJSON(w, d.Monitor.Explain(client, addr, proto, port))
+	if proto != 0 {
+		writeJSON(w, ExplainResponse{Explanation: d.Monitor.Explain(client, addr, proto, port)})
+		return
+	}
+	ex, latest := d.Monitor.ExplainLatest(client, addr)
+	writeJSON(w, ExplainResponse{Explanation: ex, LatestDrop: latest})
+}
+
+// ExplainResponse is GET /api/v1/explain: the explanation's fields and,
+// asked without a port, the client's latest drop for the address.
+type ExplainResponse struct {
+	monitor.Explanation
+	LatestDrop *monitor.LatestDrop `json:"latest_drop,omitempty"`
 }
 
 // NamesResponse is GET /api/v1/names: the names clients asked for, for

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fqdngate/fqdngate/internal/dnsproxy"
+	"github.com/fqdngate/fqdngate/internal/enforce"
 	"github.com/fqdngate/fqdngate/internal/ledger"
 	"github.com/fqdngate/fqdngate/internal/metrics"
 	"github.com/fqdngate/fqdngate/internal/monitor"
@@ -152,5 +153,42 @@ func TestEventsFilterPaging(t *testing.T) {
 	}
 	if r = page("/api/v1/events?outcome=refused&since=4"); len(r.Events) != 0 || r.Next != 11 {
 		t.Fatalf("page without a match: %+v", r)
+	}
+}
+
+// TestExplainLatestDrop: asked without a port, explain gives the client's
+// latest drop for the address besides what is open now; with a port, it
+// explains that port only.
+func TestExplainLatestDrop(t *testing.T) {
+	h, _, mon := newAPI(t, true)
+	client, addr := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("203.0.113.5")
+	at := time.Now()
+	mon.Attribute(at, enforce.PrefixDrop, monitor.Packet{Src: client, Dst: addr, Proto: unix.IPPROTO_TCP, Port: 8443})
+	tests := []struct {
+		path   string
+		reason monitor.Reason
+		latest string // the latest drop's reason and port, "" for none
+	}{
+		{"/api/v1/explain?addr=203.0.113.5&client=192.0.2.10", monitor.Allowed, "port tcp/8443"},
+		{"/api/v1/explain?addr=203.0.113.5", monitor.Allowed, "port tcp/8443"},
+		{"/api/v1/explain?addr=203.0.113.5&client=192.0.2.10&port=tcp/443", monitor.Allowed, ""},
+		{"/api/v1/explain?addr=203.0.113.5&client=192.0.2.11", monitor.OtherClient, ""},
+	}
+	for _, tc := range tests {
+		code, body := get(t, h, tc.path)
+		var r ExplainResponse
+		if err := json.Unmarshal([]byte(body), &r); err != nil || code != 200 {
+			t.Fatalf("GET %s: %d %s", tc.path, code, body)
+		}
+		latest := ""
+		if r.LatestDrop != nil {
+			latest = string(r.LatestDrop.Reason) + " " + r.LatestDrop.Port
+			if !r.LatestDrop.Time.Equal(at.UTC().Truncate(0)) || !strings.Contains(body, `"latest_drop": {`) {
+				t.Errorf("GET %s: latest drop at %v, want %v: %s", tc.path, r.LatestDrop.Time, at, body)
+			}
+		}
+		if r.Reason != tc.reason || latest != tc.latest {
+			t.Errorf("GET %s: %s, latest %q; want %s, %q\n%s", tc.path, r.Reason, latest, tc.reason, tc.latest, body)
+		}
 	}
 }

@@ -44,6 +44,9 @@ type Monitor struct {
 	Events    *Ring
 	Denials   *Denials
 	Explainer *Explainer
+	// Latest is the latest drop per (client, address), for explain
+	// without a port.
+	Latest *LatestDrops
 	log       *slog.Logger
 	now       func() time.Time
 
@@ -82,6 +85,7 @@ func New(led *ledger.Ledger, o Options, log *slog.Logger) *Monitor {
 		Events:    NewRing(ringLen),
 		Denials:   d,
 		Explainer: &Explainer{Ledger: led, Denials: d, Global: o.Global, MinTTL: o.MinTTL, Grace: o.Grace},
+		Latest:    NewLatestDrops(latestDropsMax),
 		log:       log,
 		now:       o.Now,
 		queue:     make(chan logged, queueLen),
@@ -199,6 +203,7 @@ func (m *Monitor) Attribute(at time.Time, kind string, pkt Packet) Explanation {
 	} else {
 		m.drops[reasonIndex[ex.Reason]].Add(1)
 	}
+	m.Latest.Add(at, would, ex)
 	if !m.sample(at) {
 		m.sampled.Add(1)
 		return ex
