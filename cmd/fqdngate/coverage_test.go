@@ -93,7 +93,7 @@ func TestCoverageUsage(t *testing.T) {
 		code   int
 		stderr string
 	}{
-		{[]string{"coverage"}, exitUsage, "--service-tags is required"},
+		{[]string{"coverage"}, exitUsage, `required flag(s) "service-tags" not set`},
 		{[]string{"coverage", "--service-tags", "../../internal/servicetags/testdata/broken_prefix.json"}, exitUsage,
 			`broken_prefix.json: values[0].properties.addressPrefixes[3]: "192.0.2.0/33" is not a prefix`},
 		{[]string{"coverage", "--service-tags", "absent.json"}, exitRuntime, "absent.json: no such file"},

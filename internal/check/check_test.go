@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"flag"
+	"fmt"
 	"math/big"
 	"net"
 	"net/netip"
@@ -18,6 +19,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/fqdngate/fqdngate/internal/catalog"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/report.golden.json")
@@ -208,5 +211,34 @@ func TestIPLiteralNoDNS(t *testing.T) {
 	}
 	if r := rs[1]; r.Status != "fail" || r.DNS != nil || len(r.Findings) != 1 || r.Findings[0].Cause != CauseTCPRefused {
 		t.Errorf("127.0.0.1:1: %+v", r)
+	}
+}
+
+func TestProfileTargets(t *testing.T) {
+	cat, err := catalog.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		profiles []string
+		values   map[string]string
+		want     string // the first target, and how many
+		err      bool
+	}{
+		{[]string{"azure-sphere-ntp"}, nil, "prod.time.sphere.azure.net udp/123 2", false},
+		{[]string{"azure-sphere-ntp", "azure-sphere-ntp"}, nil, "prod.time.sphere.azure.net udp/123 2", false},
+		{[]string{"azure-iot-hub"}, map[string]string{"iot_hub": "contoso-hub"}, "contoso-hub.azure-devices.net tcp/8883 3", false},
+		{[]string{"azure-iot-hub"}, nil, "", true},
+		{[]string{"azure-spere"}, nil, "", true},
+	}
+	for _, tc := range tests {
+		ts, err := ProfileTargets(cat, tc.profiles, catalog.CloudPublic, tc.values)
+		got := ""
+		if len(ts) > 0 {
+			got = fmt.Sprintf("%s %d", ts[0], len(ts))
+		}
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("%v: %q %v, want %q", tc.profiles, got, err, tc.want)
+		}
 	}
 }

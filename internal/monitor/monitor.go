@@ -44,9 +44,7 @@ type Monitor struct {
 	Events    *Ring
 	Denials   *Denials
 	Explainer *Explainer
-	// Latest is the latest drop per (client, address), for explain
-	// without a port.
-	Latest *LatestDrops
+	Latest    *LatestDrops // the latest drop per (client, address), for explain without a port
 	log       *slog.Logger
 	now       func() time.Time
 
