@@ -37,6 +37,11 @@ func main() {
 // --help; a command's own errors carry their code.
 func run(args []string, stdout, stderr io.Writer) int {
 	root := newRootCmd(stdout, stderr)
+	if len(args) == 0 {
+		// Without a command: the usage, on stderr, exit 2.
+		fmt.Fprint(stderr, root.UsageString())
+		return exitUsage
+	}
 	root.SetArgs(args)
 	cmd, err := root.ExecuteC()
 	if err == nil {

@@ -26,11 +26,6 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		Short:   "DNS resolver and egress firewall for allow-listed FQDNs",
 		Long:    rootLong,
 		Version: versionString(),
-		// Without a command: the usage, on stderr, exit 2.
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprint(stderr, cmd.UsageString())
-			return &exitError{code: exitUsage}
-		},
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		// The man page is generated from this tree: the same text on
