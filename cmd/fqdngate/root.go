@@ -22,10 +22,10 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration,
 // goes to stdout.
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
-		Use:     "fqdngate",
-		Short:   "DNS resolver and egress firewall for allow-listed FQDNs",
-		Long:    rootLong,
-		Version: versionString(),
+		Use:           "fqdngate",
+		Short:         "DNS resolver and egress firewall for allow-listed FQDNs",
+		Long:          rootLong,
+		Version:       versionString(),
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		// The man page is generated from this tree: the same text on
