@@ -10,7 +10,7 @@ import (
 // latestDropsMax bounds the latest-drop record: one entry per (client,
 // address) pair, the least recently dropped pair forgotten first. A flood
 // of drops to fresh addresses costs this many entries, no more.
-const latestDropsMax = 16384
+const latestDropsMax = 4096
 
 // LatestDrop is the last attributed drop of packets from a client to an
 // address: when, whether it was only a would-drop (observe), and the
