@@ -56,9 +56,15 @@ func (l *LatestDrops) Add(t time.Time, would bool, ex Explanation) {
 		return
 	}
 	if l.lru.Len() >= l.max {
+		// The pair dropped longest ago gives its place: a flood of fresh
+		// addresses allocates nothing once the record is full.
 		old := l.lru.Back()
-		delete(l.pairs, old.Value.(*latestEntry).key)
-		l.lru.Remove(old)
+		e := old.Value.(*latestEntry)
+		delete(l.pairs, e.key)
+		e.key, e.drop = k, d
+		l.lru.MoveToFront(old)
+		l.pairs[k] = old
+		return
 	}
 	l.pairs[k] = l.lru.PushFront(&latestEntry{key: k, drop: d})
 }

@@ -86,3 +86,16 @@ func TestLatestDropsBounded(t *testing.T) {
 		t.Error("a drop of A found for B")
 	}
 }
+
+// BenchmarkLatestDropsAdd: the cost the record adds to every attributed
+// drop, over more pairs than it keeps.
+func BenchmarkLatestDropsAdd(b *testing.B) {
+	l := NewLatestDrops(latestDropsMax)
+	ex := Explanation{Reason: NeverResolved, Client: devA, Message: "192.0.2.10 never got 203.0.113.7 from fqdngate"}
+	i := 0
+	for b.Loop() {
+		ex.Addr = netip.AddrFrom4([4]byte{203, 0, byte(i >> 8), byte(i)})
+		l.Add(t0, false, ex)
+		i = (i + 1) % (2 * latestDropsMax)
+	}
+}
