@@ -350,11 +350,23 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(minimal))
 	f.Add([]byte("mode: enforce\nupstreams: [198.51.100.53]\nenforcer:\n  tabel: x\n"))
 	f.Add([]byte("clients: [{name: a, cidrs: [::/0], rules: [{name: r, fqdn: ['*.a.b'], ports: [udp/1-2]}]}]"))
+	// The validate corpus is in testdata/fuzz/FuzzParse too, as seeds.
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("f.yaml", data)
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("error does not wrap ErrInvalid: %v", err)
+			}
+			var es Errors
+			if errors.As(err, &es) {
+				for i, e := range es {
+					if e.Line < 1 || e.Column < 1 {
+						t.Fatalf("error without a position: %v", e)
+					}
+					if i > 0 && (e.Line < es[i-1].Line || e.Line == es[i-1].Line && e.Column < es[i-1].Column) {
+						t.Fatalf("errors not in file order:\n%v", es)
+					}
+				}
 			}
 			return
 		}

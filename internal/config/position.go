@@ -103,8 +103,22 @@ func (c *collector) add(p path, format string, args ...any) {
 	c.errs = append(c.errs, c.at(p, fmt.Sprintf(format, args...)))
 }
 
+// addAt is add for a problem of field p that is caused at another place,
+// where it is shown: e.g. a missing api.token_file at listen.api.
+func (c *collector) addAt(at, p path, format string, args ...any) {
+	if c.explained(p) {
+		return
+	}
+	e := c.at(at, fmt.Sprintf(format, args...))
+	e.Field = p.String()
+	c.errs = append(c.errs, e)
+}
+
 // warn records a warning: valid, but probably not what was meant.
 func (c *collector) warn(p path, format string, args ...any) {
+	if c.explained(p) {
+		return
+	}
 	e := c.at(p, fmt.Sprintf(format, args...))
 	e.Warning = true
 	c.warns = append(c.warns, e)

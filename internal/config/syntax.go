@@ -73,6 +73,17 @@ func syntaxError(file string, data []byte, err error) *FieldError {
 	}
 	line = max(1, min(line, len(s.lines)))
 	fe := &FieldError{File: file, Line: line, Column: firstNonBlank(s.line(line)), Msg: "YAML syntax: " + msg}
+	if l, c, ok := badCharacter(data); ok && readerProblem(msg) {
+		// The reader refuses a character before any parsing: its
+		// place is exact, whatever prefix still parses.
+		fe.Line, fe.Column = l, c
+		if s.ok {
+			if _, field, ok := s.column(l); ok {
+				fe.Field = field
+			}
+		}
+		return fe
+	}
 	if s.ok {
 		if col, field, ok := s.column(line); ok {
 			fe.Column, fe.Field = col, field
@@ -206,4 +217,32 @@ func firstNonBlank(line string) int {
 		}
 	}
 	return 1
+}
+
+// readerProblem tells yaml.v3's reader errors (reader.go), which are
+// about one character.
+func readerProblem(msg string) bool {
+	return msg == "control characters are not allowed" || strings.Contains(msg, "UTF-8") || strings.Contains(msg, "UTF-16")
+}
+
+// badCharacter finds the first character yaml.v3's reader refuses: one
+// that is not valid UTF-8, or not printable in YAML's sense (YAML 1.2
+// section 5.1: tab, line breaks, and printable Unicode).
+func badCharacter(data []byte) (line, col int, ok bool) {
+	line, col = 1, 1
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		printable := r == '\t' || r == '\n' || r == '\r' || r >= 0x20 && r <= 0x7e || r == 0x85 ||
+			r >= 0xa0 && r <= 0xd7ff || r >= 0xe000 && r <= 0xfffd || r >= 0x10000 && r <= 0x10ffff
+		if r == utf8.RuneError && size <= 1 || !printable {
+			return line, col, true
+		}
+		if r == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+		i += size
+	}
+	return 0, 0, false
 }
