@@ -190,7 +190,8 @@ func (s *prefixSearch) column(n int) (int, string, bool) {
 	return 0, "", false
 }
 
-// lastKey is the path of the last value in a document, in file order.
+// lastKey is the path of the last key in a document, in file order (a
+// list's index after it would name a value that parsed well).
 func lastKey(n *yaml.Node) path {
 	var p path
 	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
@@ -205,6 +206,12 @@ func lastKey(n *yaml.Node) path {
 			p = append(p, len(n.Content)-1)
 			n = n.Content[len(n.Content)-1]
 		default:
+			for len(p) > 0 {
+				if _, ok := p[len(p)-1].(int); !ok {
+					break
+				}
+				p = p[:len(p)-1]
+			}
 			return p
 		}
 	}
