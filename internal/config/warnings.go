@@ -57,7 +57,7 @@ func (c *Config) warn(col *collector, o options) {
 			if pfx.Addr().Is6() {
 				family = "IPv6"
 			}
-			col.warn(path{"clients", gi, "cidrs", ci}, "%s is every %s address: any host that reaches the DNS listener may resolve group %s's names and open them; list your device networks instead", pfx, family, cl.Name)
+			col.warn(path{"clients", gi, "cidrs", ci}, "%s is every %s address: any host that reaches the DNS listener may resolve the names of group %s and have them opened; list your device networks instead", pfx, family, cl.Name)
 		}
 	}
 	c.warnLoops(col)
