@@ -39,11 +39,13 @@ var parserProblems = map[string]bool{
 	"found undefined tag handle":             true,
 }
 
-// Bounds of the prefix search: a configuration is a few KiB; beyond these
-// the error keeps yaml.v3's line and the line's first character.
+// Bounds of the prefix search: a configuration is a few KiB, so its
+// search parses a few hundred prefixes in milliseconds. A bigger file, or
+// one whose search parses more than maxSearchWork bytes in all, keeps
+// yaml.v3's line and the line's first character.
 const (
-	maxSearchSize  = 256 << 10
-	maxSearchParse = 400
+	maxSearchSize = 64 << 10
+	maxSearchWork = 4 << 20
 )
 
 // syntaxError places a yaml.v3 syntax error in the file.
@@ -96,7 +98,7 @@ type prefixSearch struct {
 	data   []byte
 	starts []int // byte offset of each line's start
 	lines  []string
-	parses int
+	work   int  // bytes parsed so far
 	ok     bool // small enough to search
 }
 
@@ -129,7 +131,7 @@ func (s *prefixSearch) lastContentLine() int {
 
 // parses reports whether data[:end] is YAML, and its tree.
 func (s *prefixSearch) parse(end int) (*yaml.Node, bool) {
-	if s.parses++; s.parses > maxSearchParse {
+	if s.work += end; s.work > maxSearchWork {
 		s.ok = false
 		return nil, false
 	}
