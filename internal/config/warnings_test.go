@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/fqdngate/fqdngate/internal/catalog"
 )
 
 func TestSuffixWildcards(t *testing.T) {
@@ -174,6 +177,42 @@ enforcer: {nflog_group: 7, mark: 0x42}
 	for _, want := range []string{"cache:         off (cache_size 0)", `state:         none (state_dir "")`} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+// TestCatalogWildcardsWarnOnce puts every profile of the built-in catalog
+// into one group, cloud by cloud: none may have a wildcard on an ICANN
+// public suffix (an error nobody could fix), and each wildcard on a
+// private one is one warning, however many profiles bring it.
+func TestCatalogWildcardsWarnOnce(t *testing.T) {
+	cat, err := catalog.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cloud := range catalog.Clouds {
+		var names []string
+		for _, p := range cat.Profiles() {
+			if slices.Contains(cat.Clouds(p.Name), cloud) {
+				names = append(names, p.Name)
+			}
+		}
+		file := fmt.Sprintf("mode: enforce\nupstreams: [198.51.100.53]\ncloud: %s\nregion: eastus2\nparams: {iot_hub: hub1, scvmm_server: scvmm.corp.example, vcenter_server: vc.corp.example}\nclients:\n  - name: g\n    cidrs: [192.0.2.0/24]\n    profiles: [%s]\n",
+			cloud, strings.Join(names, ", "))
+		c, err := Parse("t.yaml", []byte(file))
+		if err != nil {
+			t.Fatalf("%s: %v", cloud, err)
+		}
+		seen := map[string]bool{}
+		for _, w := range c.Derived.Warnings {
+			pat, _, _ := strings.Cut(w.Msg, " ")
+			if seen[pat] {
+				t.Errorf("%s: %s warned twice", cloud, pat)
+			}
+			seen[pat] = true
+		}
+		if cloud == catalog.CloudPublic && (!seen["*.blob.core.windows.net"] || !seen["*.servicebus.windows.net"]) {
+			t.Errorf("%s: warnings %v", cloud, c.Derived.Warnings)
 		}
 	}
 }
