@@ -82,6 +82,7 @@ func TestUnknownKeySuggestions(t *testing.T) {
 		{head + group + "api: {token: /t}\n", "t.yaml:6:7: api.token: unknown key; did you mean token_file?"},
 		{head + group + "feeds: {push: [{type: panos, url: \"https://fw.example\", keyfile: /k}]}\n", "t.yaml:6:57: feeds.push[0].keyfile: unknown key; did you mean key_file?"},
 		{head + group + "log: {colour: true}\n", "t.yaml:6:7: log.colour: unknown key; log takes format, level"},
+		{head + group + "params: {iot_hbu: hub1}\n", `t.yaml:6:19: params.iot_hbu: unknown parameter "iot_hbu"; did you mean iot_hub?`},
 	}
 	for _, tc := range tests {
 		_, err := Parse("t.yaml", []byte(tc.yaml))
