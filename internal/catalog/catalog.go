@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/fqdngate/fqdngate/internal/didyoumean"
 	"github.com/fqdngate/fqdngate/internal/policy"
 )
 
@@ -207,21 +208,14 @@ func (c *Catalog) unknown(name string) error {
 	return &UnknownProfileError{Name: name, Near: c.nearest(name)}
 }
 
-// nearest suggests a profile name for a typo: the one sharing the longest
-// common prefix, if it shares at least half of the name.
+// nearest suggests a profile name for a typo (internal/didyoumean).
 func (c *Catalog) nearest(name string) string {
-	best, bestLen := "", 0
-	for _, p := range c.profiles {
-		n := 0
-		for n < len(name) && n < len(p.Name) && name[n] == p.Name[n] {
-			n++
-		}
-		if n > bestLen {
-			best, bestLen = p.Name, n
-		}
+	names := make([]string, len(c.profiles))
+	for i, p := range c.profiles {
+		names[i] = p.Name
 	}
-	if bestLen*2 < len(name) {
-		return ""
+	if near := didyoumean.Nearest(name, names); len(near) > 0 {
+		return near[0]
 	}
-	return best
+	return ""
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/fqdngate/fqdngate/internal/didyoumean"
 )
 
 // UnknownProfileError is a profile name the catalog does not have.
@@ -83,6 +85,9 @@ func CheckParam(name, value string) error {
 		known := make([]string, len(Params))
 		for i, p := range Params {
 			known[i] = p.Name
+		}
+		if near := didyoumean.Nearest(name, known); len(near) > 0 {
+			return fmt.Errorf("unknown parameter %q; %s", name, didyoumean.Phrase(near, nil))
 		}
 		return fmt.Errorf("unknown parameter %q; the catalog knows %s", name, strings.Join(known, ", "))
 	}

@@ -30,7 +30,7 @@ func (c *Config) validateAPI(col *collector) {
 		col.add(path{"api", "tls_cert"}, "tls_cert and tls_key go together: set both for HTTPS, or neither")
 	}
 	if c.Derived.API.IsValid() && !c.Derived.API.Addr().IsLoopback() && a.TokenFile == "" {
-		col.add(path{"api", "token_file"}, "required: listen.api %s is not loopback, and every path but /healthz and /readyz needs a token there", c.Derived.API)
+		col.addAt(path{"listen", "api"}, path{"api", "token_file"}, "required: listen.api %s is not loopback, and every path but /healthz and /readyz needs a token there", c.Derived.API)
 	}
 }
 

@@ -82,7 +82,7 @@ func TestErrorsNameFileLineAndField(t *testing.T) {
 		{
 			name: "unknown key",
 			file: "mode: enforce\nupstreams: [198.51.100.53]\nenforcer:\n  tabel: x\n",
-			want: []string{"t.yaml:4:1: field tabel not found in type config.Enforcer"},
+			want: []string{"t.yaml:1:1: clients: warning: no client groups: every query is refused", "t.yaml:4:3: enforcer.tabel: unknown key; did you mean table?"},
 		},
 		{
 			name: "bad values everywhere",
@@ -129,17 +129,18 @@ deny_response: drop
 			want: []string{
 				"t.yaml:1:1: mode: required: observe or enforce",
 				"t.yaml:1:1: upstreams: required: at least one resolver address",
+				"t.yaml:1:10: clients: warning: no client groups",
 			},
 		},
 		{
 			name: "gc interval out of range",
 			file: "mode: observe\nupstreams: [198.51.100.53]\nenforcer:\n  gc_interval: 500ms\n",
-			want: []string{"t.yaml:4:16: enforcer.gc_interval: 500ms is outside 1s..1h"},
+			want: []string{"t.yaml:1:1: clients: warning: no client groups: every query is refused", "t.yaml:4:16: enforcer.gc_interval: 500ms is outside 1s..1h"},
 		},
 		{
 			name: "output hook with client scope",
 			file: "mode: observe\nupstreams: [198.51.100.53]\nenforcer:\n  hook: output\n  scope: client\n",
-			want: []string{"t.yaml:5:10: enforcer.scope: scope client needs hook forward"},
+			want: []string{"t.yaml:1:1: clients: warning: no client groups: every query is refused", "t.yaml:5:10: enforcer.scope: scope client needs hook forward"},
 		},
 		{
 			name: "catalog profiles and params",
@@ -177,12 +178,12 @@ clients:
 		{
 			name: "yaml syntax",
 			file: "mode: enforce\n  upstreams: [\n",
-			want: []string{"t.yaml:2:1: mapping values are not allowed in this context"},
+			want: []string{"t.yaml:2:12: mode: YAML syntax: mapping values are not allowed in this context"},
 		},
 		{
 			name: "wrong type",
 			file: "mode: enforce\nupstreams: [198.51.100.53]\nenforcer:\n  min_ttl: soon\n",
-			want: []string{"t.yaml:4:1: cannot unmarshal !!str `soon` into time.Duration"},
+			want: []string{"t.yaml:1:1: clients: warning: no client groups: every query is refused", `t.yaml:4:12: enforcer.min_ttl: expected a duration such as 5m, 30s or 1h30m, got "soon"`},
 		},
 	}
 	for _, tc := range tests {
@@ -349,11 +350,23 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(minimal))
 	f.Add([]byte("mode: enforce\nupstreams: [198.51.100.53]\nenforcer:\n  tabel: x\n"))
 	f.Add([]byte("clients: [{name: a, cidrs: [::/0], rules: [{name: r, fqdn: ['*.a.b'], ports: [udp/1-2]}]}]"))
+	// The validate corpus is in testdata/fuzz/FuzzParse too, as seeds.
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("f.yaml", data)
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("error does not wrap ErrInvalid: %v", err)
+			}
+			var es Errors
+			if errors.As(err, &es) {
+				for i, e := range es {
+					if e.Line < 1 || e.Column < 1 {
+						t.Fatalf("error without a position: %v", e)
+					}
+					if i > 0 && (e.Line < es[i-1].Line || e.Line == es[i-1].Line && e.Column < es[i-1].Column) {
+						t.Fatalf("errors not in file order:\n%v", es)
+					}
+				}
 			}
 			return
 		}

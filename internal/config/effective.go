@@ -34,11 +34,21 @@ func (c *Config) WriteEffective(w io.Writer) error {
 	p("static rules:\tat most %d addresses each (IPv6 counted in /64s)\n", e.StaticMaxAddresses)
 	p("denied names:\t%s\n", strings.ToUpper(c.DenyResponse))
 	p("serve stale:\t%s\n", serveStale(c))
+	p("cache:\t%s\n", cacheSize(c.CacheSize))
+	p("in flight:\tat most %d queries at once (max_inflight); beyond: SERVFAIL at once\n", c.MaxInflight)
+	p("state:\t%s\n", stateDir(c.StateDir))
+	p("log:\t%s, level %s\n", c.Log.Format, c.Log.Level)
+	if e.Backend != "none" {
+		p("kernel:\tdrops logged to nflog group %d; fqdngate's own upstream traffic marked 0x%x\n", e.NFLogGroup, e.Mark)
+	}
 	p("answers:\t%s\n", answerDefaults)
 	if c.Derived.Region != "" {
 		p("region:\t%s\n", c.Derived.Region)
 	}
 	p("cloud:\t%s\n", c.Cloud)
+	if len(c.Params) > 0 {
+		p("params:\t%s\n", params(c.Params))
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -67,6 +77,7 @@ func (c *Config) WriteEffective(w io.Writer) error {
 		writeStatic(w, g.Name, c.Derived.Static)
 	}
 	c.writeFeeds(w)
+	writeWarnings(w, c.Derived.Warnings)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -13,6 +14,9 @@ type FieldError struct {
 	Column int
 	Field  string // e.g. clients[0].rules[1].ports[0]
 	Msg    string
+	// Warning marks a setting that is valid but dangerous (warnings.go);
+	// Strict marks a warning that WithStrict made an error.
+	Warning, Strict bool
 }
 
 func (e *FieldError) Error() string {
@@ -26,6 +30,12 @@ func (e *FieldError) Error() string {
 		b.WriteString(e.Field)
 	}
 	b.WriteString(": ")
+	switch {
+	case e.Strict:
+		b.WriteString("warning (strict): ")
+	case e.Warning:
+		b.WriteString("warning: ")
+	}
 	b.WriteString(e.Msg)
 	return b.String()
 }
@@ -45,5 +55,29 @@ func (es Errors) Error() string {
 // a bad configuration (exit code 2) from an unreadable file.
 var ErrInvalid = errors.New("invalid configuration")
 
-// Is makes errors.Is(err, ErrInvalid) true for Errors.
-func (es Errors) Is(target error) bool { return target == ErrInvalid }
+// ErrStrict is wrapped, besides ErrInvalid, when WithStrict made a
+// warning an error.
+var ErrStrict = errors.New("warnings are errors in strict mode")
+
+// Is makes errors.Is(err, ErrInvalid) true for Errors, and
+// errors.Is(err, ErrStrict) when one of them is a warning made an error.
+func (es Errors) Is(target error) bool {
+	switch target {
+	case ErrInvalid:
+		return true
+	case ErrStrict:
+		return slices.ContainsFunc(es, func(e *FieldError) bool { return e.Strict })
+	}
+	return false
+}
+
+// sortByPosition puts errors in file order; those at one place keep the
+// order they were found in.
+func (es Errors) sortByPosition() {
+	slices.SortStableFunc(es, func(a, b *FieldError) int {
+		if a.Line != b.Line {
+			return a.Line - b.Line
+		}
+		return a.Column - b.Column
+	})
+}

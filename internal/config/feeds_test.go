@@ -40,8 +40,8 @@ func TestFeedsValidation(t *testing.T) {
 `, []string{
 			`feeds.push[0].type: "checkpoint" is not one of panos, fortigate`,
 			`feeds.push[0].url: "http://fw.example" is not https://host[:port]`,
+			"feeds.push[1].key_file: required", // absent: at the entry, before its url
 			`feeds.push[1].url: "https://fw.example/api/" is not https://host[:port]`,
-			"feeds.push[1].key_file: required",
 			`feeds.push[1].tag: "fq-{group}": unknown placeholder {group}`,
 			"feeds.push[1].name: only for type fortigate",
 			"feeds.push[1].batch_ms: 20000 is outside 1..10000",

@@ -6,8 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
-	"strconv"
+	"reflect"
 
 	"gopkg.in/yaml.v3"
 
@@ -35,9 +34,6 @@ func Load(name string, opts ...Option) (*Config, error) {
 	return Parse(name, data, opts...)
 }
 
-// yamlLine finds "line N" in yaml.v3's messages.
-var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
-
 // Parse is Load for data already in memory; name is used in errors.
 func Parse(name string, data []byte, opts ...Option) (*Config, error) {
 	var o options
@@ -51,43 +47,39 @@ func Parse(name string, data []byte, opts ...Option) (*Config, error) {
 		}
 		o.profiles = cat
 	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, yamlErrors(name, err)
+	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
+		return nil, Errors{syntaxError(name, data, err)}
 	}
 	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, yamlErrors(name, err)
+	d := newDecoder(name, &root)
+	if doc := rootMapping(&root); doc != nil {
+		d.value(doc, reflect.ValueOf(&c).Elem(), nil)
 	}
-	col := &collector{file: name, pos: positions{root: &root}}
+	var more yaml.Node
+	switch err := dec.Decode(&more); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		d.errs = append(d.errs, syntaxError(name, data, err))
+	default:
+		at := &more
+		if len(more.Content) > 0 {
+			at = more.Content[0]
+		}
+		d.fail(at, nil, "a second YAML document (after ---): one file holds one configuration")
+	}
+	col := &collector{file: name, pos: positions{root: &root}, bad: d.bad, errs: d.errs}
 	c.applyDefaults(col.pos)
 	c.validate(col, o)
-	if len(col.errs) > 0 {
-		return nil, col.errs
-	}
-	return &c, nil
+	c.warn(col, o)
+	return c.result(col, o)
 }
 
-// yamlErrors turns yaml.v3's errors into FieldErrors with lines.
-func yamlErrors(file string, err error) error {
-	var msgs []string
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		msgs = te.Errors
-	} else {
-		msgs = []string{err.Error()}
+// rootMapping is the document's top node; nil for an empty file.
+func rootMapping(root *yaml.Node) *yaml.Node {
+	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
+		return root.Content[0]
 	}
-	var out Errors
-	for _, m := range msgs {
-		fe := &FieldError{File: file, Msg: m}
-		if sm := yamlLine.FindStringSubmatch(m); sm != nil {
-			fe.Line, _ = strconv.Atoi(sm[1])
-			fe.Column = 1
-			fe.Msg = sm[2]
-		}
-		out = append(out, fe)
-	}
-	return out
+	return nil
 }

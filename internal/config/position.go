@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -39,6 +40,8 @@ type positions struct {
 }
 
 // lookup returns the node at p, or the deepest node on the way and false.
+// Aliases are followed on the way down; a node found through one is where
+// the alias is used.
 func (ps positions) lookup(p path) (*yaml.Node, bool) {
 	n := ps.root
 	if n == nil {
@@ -48,20 +51,24 @@ func (ps positions) lookup(p path) (*yaml.Node, bool) {
 		n = n.Content[0]
 	}
 	for _, e := range p {
+		in := n
+		for in.Kind == yaml.AliasNode && in.Alias != nil {
+			in = in.Alias
+		}
 		var next *yaml.Node
 		switch v := e.(type) {
 		case string:
-			if n.Kind == yaml.MappingNode {
-				for i := 0; i+1 < len(n.Content); i += 2 {
-					if n.Content[i].Value == v {
-						next = n.Content[i+1]
+			if in.Kind == yaml.MappingNode {
+				for i := 0; i+1 < len(in.Content); i += 2 {
+					if in.Content[i].Value == v {
+						next = in.Content[i+1]
 						break
 					}
 				}
 			}
 		case int:
-			if n.Kind == yaml.SequenceNode && v < len(n.Content) {
-				next = n.Content[v]
+			if in.Kind == yaml.SequenceNode && v < len(in.Content) {
+				next = in.Content[v]
 			}
 		}
 		if next == nil {
@@ -77,17 +84,59 @@ func (ps positions) present(p path) bool {
 	return ok
 }
 
-// collector gathers field errors with their positions.
+// collector gathers field errors and warnings with their positions.
 type collector struct {
 	file string
 	pos  positions
 	errs Errors
+	// warns are the dangerous but valid settings (warnings.go).
+	warns Errors
+	// bad are paths the decoder already reported; a validation error at
+	// or below one would repeat it.
+	bad []path
 }
 
 func (c *collector) add(p path, format string, args ...any) {
-	e := &FieldError{File: c.file, Field: p.String(), Msg: fmt.Sprintf(format, args...)}
-	if n, _ := c.pos.lookup(p); n != nil {
+	if c.explained(p) {
+		return
+	}
+	c.errs = append(c.errs, c.at(p, fmt.Sprintf(format, args...)))
+}
+
+// addAt is add for a problem of field p that is caused at another place,
+// where it is shown: e.g. a missing api.token_file at listen.api.
+func (c *collector) addAt(at, p path, format string, args ...any) {
+	if c.explained(p) {
+		return
+	}
+	e := c.at(at, fmt.Sprintf(format, args...))
+	e.Field = p.String()
+	c.errs = append(c.errs, e)
+}
+
+// warn records a warning: valid, but probably not what was meant.
+func (c *collector) warn(p path, format string, args ...any) {
+	if c.explained(p) {
+		return
+	}
+	e := c.at(p, fmt.Sprintf(format, args...))
+	e.Warning = true
+	c.warns = append(c.warns, e)
+}
+
+func (c *collector) at(p path, msg string) *FieldError {
+	e := &FieldError{File: c.file, Field: p.String(), Msg: msg, Line: 1, Column: 1}
+	if n, _ := c.pos.lookup(p); n != nil && n.Line > 0 {
 		e.Line, e.Column = n.Line, n.Column
 	}
-	c.errs = append(c.errs, e)
+	return e
+}
+
+func (c *collector) explained(p path) bool {
+	for _, b := range c.bad {
+		if len(b) <= len(p) && slices.Equal(b, p[:len(b)]) {
+			return true
+		}
+	}
+	return false
 }

@@ -28,6 +28,7 @@ type ProfileSource interface {
 
 type options struct {
 	profiles ProfileSource
+	strict   bool // warnings are errors (warnings.go)
 }
 
 // Option changes how a file is loaded.
@@ -52,6 +53,7 @@ type Derived struct {
 	// UpstreamRootCAs verify tls:// upstreams; nil means the system roots.
 	UpstreamRootCAs *x509.CertPool
 	Static          []*StaticRule // rules' static parts (static.go)
+	Warnings        Errors        // dangerous but valid settings (warnings.go)
 }
 
 var (

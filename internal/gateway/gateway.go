@@ -60,6 +60,7 @@ type Options struct {
 // behind every flushEvery, and once more after the last query at shutdown.
 func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) error {
 	e := c.Enforcer
+	logWarnings(log, c)
 	led := ledger.New(ledger.Options{MaxPerName: e.MaxAddrsPerName, MaxEntries: e.MaxEntries, MaxPerClient: e.MaxEntriesPerClient,
 		Global: e.Scope == "global", Track: c.StateDir != ""})
 	store, err := openState(c, led, log)

@@ -52,6 +52,7 @@ func (r *reloader) reload(ctx context.Context) error {
 		r.log.Error("reload rejected; the running configuration stays in force", "err", err)
 		return fmt.Errorf("reload rejected, the running configuration stays in force: %w", err)
 	}
+	logWarnings(r.log, nc)
 	if fields := restartOnly(r.cfg, nc); len(fields) > 0 {
 		r.log.Warn("reload: these settings take effect only after a restart; the policy is applied", "fields", strings.Join(fields, ", "))
 	}
@@ -115,9 +116,13 @@ func restartOnly(old, nc *config.Config) []string {
 	check("enforcer", oe, ne)
 	check("deny_response", old.DenyResponse, nc.DenyResponse)
 	check("max_inflight", old.MaxInflight, nc.MaxInflight)
+	// The cache is sized when it is made (dnsproxy.NewCache); resizing a
+	// live one would drop or keep answers arbitrarily.
+	check("cache_size", old.CacheSize, nc.CacheSize)
 	check("serve_stale", old.ServeStale, nc.ServeStale)
 	check("state_dir", old.StateDir, nc.StateDir)
 	check("log", old.Log, nc.Log)
 	check("api", old.API, nc.API)
+	check("feeds", old.Feeds, nc.Feeds)
 	return out
 }
