@@ -35,7 +35,7 @@ func (f *apiFlags) base() (string, *config.Config, error) {
 	var c *config.Config
 	if f.config != "" {
 		var err error
-		if c, err = loadOrLocal(f.config); err != nil {
+		if c, err = loadOrLocal(f.config, false); err != nil {
 			return "", nil, err
 		}
 		ap = c.Derived.API

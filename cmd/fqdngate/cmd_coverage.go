@@ -96,7 +96,7 @@ func (o *coverageOptions) run(stdout, stderr io.Writer) error {
 			if o.apiFlags.config == "" {
 				return usageErrorf("--resolve needs --profile or --config (the names to resolve)")
 			}
-			c, err := loadOrLocal(o.apiFlags.config)
+			c, err := loadOrLocal(o.apiFlags.config, false)
 			if err != nil {
 				return err
 			}

@@ -16,6 +16,7 @@ import (
 
 type runOptions struct {
 	config string
+	strict bool
 }
 
 func newRunCmd(stderr io.Writer) *cobra.Command {
@@ -33,11 +34,12 @@ the configuration. Logs go to stderr.`,
 	}
 	cmd.Flags().StringVar(&o.config, "config", "", "configuration `FILE` (YAML); without it: observe on "+config.LocalDNS)
 	_ = cmd.MarkFlagFilename("config", "yaml", "yml")
+	cmd.Flags().BoolVar(&o.strict, "strict", false, "refuse to start (and to reload) with a configuration that has warnings")
 	return cmd
 }
 
 func (o *runOptions) run(stderr io.Writer) error {
-	c, err := loadOrLocal(o.config)
+	c, err := loadOrLocal(o.config, o.strict)
 	if err != nil {
 		return err
 	}
@@ -49,8 +51,8 @@ func (o *runOptions) run(stderr io.Writer) error {
 	reloads := make(chan chan error)
 	opts := gateway.Options{Reload: reloads}
 	if o.config != "" {
-		path := o.config
-		opts.Load = func() (*config.Config, error) { return config.Load(path) }
+		path, strict := o.config, o.strict
+		opts.Load = func() (*config.Config, error) { return config.Load(path, config.WithStrict(strict)) }
 	}
 	// SIGHUP re-reads the configuration; the outcome is logged (and
 	// POST /api/v1/reload returns it).

@@ -33,7 +33,7 @@ fqdngate installed. Removing a table that is not there is not an error.`,
 
 func (o *teardownOptions) run(stdout io.Writer) error {
 	if o.config != "" {
-		c, err := loadOrLocal(o.config)
+		c, err := loadOrLocal(o.config, false)
 		if err != nil {
 			return err
 		}

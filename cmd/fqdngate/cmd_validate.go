@@ -9,6 +9,7 @@ import (
 
 type validateOptions struct {
 	config string
+	strict bool
 }
 
 func newValidateCmd() *cobra.Command {
@@ -25,11 +26,12 @@ column and field; all of them are reported at once (exit 2).`,
 	cmd.Flags().StringVar(&o.config, "config", "", "configuration `FILE` to check (required)")
 	_ = cmd.MarkFlagRequired("config")
 	_ = cmd.MarkFlagFilename("config", "yaml", "yml")
+	cmd.Flags().BoolVar(&o.strict, "strict", false, "treat the configuration's warnings as errors (exit 2)")
 	return cmd
 }
 
 func (o *validateOptions) run(stdout io.Writer) error {
-	c, err := loadOrLocal(o.config)
+	c, err := loadOrLocal(o.config, o.strict)
 	if err != nil {
 		return err
 	}

@@ -11,8 +11,9 @@ import (
 // loadOrLocal loads a configuration file, or without one the local
 // observing configuration. A file that does not validate is the user's to
 // fix (2, its errors printed as they are: they name file, line and
-// field); one that cannot be read is a failure (1).
-func loadOrLocal(file string) (*config.Config, error) {
+// field); one that cannot be read is a failure (1). strict makes the
+// configuration's warnings errors (--strict).
+func loadOrLocal(file string, strict bool) (*config.Config, error) {
 	if file == "" {
 		ups, err := config.SystemUpstreams("/etc/resolv.conf")
 		if err != nil {
@@ -24,7 +25,7 @@ func loadOrLocal(file string) (*config.Config, error) {
 		}
 		return c, nil
 	}
-	c, err := config.Load(file)
+	c, err := config.Load(file, config.WithStrict(strict))
 	if err != nil {
 		code := exitRuntime
 		if errors.Is(err, config.ErrInvalid) {
