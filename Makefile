@@ -4,11 +4,12 @@
 GO ?= go
 BIN := bin
 # What the lab and the gateway run: nft, ip, sysctl/pgrep; the tests also
-# dig (the EDNS compliance cases) and chromium (the console in a browser).
+# dig (the EDNS compliance cases), chromium (the console in a browser) and
+# lintian (the Debian package).
 DEBS := nftables iproute2 procps ca-certificates
-TEST_DEBS := $(DEBS) dnsutils chromium
+TEST_DEBS := $(DEBS) dnsutils chromium lintian
 
-.PHONY: build deps test-deps demo test bench fuzz lint clean
+.PHONY: build deps test-deps demo test bench fuzz lint clean deb
 
 build:
 	$(GO) build -o $(BIN)/fqdngate ./cmd/fqdngate
@@ -20,7 +21,7 @@ deps:
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBS); }
 
 test-deps: deps
-	@command -v dig >/dev/null && command -v chromium >/dev/null || \
+	@command -v dig >/dev/null && command -v chromium >/dev/null && command -v lintian >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_DEBS); }
 
 # The lab demo: about 70 s, root, no network.
@@ -52,9 +53,30 @@ fuzz:
 	$(GO) test ./internal/api -run '^$$' -fuzz '^FuzzAuthorization$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/monitor -run '^$$' -fuzz '^FuzzDecodePacket$$' -fuzztime $(FUZZTIME)
 
+# The Debian package (bin/fqdngate_VERSION_ARCH.deb): the binary, the
+# systemd unit, the example configuration as /etc/fqdngate/fqdngate.yaml,
+# man pages and completions, a fqdngate system user and /var/lib/fqdngate.
+# nfpm is pinned in go.mod (go tool nfpm); nothing is downloaded but modules.
+VERSION ?= 0.2.0
+GOARCH ?= $(shell $(GO) env GOARCH)
+DEB := $(BIN)/fqdngate_$(VERSION)_$(GOARCH).deb
+DEBBUILD ?= build/deb
+deb:
+	rm -rf $(DEBBUILD) && mkdir -p $(DEBBUILD)/man $(BIN)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(DEBBUILD)/fqdngate ./cmd/fqdngate
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || date +%s) $(DEBBUILD)/fqdngate man $(DEBBUILD)/man
+	gzip -9n $(DEBBUILD)/man/*.8
+	$(DEBBUILD)/fqdngate completion bash >$(DEBBUILD)/fqdngate.bash
+	$(DEBBUILD)/fqdngate completion zsh >$(DEBBUILD)/_fqdngate
+	$(DEBBUILD)/fqdngate completion fish >$(DEBBUILD)/fqdngate.fish
+	sed 's#/usr/local/bin/fqdngate#/usr/bin/fqdngate#g' packaging/fqdngate.service >$(DEBBUILD)/fqdngate.service
+	gzip -9n <packaging/deb/changelog >$(DEBBUILD)/changelog.gz
+	sed 's#@DEBBUILD@#$(abspath $(DEBBUILD))#' packaging/nfpm.yaml >$(DEBBUILD)/nfpm.yaml
+	VERSION=$(VERSION) GOARCH=$(GOARCH) $(GO) tool nfpm package -f $(DEBBUILD)/nfpm.yaml -p deb -t $(DEB)
+
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))"
 	$(GO) vet ./...
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) build

@@ -234,7 +234,7 @@ type device struct {
 	server                *net.UDPAddr
 
 	mu    sync.Mutex
-	addrs []netip.Addr // recent answers, for connects
+	addrs []netip.AddrPort // recent answers on their rule's port, for connects
 
 	sent, noerror, nxdomain, servfail, refused, other atomic.Uint64
 	connOK, connFail                                  atomic.Uint64
@@ -306,10 +306,11 @@ func (d *device) read(c *net.UDPConn) {
 		switch m.Rcode {
 		case dns.RcodeSuccess:
 			d.noerror.Add(1)
+			port := portOf(m)
 			for _, rr := range m.Answer {
 				if a, ok := rr.(*dns.A); ok {
 					if ad, ok := netip.AddrFromSlice(a.A); ok {
-						d.remember(ad.Unmap())
+						d.remember(netip.AddrPortFrom(ad.Unmap(), port))
 					}
 				}
 			}
@@ -325,7 +326,19 @@ func (d *device) read(c *net.UDPConn) {
 	}
 }
 
-func (d *device) remember(a netip.Addr) {
+// portOf is the port the Sphere profile (or the flood rule) opens for the
+// answer's name: connects go where the policy allows, so a failed one is
+// an answer that did not work.
+func portOf(m *dns.Msg) uint16 {
+	if len(m.Question) > 0 && onPort80[strings.ToLower(m.Question[0].Name)] {
+		return 80
+	}
+	return 443
+}
+
+var onPort80 = map[string]bool{"www.msftconnecttest.com.": true, "prod.update.sphere.azure.net.": true}
+
+func (d *device) remember(a netip.AddrPort) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if len(d.addrs) >= 64 {
@@ -374,7 +387,8 @@ func (d *device) flood(ctx context.Context, qps int) {
 	}
 }
 
-// connects opens tcp/443 to a recent answer's address ten times a second.
+// connects opens a recent answer's address on its rule's port ten times a
+// second.
 func (d *device) connects(ctx context.Context, ns *lab.NS) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
@@ -385,7 +399,7 @@ func (d *device) connects(ctx context.Context, ns *lab.NS) {
 		case <-t.C:
 		}
 		d.mu.Lock()
-		var a netip.Addr
+		var a netip.AddrPort
 		if len(d.addrs) > 0 {
 			a = d.addrs[rand.IntN(len(d.addrs))]
 		}
@@ -394,7 +408,7 @@ func (d *device) connects(ctx context.Context, ns *lab.NS) {
 			continue
 		}
 		err := ns.Do(func() error {
-			c, err := net.DialTimeout("tcp", netip.AddrPortFrom(a, 443).String(), time.Second)
+			c, err := net.DialTimeout("tcp", a.String(), time.Second)
 			if err == nil {
 				c.Close()
 			}
