@@ -17,16 +17,15 @@ import (
 // udpServer serves DNS over UDP with a bounded set of goroutines: one
 // reader per SO_REUSEPORT socket (the kernel spreads clients over them)
 // and at most max long-lived workers, started as load needs them, fed
-// through a bounded backlog. miekg's server starts a goroutine per packet;
-// at tens of thousands of queries a second the stack growth of fresh
-// goroutines alone was 8% of the CPU, and the number of goroutines had no
-// bound.
+// through a bounded backlog. miekg's server starts a goroutine per packet:
+// the number of goroutines has no bound, and every fresh one grows its
+// stack again.
 //
 // Idle workers wait on a stack and the last one to finish gets the next
-// packet. A channel wakes its receivers in turn, so every query went to
-// the worker idle longest, whose stack the collector had shrunk meanwhile
-// and the query grew again: 7% of the cached mix's CPU with 1,024
-// workers. The stack keeps the few workers a load needs warm.
+// packet. A channel wakes its receivers in turn, so every query would go
+// to the worker idle longest, whose stack the collector has shrunk
+// meanwhile, and the query grows it again. The stack keeps the few
+// workers a load needs warm.
 type udpServer struct {
 	conns []*net.UDPConn
 	h     dns.Handler

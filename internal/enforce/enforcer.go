@@ -69,8 +69,7 @@ type Enforcer interface {
 // already holds grants for at least as long as they ask. A repeated
 // answer (a cached one, or a popular name another device asked) then
 // needs no hold budget: the handler skips Allow, its timer and the wait
-// (with backend none, whose every grant is held, the timer alone was 3%
-// of the unique mix's CPU).
+// (with backend none every grant is held, and no answer pays for them).
 type Holder interface {
 	Holds(grants []Grant) bool
 }

@@ -14,9 +14,8 @@ import (
 // The kernel walks every set with timeouts for expired elements once per
 // gc interval, one second unless the set says otherwise, on a kworker of
 // the CPU that filled it: with a few hundred thousand elements the walk
-// took tens of milliseconds every second, and everything on that CPU
-// waited (DNS p99 at 2,000 qps from 1.9 ms to 23-55 ms, even with
-// fqdngate's own enforcement off; `perf record -a -C 0`: nft_rhash_gc).
+// takes tens of milliseconds every second, and everything on that CPU
+// waits for it (bench/README.md has the measurement).
 // A longer interval walks as often as the operator chooses; expired
 // elements match nothing in the meantime (the lookup checks expiry), they
 // only hold their memory a little longer.

@@ -66,8 +66,8 @@ type NFT struct {
 	// it; every caller reads it. Entries stay a while after expiry
 	// (heldKeep), because the kernel may still hold an expired element
 	// it has not collected. One map serves both: at a million elements a
-	// second copy for the writer cost as much memory again, and a map
-	// insert per element (4% of the CPU on the unique mix).
+	// second copy for the writer would cost as much memory again, and a
+	// map insert per element.
 	held heldMap
 	// slack: an element that already lives within slack of what an
 	// answer asks for is not refreshed (see WithRefreshSlack).
@@ -307,7 +307,7 @@ func (n *NFT) Holds(grants []Grant) bool {
 
 // Allow implements Enforcer. It does not ask Holds first: the handler
 // has (so that a repeated answer needs no hold budget), and a second
-// look-up in a map of a million elements was 1% of the unique mix's CPU.
+// look-up in a map of a million elements is a cache miss per answer.
 // Grants the kernel already holds cost the writer no netlink message.
 // The wait is bounded by the hold budget (WithHold) as well as by ctx.
 func (n *NFT) Allow(ctx context.Context, grants []Grant) error {
@@ -327,8 +327,8 @@ func (n *NFT) Revoke(ctx context.Context, elems []ledger.Elem) error {
 
 // submit queues r and waits for the writer's result, at most budget when
 // it is not zero. The budget's timer comes from a pool rather than from a
-// context per answer: context.WithTimeout, its Done channel and its
-// timer were 3.5% of the CPU on the unique mix, enforcing.
+// context per answer: context.WithTimeout allocates a context, its Done
+// channel and a timer for every answer.
 func (n *NFT) submit(ctx context.Context, r *request, budget time.Duration) error {
 	var expired <-chan time.Time // nil, never ready, without a budget
 	if budget > 0 {
@@ -439,19 +439,12 @@ func (n *NFT) writer() {
 		// Let the query goroutines that are ready run first: they are
 		// likely to have answers for this same transaction. Without it
 		// the writer, woken first by the scheduler, committed one answer
-		// per netlink round trip under load. Measured side by side, three
-		// pairs (unique mix, one core): 8.0k/8.4k/12.1k qps with the
-		// yield, 6.1k/7.4k/9.7k without, and the same DNS p99 at 2,000
-		// qps; the yield does add to answer→kernel (p99 about 1 ms
-		// against 0.3 ms there), which the DNS latency already includes.
-		// So it yields only under load (underLoad): a lone answer at a low
-		// rate is committed at once. At 2,000 qps a third of the answers
-		// came within 200 µs of the last commit by chance, and each of
-		// those waited behind other queries' work. Yielding only within
-		// 50 µs, or within 200 µs of a commit that carried two requests
-		// or more: answer→kernel p99 at 2,000 qps 207 → 181 µs (medians
-		// of six pairs), the resperf ramp 18,600 → 20,100 qps (four of
-		// four), the closed-loop maximum the same (16 pairs, -0.9%).
+		// per netlink round trip under load. The yield costs the answer
+		// that waits for it, so it yields only under load (underLoad): a
+		// lone answer at a low rate is committed at once, and so is one
+		// that merely came soon after a commit by chance, unless that
+		// commit carried several requests (bench/README.md has the
+		// measurements behind the two thresholds).
 		if underLoad(time.Since(lastCommit), lastBatch) {
 			runtime.Gosched()
 		}

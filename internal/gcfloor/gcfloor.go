@@ -1,13 +1,10 @@
 // Package gcfloor keeps the Go collector from running while the heap is
 // small. With GOGC's default a collection starts when the heap has grown
 // to twice what the last one left live, so a gateway with a small ledger
-// collects every few megabytes of garbage: 13 cycles in 5 s at 2,000
-// queries a second on a fresh server, each holding the one CPU for up to a
-// millisecond while queries wait. With the next collection held back to a
-// heap of 64 MiB the same run had one cycle, and its p99 went from 1,177
-// to 922 µs (medians of ten side-by-side pairs, eight won), for a peak RSS
-// of 114 MB instead of 52. A heap past half the floor collects as GOGC
-// says.
+// collects every few megabytes of garbage, each cycle holding the CPU
+// while queries wait. Holding the next collection back to a heap of 64 MiB
+// trades memory (a higher peak RSS) for those pauses; bench/README.md has
+// the figures. A heap past half the floor collects as GOGC says.
 package gcfloor
 
 import (

@@ -5,9 +5,8 @@ package ledger
 // CDN collects up to MaxPerName addresses (256 by default; in scope global
 // one list holds what the whole fleet was told), and then each address of
 // each answer walked the list to find its entry, and each new address
-// walked it again to find the one to evict: 9 µs per answer of three
-// addresses at 256 (BenchmarkLedgerRecord), every step a likely cache
-// miss. A list that grows to longAt entries gets an index of its own: its
+// walked it again to find the one to evict, every step a likely cache
+// miss (BenchmarkLedgerRecord measures it). A list that grows to longAt entries gets an index of its own: its
 // entries by address, and a heap of them by expiry, earliest first, so
 // that both are O(1) and O(log n). Short lists, nearly all of them, cost
 // nothing more: the heap position lives in what was the entry's padding.
