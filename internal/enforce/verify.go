@@ -1,0 +1,118 @@
+package enforce
+
+import (
+	"encoding/binary"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// Verification (DESIGN section 11) in the kernel: the conntrack-mark
+// pattern. A new TCP flow to an element on a verified port gets the mark
+// CtPending; its client packets go to the queue until fqdngate's verdict
+// sets CtVerified (the rest of the flow never leaves the kernel) or
+// CtRejected (every packet after is answered with a TCP reset).
+const (
+	CtMask     uint32 = 0x03000000
+	CtPending  uint32 = 0x01000000
+	CtVerified uint32 = 0x02000000
+	CtRejected uint32 = 0x03000000
+)
+
+// Verify modes.
+const (
+	VerifyOff     = "off"
+	VerifyObserve = "observe"
+	VerifyEnforce = "enforce"
+)
+
+const (
+	setVerifyPorts = "verify_ports"
+	ctrVerifyRST   = "verify_resets"
+	ctrQUICDrops   = "quic_drops"
+)
+
+// VerifySpec is the kernel side of verification.
+type VerifySpec struct {
+	// Mode is off, observe or enforce ("" is off).
+	Mode string
+	// Ports are the verified TCP ports.
+	Ports []uint16
+	// Queue is the NFQUEUE number the first payload packets go to.
+	Queue uint16
+}
+
+func (v VerifySpec) on() bool { return v.Mode == VerifyObserve || v.Mode == VerifyEnforce }
+
+// buildVerifyFilter adds, ahead of the filter chain's accept of
+// established flows, the reset of flows judged bad and the queueing of
+// the client packets of flows not judged yet. The queue has no bypass:
+// while fqdngate is down the packets of new flows on verified ports are
+// dropped (fail closed; TCP retransmits them), flows already judged go
+// on in the kernel.
+func buildVerifyFilter(cc *nftables.Conn, t *nftables.Table, filter *nftables.Chain, s Spec) {
+	if !s.Verify.on() {
+		return
+	}
+	cc.AddObj(&nftables.CounterObj{Table: t, Name: ctrVerifyRST})
+	rule := func(exprs ...expr.Any) { cc.AddRule(&nftables.Rule{Table: t, Chain: filter, Exprs: exprs}) }
+	rule(append(append(ctMarkIs(CtRejected), l4proto(unix.IPPROTO_TCP)...),
+		counterRef(ctrVerifyRST), &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})...)
+	rule(append(ctMarkIs(CtRejected), &expr.Verdict{Kind: expr.VerdictDrop})...)
+	rule(append(ctMarkIs(CtPending),
+		&expr.Ct{Register: 1, Key: expr.CtKeyDIRECTION},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0}}, // IP_CT_DIR_ORIGINAL
+		&expr.Queue{Num: s.Verify.Queue, Total: 1})...)
+}
+
+// buildVerifyCheck adds, ahead of the check chain's lookups, the rules
+// that mark new TCP flows to elements on verified ports as pending, and,
+// in enforce mode, drops QUIC (udp/443): its Initial is not parsed, so
+// clients fall back to TCP, where the name is verified.
+func buildVerifyCheck(cc *nftables.Conn, t *nftables.Table, check *nftables.Chain, s Spec) {
+	if !s.Verify.on() {
+		return
+	}
+	ports := &nftables.Set{Table: t, Name: setVerifyPorts, KeyType: nftables.TypeInetService, Constant: true}
+	var elems []nftables.SetElement
+	for _, p := range s.Verify.Ports {
+		elems = append(elems, nftables.SetElement{Key: binary.BigEndian.AppendUint16(nil, p)})
+	}
+	_ = cc.AddSet(ports, elems)
+	rule := func(exprs ...expr.Any) { cc.AddRule(&nftables.Rule{Table: t, Chain: check, Exprs: exprs}) }
+	if s.Verify.Mode == VerifyEnforce && !s.Observe {
+		cc.AddObj(&nftables.CounterObj{Table: t, Name: ctrQUICDrops})
+		rule(append(l4Port(unix.IPPROTO_UDP, 443), counterRef(ctrQUICDrops), &expr.Verdict{Kind: expr.VerdictDrop})...)
+	}
+	for _, v6 := range []bool{false, true} {
+		for _, set := range []string{pick(v6, setAllow6, setAllow4), pick(v6, setAllow6R, setAllow4R)} {
+			exprs := append(lookupKey(v6, s.Global, set), l4proto(unix.IPPROTO_TCP)...)
+			exprs = append(exprs,
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+				&expr.Lookup{SourceRegister: 1, SetName: setVerifyPorts},
+				&expr.Ct{Register: 1, Key: expr.CtKeyMARK},
+				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+					Mask: binary.NativeEndian.AppendUint32(nil, ^CtMask), Xor: binary.NativeEndian.AppendUint32(nil, CtPending)},
+				&expr.Ct{Register: 1, Key: expr.CtKeyMARK, SourceRegister: true},
+				accept_())
+			rule(exprs...)
+		}
+	}
+}
+
+func ctMarkIs(v uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeyMARK},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binary.NativeEndian.AppendUint32(nil, CtMask), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.NativeEndian.AppendUint32(nil, v)},
+	}
+}
+
+func l4proto(p byte) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{p}},
+	}
+}
