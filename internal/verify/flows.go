@@ -34,6 +34,11 @@ type held struct {
 	since time.Time
 	segs  []segment
 	bytes int
+	// start is the flow's first sequence number, when its handshake ACK
+	// was seen: a segment that arrives before the first is then held
+	// until the first comes.
+	start    uint32
+	hasStart bool
 }
 
 // Assembler holds the first payload packets of flows until their first
@@ -84,6 +89,15 @@ func (a *Assembler) Add(now time.Time, k FlowKey, id, seq uint32, data []byte) (
 	return Ready{Key: k, IDs: h.ids(), Stream: stream, Err: err}, true
 }
 
+// Start notes where flow k's bytes begin (the sequence number of its
+// handshake ACK), within MaxFlows.
+func (a *Assembler) Start(now time.Time, k FlowKey, seq uint32) {
+	if _, ok := a.flows[k]; ok || len(a.flows) >= MaxFlows {
+		return
+	}
+	a.flows[k] = &held{since: now, start: seq, hasStart: true}
+}
+
 // Expire returns the flows held longer than MaxWait, now ready for a
 // verdict on what they sent.
 func (a *Assembler) Expire(now time.Time) []Ready {
@@ -93,6 +107,9 @@ func (a *Assembler) Expire(now time.Time) []Ready {
 			continue
 		}
 		delete(a.flows, k)
+		if len(h.segs) == 0 {
+			continue // only its start was seen
+		}
 		stream := h.stream()
 		err := a.inspect(k, stream)
 		if err == nil {
@@ -119,13 +136,19 @@ func (h *held) ids() []uint32 {
 // taken once. Sequence numbers are compared relative to the first
 // segment held, so a wrap of the 32-bit space does not reorder them.
 func (h *held) stream() []byte {
-	base := h.segs[0].seq
+	base := h.start
+	if !h.hasStart {
+		base = h.segs[0].seq
+	}
 	segs := slices.Clone(h.segs)
 	slices.SortStableFunc(segs, func(x, y segment) int {
 		return cmp.Compare(int32(x.seq-base), int32(y.seq-base))
 	})
 	var out []byte
-	next := segs[0].seq
+	next := base
+	if !h.hasStart {
+		next = segs[0].seq
+	}
 	for _, s := range segs {
 		off := int32(next - s.seq)
 		switch {

@@ -61,7 +61,11 @@ func ParseClientHello(b []byte) (Hello, error) {
 	if err != nil {
 		return Hello{}, err
 	}
-	return parseHelloBody(msg)
+	h, err := parseHelloBody(msg)
+	if err != nil {
+		return Hello{}, err
+	}
+	return h, nil
 }
 
 // handshakeMessage puts the first handshake message together from the
@@ -185,6 +189,9 @@ func parseServerName(data cryptobyte.String) (string, error) {
 // start of b (lower case, without port or trailing dot). It returns
 // ErrIncomplete while the head has not ended.
 func ParseRequestHost(b []byte) (string, error) {
+	if len(b) == 0 {
+		return "", ErrIncomplete
+	}
 	if i := bytes.IndexAny(b, " \r\n"); i == 0 || (i < 0 && !isToken(b)) || (i > 0 && !isToken(b[:i])) {
 		return "", ErrNotHTTP
 	}

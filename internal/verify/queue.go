@@ -121,6 +121,11 @@ func (q *Queue) packet(a nfqueue.Attribute) int {
 		pkt = *a.Payload
 	}
 	t, err := decodeTCP(pkt)
+	if err == nil && len(t.data) == 0 && t.ack {
+		q.mu.Lock()
+		q.asm.Start(q.Now(), t.key, t.seq)
+		q.mu.Unlock()
+	}
 	if err != nil || len(t.data) == 0 {
 		// A handshake ACK, a FIN or a packet we cannot read: it carries
 		// no first bytes to judge, so it passes and the flow stays
@@ -186,6 +191,8 @@ type tcpPacket struct {
 	key  FlowKey
 	seq  uint32
 	data []byte
+	// ack: a bare ACK (no SYN, FIN or RST), such as the handshake's last.
+	ack bool
 }
 
 var errNotTCP = errors.New("not a TCP packet")
@@ -222,8 +229,8 @@ func decodeTCP(b []byte) (tcpPacket, error) {
 	s := cryptobyte.String(l4)
 	var sport, dport uint16
 	var ack uint32
-	var off uint8
-	if !s.ReadUint16(&sport) || !s.ReadUint16(&dport) || !s.ReadUint32(&p.seq) || !s.ReadUint32(&ack) || !s.ReadUint8(&off) {
+	var off, flags uint8
+	if !s.ReadUint16(&sport) || !s.ReadUint16(&dport) || !s.ReadUint32(&p.seq) || !s.ReadUint32(&ack) || !s.ReadUint8(&off) || !s.ReadUint8(&flags) {
 		return p, errNotTCP
 	}
 	hl := int(off>>4) * 4
@@ -232,5 +239,6 @@ func decodeTCP(b []byte) (tcpPacket, error) {
 	}
 	p.key = FlowKey{netip.AddrPortFrom(src, sport), netip.AddrPortFrom(dst, dport)}
 	p.data = l4[hl:]
+	p.ack = flags&0x17 == 0x10 // ACK without SYN, RST, FIN
 	return p, nil
 }
