@@ -7,7 +7,7 @@ require (
 	github.com/florianl/go-nflog/v2 v2.3.0
 	github.com/gaissmai/bart v0.30.0
 	github.com/google/nftables v0.3.0
-	github.com/mdlayher/netlink v1.9.1-0.20260312172110-2a932c0fc1ae
+	github.com/mdlayher/netlink v1.11.2
 	github.com/miekg/dns v1.1.73
 	github.com/prometheus/client_golang v1.23.2
 	github.com/prometheus/client_model v0.6.2

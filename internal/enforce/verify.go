@@ -5,6 +5,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/google/nftables/xt"
 	"golang.org/x/sys/unix"
 )
 
@@ -13,6 +14,12 @@ import (
 // CtPending; its client packets go to the queue until fqdngate's verdict
 // sets CtVerified (the rest of the flow never leaves the kernel) or
 // CtRejected (every packet after is answered with a TCP reset).
+//
+// The verdict cannot set the conntrack mark itself where the kernel
+// lacks CONFIG_NETFILTER_NETLINK_GLUE_CT, so it sets the same bits on
+// the packet's mark and repeats the packet through the hook: the filter
+// chain's first rules copy them to the conntrack mark, clear them from
+// the packet, and accept or reset it.
 const (
 	CtMask     uint32 = 0x03000000
 	CtPending  uint32 = 0x01000000
@@ -57,13 +64,58 @@ func buildVerifyFilter(cc *nftables.Conn, t *nftables.Table, filter *nftables.Ch
 	}
 	cc.AddObj(&nftables.CounterObj{Table: t, Name: ctrVerifyRST})
 	rule := func(exprs ...expr.Any) { cc.AddRule(&nftables.Rule{Table: t, Chain: filter, Exprs: exprs}) }
-	rule(append(append(ctMarkIs(CtRejected), l4proto(unix.IPPROTO_TCP)...),
+	// A verdict coming back: its packet mark becomes the flow's.
+	rule(append(append(markIs(expr.MetaKeyMARK, CtVerified), ctMarkSet(CtVerified)...), accept_())...)
+	rule(append(append(markIs(expr.MetaKeyMARK, CtRejected), ctMarkSet(CtRejected)...),
 		counterRef(ctrVerifyRST), &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})...)
-	rule(append(ctMarkIs(CtRejected), &expr.Verdict{Kind: expr.VerdictDrop})...)
-	rule(append(ctMarkIs(CtPending),
+	// Every later packet of a rejected flow is reset too.
+	rule(append(append(markIs(expr.CtKeyMARK, CtRejected), l4proto(unix.IPPROTO_TCP)...),
+		counterRef(ctrVerifyRST), &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})...)
+	rule(append(markIs(expr.CtKeyMARK, CtRejected), &expr.Verdict{Kind: expr.VerdictDrop})...)
+	rule(append(markIs(expr.CtKeyMARK, CtPending),
 		&expr.Ct{Register: 1, Key: expr.CtKeyDIRECTION},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0}}, // IP_CT_DIR_ORIGINAL
-		&expr.Queue{Num: s.Verify.Queue, Total: 1})...)
+		nfqueue(s.Verify.Queue))...)
+}
+
+// nfqueue is the xtables NFQUEUE target (revision 3, through nft's
+// compat expression: the kernel's nft queue expression is not built
+// everywhere the xtables one is). Flags 0: no bypass, no fanout, so a
+// flow stays on one queue and, with no reader, its packets are dropped.
+func nfqueue(num uint16) expr.Any {
+	info := xt.Unknown(binary.NativeEndian.AppendUint16(binary.NativeEndian.AppendUint16(
+		binary.NativeEndian.AppendUint16(nil, num), 1), 0))
+	info = append(info, 0, 0) // XT_ALIGN
+	return &expr.Target{Name: "NFQUEUE", Rev: 3, Info: &info}
+}
+
+// markIs matches the packet's mark (expr.MetaKeyMARK) or the flow's
+// (expr.CtKeyMARK) under CtMask against v.
+func markIs[K expr.MetaKey | expr.CtKey](key K, v uint32) []expr.Any {
+	var load expr.Any = &expr.Ct{Register: 1, Key: expr.CtKey(key)}
+	if m, ok := any(key).(expr.MetaKey); ok {
+		load = &expr.Meta{Key: m, Register: 1}
+	}
+	return []expr.Any{load,
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binary.NativeEndian.AppendUint32(nil, CtMask), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.NativeEndian.AppendUint32(nil, v)},
+	}
+}
+
+// ctMarkSet puts v in the flow's mark and clears it from the packet's,
+// leaving the other bits of both.
+func ctMarkSet(v uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeyMARK},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binary.NativeEndian.AppendUint32(nil, ^CtMask), Xor: binary.NativeEndian.AppendUint32(nil, v)},
+		&expr.Ct{Register: 1, Key: expr.CtKeyMARK, SourceRegister: true},
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binary.NativeEndian.AppendUint32(nil, ^CtMask), Xor: make([]byte, 4)},
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1, SourceRegister: true},
+	}
 }
 
 // buildVerifyCheck adds, ahead of the check chain's lookups, the rules
@@ -98,15 +150,6 @@ func buildVerifyCheck(cc *nftables.Conn, t *nftables.Table, check *nftables.Chai
 				accept_())
 			rule(exprs...)
 		}
-	}
-}
-
-func ctMarkIs(v uint32) []expr.Any {
-	return []expr.Any{
-		&expr.Ct{Register: 1, Key: expr.CtKeyMARK},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-			Mask: binary.NativeEndian.AppendUint32(nil, CtMask), Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.NativeEndian.AppendUint32(nil, v)},
 	}
 }
 

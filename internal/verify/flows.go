@@ -25,7 +25,7 @@ type FlowKey struct{ Src, Dst netip.AddrPort }
 
 // segment is one held packet.
 type segment struct {
-	id   uint32
+	id   packetID
 	seq  uint32
 	data []byte
 }
@@ -60,7 +60,7 @@ func NewAssembler(inspect func(k FlowKey, b []byte) error) *Assembler {
 // a bound cut it short).
 type Ready struct {
 	Key    FlowKey
-	IDs    []uint32
+	IDs    []packetID
 	Stream []byte
 	Err    error
 }
@@ -68,12 +68,12 @@ type Ready struct {
 // Add holds packet id (TCP sequence number seq, payload data) of flow k.
 // It returns the flow when it is ready for a verdict; otherwise the
 // packet waits.
-func (a *Assembler) Add(now time.Time, k FlowKey, id, seq uint32, data []byte) (Ready, bool) {
+func (a *Assembler) Add(now time.Time, k FlowKey, id packetID, seq uint32, data []byte) (Ready, bool) {
 	h := a.flows[k]
 	if h == nil {
 		if len(a.flows) >= MaxFlows {
 			stream := clone(data)
-			return Ready{Key: k, IDs: []uint32{id}, Stream: stream, Err: a.inspect(k, stream)}, true
+			return Ready{Key: k, IDs: []packetID{id}, Stream: stream, Err: a.inspect(k, stream)}, true
 		}
 		h = &held{since: now}
 		a.flows[k] = h
@@ -123,8 +123,8 @@ func (a *Assembler) Expire(now time.Time) []Ready {
 // Held is the number of flows waiting.
 func (a *Assembler) Held() int { return len(a.flows) }
 
-func (h *held) ids() []uint32 {
-	ids := make([]uint32, len(h.segs))
+func (h *held) ids() []packetID {
+	ids := make([]packetID, len(h.segs))
 	for i, s := range h.segs {
 		ids[i] = s.id
 	}

@@ -118,7 +118,7 @@ func TestAssembler(t *testing.T) {
 				a.Start(t0, k, isn)
 			}
 			for i, s := range tt.segs {
-				r, ok := a.Add(t0, k, uint32(i+1), isn+uint32(s.off), hello[s.off:s.end])
+				r, ok := a.Add(t0, k, packetID{id: uint32(i + 1)}, isn+uint32(s.off), hello[s.off:s.end])
 				if ok != (i == tt.readyAt) {
 					t.Fatalf("segment %d: ready %v", i, ok)
 				}
@@ -144,7 +144,7 @@ func TestAssemblerBounds(t *testing.T) {
 	incomplete := func(FlowKey, []byte) error { return ErrIncomplete }
 	a := NewAssembler(incomplete)
 	for i := range MaxSegments {
-		r, ok := a.Add(t0, k, uint32(i), uint32(i), []byte{1})
+		r, ok := a.Add(t0, k, packetID{id: uint32(i)}, uint32(i), []byte{1})
 		if ok != (i == MaxSegments-1) {
 			t.Fatalf("segment %d: ready %v", i, ok)
 		}
@@ -153,18 +153,18 @@ func TestAssemblerBounds(t *testing.T) {
 		}
 	}
 	a = NewAssembler(incomplete)
-	if _, ok := a.Add(t0, k, 1, 0, make([]byte, MaxHelloBytes)); !ok {
+	if _, ok := a.Add(t0, k, packetID{id: 1}, 0, make([]byte, MaxHelloBytes)); !ok {
 		t.Fatal("a flow at the byte bound is held")
 	}
 	a = NewAssembler(incomplete)
 	for i := range MaxFlows {
 		k := FlowKey{netip.AddrPortFrom(client, uint16(i)), k.Dst}
-		if _, ok := a.Add(t0, k, uint32(i), 0, []byte{1}); ok {
+		if _, ok := a.Add(t0, k, packetID{id: uint32(i)}, 0, []byte{1}); ok {
 			t.Fatal("ready")
 		}
 	}
 	k2 := FlowKey{netip.AddrPortFrom(other, 1), k.Dst}
-	if r, ok := a.Add(t0, k2, 99, 0, []byte{1}); !ok || len(r.IDs) != 1 || a.Held() != MaxFlows {
+	if r, ok := a.Add(t0, k2, packetID{id: 99}, 0, []byte{1}); !ok || len(r.IDs) != 1 || a.Held() != MaxFlows {
 		t.Fatalf("a flow beyond MaxFlows: ready %v %+v, held %d", ok, r, a.Held())
 	}
 }

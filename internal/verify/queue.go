@@ -133,9 +133,13 @@ func (q *Queue) packet(a nfqueue.Attribute) int {
 		q.verdict(id, nfqueue.NfAccept, 0)
 		return 0
 	}
+	var mark uint32
+	if a.Mark != nil {
+		mark = *a.Mark
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if r, ok := q.asm.Add(q.Now(), t.key, id, t.seq, t.data); ok {
+	if r, ok := q.asm.Add(q.Now(), t.key, packetID{id, mark}, t.seq, t.data); ok {
 		q.decide(r)
 	}
 	return 0
@@ -155,30 +159,33 @@ func (q *Queue) decide(r Ready) {
 	}
 	if v.Pass || q.Observe {
 		q.passed.Add(1)
-		for _, id := range r.IDs {
-			q.verdict(id, nfqueue.NfAccept, enforce.CtVerified)
+		for _, p := range r.IDs {
+			q.verdict(p.id, nfqueue.NfRepeat, p.mark&^enforce.CtMask|enforce.CtVerified)
 		}
 		return
 	}
 	q.dropped.Add(1)
-	for i, id := range r.IDs {
-		verdict := nfqueue.NfDrop
-		if i == len(r.IDs)-1 {
-			verdict = nfqueue.NfRepeat
+	for i, p := range r.IDs {
+		if i < len(r.IDs)-1 {
+			q.verdict(p.id, nfqueue.NfDrop, 0)
+			continue
 		}
-		q.verdict(id, verdict, enforce.CtRejected)
+		q.verdict(p.id, nfqueue.NfRepeat, p.mark&^enforce.CtMask|enforce.CtRejected)
 	}
 }
 
-// verdict sets a packet's verdict and, when mark is not zero, its flow's
-// conntrack mark. fqdngate owns the conntrack mark of the flows it
-// verifies.
+// packetID is a queued packet: its id and its mark when it came.
+type packetID struct{ id, mark uint32 }
+
+// verdict sets a packet's verdict and, when mark is not zero, its mark,
+// which the table copies to the flow's conntrack mark when the packet
+// is repeated through the hook (enforce/verify.go).
 func (q *Queue) verdict(id uint32, verdict int, mark uint32) {
 	var err error
 	if mark == 0 {
 		err = q.nf.SetVerdict(id, verdict)
 	} else {
-		err = q.nf.SetVerdictWithConnMark(id, verdict, int(mark))
+		err = q.nf.SetVerdictWithMark(id, verdict, int(mark))
 	}
 	if err != nil {
 		q.errs.Add(1)

@@ -1,0 +1,323 @@
+package e2e
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/fqdngate/fqdngate/internal/api"
+	"github.com/fqdngate/fqdngate/internal/lab"
+	"github.com/fqdngate/fqdngate/internal/monitor"
+)
+
+// Verification lab: cdn.example.com and legacy.example.com are two names
+// on two edge addresses that serve every name (a shared CDN address), a
+// TLS echo on 5671 and HTTP on 80. legacy has verify: false.
+const (
+	cdnAddr    = "203.0.113.50"
+	legacyAddr = "203.0.113.51"
+	cdnAddr6   = "2001:db8:cd::50"
+)
+
+func verifyClients(mode string) string {
+	return fmt.Sprintf(`  verify: %s
+cache_size: 0
+clients:
+  - name: devices
+    cidrs: ["192.0.2.0/24", "2001:db8:1::/64"]
+    rules:
+      - name: cdn
+        fqdn: ["cdn.example.com"]
+        ports: ["tcp/5671", "tcp/80", "tcp/443"]
+      - name: legacy
+        fqdn: ["legacy.example.com"]
+        ports: ["tcp/5671"]
+        verify: false
+`, mode)
+}
+
+func newVerifyTopo(t *testing.T, mode string) (*topo, *lab.CA) {
+	tp := newTopoClients(t, "enforce", verifyClients(mode))
+	tp.auth.mu.Lock()
+	tp.auth.records = map[string][]string{
+		"cdn.example.com.|A":       {"cdn.example.com. 300 IN A " + cdnAddr},
+		"cdn.example.com.|AAAA":    {"cdn.example.com. 300 IN AAAA " + cdnAddr6},
+		"legacy.example.com.|A":    {"legacy.example.com. 300 IN A " + legacyAddr},
+		"cdn.example.com.|HTTPS":   {"cdn.example.com. 300 IN HTTPS 1 . alpn=h2 ech=AEX+DQBBpQAgACB/"},
+		"legacy.example.com.|AAAA": {},
+	}
+	tp.auth.mu.Unlock()
+	ca, err := lab.NewCA("fqdngate verify lab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tlsLn, httpLn net.Listener
+	if err := tp.inet.Do(func() error {
+		var err error
+		if tlsLn, err = tls.Listen("tcp", "[::]:5671", ca.ServerConfig()); err != nil {
+			return err
+		}
+		httpLn, err = net.Listen("tcp", "[::]:80")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tlsLn.Close(); httpLn.Close() })
+	go func() {
+		for {
+			c, err := tlsLn.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if _, err := c.Write([]byte(line)); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "host %s\n", r.Host)
+	}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(httpLn) }()
+	t.Cleanup(func() { srv.Close() })
+	return tp, ca
+}
+
+// dialTLS connects from ns to addr:port sending serverName, completes
+// the handshake and one echo. mss, when not zero, forces segments of at
+// most that many bytes, so the ClientHello spans several.
+func dialTLS(ns *lab.NS, ca *lab.CA, addr string, port int, serverName string, mss int) (*tls.Conn, error) {
+	var raw net.Conn
+	err := ns.Do(func() error {
+		d := net.Dialer{Timeout: 3 * time.Second}
+		if mss > 0 {
+			d.Control = func(_, _ string, c syscall.RawConn) error {
+				var serr error
+				err := c.Control(func(fd uintptr) {
+					serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_MAXSEG, mss)
+				})
+				return errors.Join(err, serr)
+			}
+		}
+		var err error
+		raw, err = d.Dial("tcp", net.JoinHostPort(addr, fmt.Sprint(port)))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	// No server name: nothing to verify the certificate against.
+	c := tls.Client(raw, &tls.Config{ServerName: serverName, RootCAs: ca.Pool(), InsecureSkipVerify: serverName == ""})
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	if err := c.Handshake(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if err := echo(c, "hello"); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// reset reports whether err is the client's view of a TCP reset.
+func reset(err error) bool { return errors.Is(err, syscall.ECONNRESET) }
+
+func (tp *topo) resolveA(t *testing.T, name string, want string) {
+	t.Helper()
+	got := tp.addrsOf(t, tp.devA, name, dns.TypeA, gwDevAddr4)
+	if len(got) != 1 || got[0] != netip.MustParseAddr(want) {
+		t.Fatalf("%s: %v, want %s", name, got, want)
+	}
+}
+
+// flowDrop waits for the drop event of devA's flow that sent sent.
+func (tp *topo) flowDrop(t *testing.T, reason monitor.Reason, sent string, would bool) monitor.Explanation {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var evs api.EventsResponse
+		tp.apiGet(t, "/api/v1/events?since=0&limit=10000", &evs)
+		for _, e := range evs.Events {
+			if e.Kind == monitor.KindDrop && e.Drop != nil && e.Drop.Reason == reason && e.Drop.Sent == sent && e.WouldDrop == would {
+				return *e.Drop
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s event for %q (would %v) in %+v", reason, sent, would, evs.Events)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestVerifyEnforce(t *testing.T) {
+	tp, ca := newVerifyTopo(t, "enforce")
+	tp.resolveA(t, "cdn.example.com.", cdnAddr)
+
+	t.Run("answered name completes a TLS handshake", func(t *testing.T) {
+		c, err := dialTLS(tp.devA, ca, cdnAddr, 5671, "cdn.example.com", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	})
+	t.Run("another name on the same address is reset and explained", func(t *testing.T) {
+		_, err := dialTLS(tp.devA, ca, cdnAddr, 5671, "www.other.example", 0)
+		if !reset(err) {
+			t.Fatalf("got %v, want a reset", err)
+		}
+		ex := tp.flowDrop(t, monitor.SNIMismatch, "www.other.example", false)
+		if ex.Client != netip.MustParseAddr(devAAddr4) || ex.Addr != netip.MustParseAddr(cdnAddr) || ex.Port != "tcp/5671" ||
+			len(ex.Answered) != 1 || ex.Answered[0] != "cdn.example.com" || ex.Time.IsZero() {
+			t.Errorf("explanation %+v", ex)
+		}
+		var got monitor.Explanation
+		tp.apiGet(t, "/api/v1/explain?addr="+cdnAddr+"&client="+devAAddr4+"&port=tcp/5671", &got)
+		if got.Reason != monitor.SNIMismatch || got.Sent != "www.other.example" {
+			t.Errorf("explain: %+v", got)
+		}
+		if m := tp.metrics(t); m[`fqdngate_drops_total{reason="sni-mismatch"}`] < 1 {
+			t.Errorf("metrics: %v", m[`fqdngate_drops_total{reason="sni-mismatch"}`])
+		}
+	})
+	t.Run("server name in later segments", func(t *testing.T) {
+		c, err := dialTLS(tp.devA, ca, cdnAddr, 5671, "cdn.example.com", 256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		if _, err := dialTLS(tp.devA, ca, cdnAddr, 5671, "split.other.example", 256); !reset(err) {
+			t.Fatalf("got %v, want a reset", err)
+		}
+		tp.flowDrop(t, monitor.SNIMismatch, "split.other.example", false)
+	})
+	t.Run("no server name", func(t *testing.T) {
+		if _, err := dialTLS(tp.devA, ca, cdnAddr, 5671, "", 0); !reset(err) {
+			t.Fatalf("got %v, want a reset", err)
+		}
+		tp.flowDrop(t, monitor.SNIMissing, "", false)
+	})
+	t.Run("http host", func(t *testing.T) {
+		get := func(host string) (string, error) {
+			var body string
+			err := tp.devA.Do(func() error {
+				c, err := net.DialTimeout("tcp", cdnAddr+":80", 3*time.Second)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+				if _, err := fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", host); err != nil {
+					return err
+				}
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if err != nil {
+					return err
+				}
+				defer resp.Body.Close()
+				b, err := io.ReadAll(resp.Body)
+				body = string(b)
+				return err
+			})
+			return body, err
+		}
+		if body, err := get("cdn.example.com"); err != nil || body != "host cdn.example.com\n" {
+			t.Fatalf("answered Host: %q, %v", body, err)
+		}
+		if _, err := get("other.example"); !reset(err) {
+			t.Fatalf("other Host: %v, want a reset", err)
+		}
+		tp.flowDrop(t, monitor.HostMismatch, "other.example", false)
+	})
+	t.Run("not TLS on 443", func(t *testing.T) {
+		_, err := connect(tp.devA, netip.MustParseAddr(cdnAddr), 443, 3*time.Second)
+		if !reset(err) {
+			t.Fatalf("got %v, want a reset", err)
+		}
+		tp.flowDrop(t, monitor.NotTLS, "", false)
+	})
+	t.Run("verify false passes any name", func(t *testing.T) {
+		tp.resolveA(t, "legacy.example.com.", legacyAddr)
+		c, err := dialTLS(tp.devA, ca, legacyAddr, 5671, "anything.other.example", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	})
+	t.Run("ipv6", func(t *testing.T) {
+		got := tp.addrsOf(t, tp.devA, "cdn.example.com.", dns.TypeAAAA, gwDevAddr6)
+		if len(got) != 1 {
+			t.Fatalf("AAAA: %v", got)
+		}
+		c, err := dialTLS(tp.devA, ca, cdnAddr6, 5671, "cdn.example.com", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		if _, err := dialTLS(tp.devA, ca, cdnAddr6, 5671, "v6.other.example", 0); !reset(err) {
+			t.Fatalf("got %v, want a reset", err)
+		}
+	})
+	t.Run("ech parameter stripped", func(t *testing.T) {
+		r, err := tp.resolve(tp.devA, "cdn.example.com.", dns.TypeHTTPS, gwDevAddr4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Answer) != 1 || strings.Contains(r.Answer[0].String(), "ech=") || !strings.Contains(r.Answer[0].String(), "alpn") {
+			t.Fatalf("HTTPS answer %v", r.Answer)
+		}
+	})
+	t.Run("daemon killed: verified flows go on, new ones wait", func(t *testing.T) {
+		c, err := dialTLS(tp.devA, ca, cdnAddr, 5671, "cdn.example.com", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := tp.proc.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-tp.exited
+		for i := range 3 {
+			if err := echo(c, fmt.Sprintf("after kill %d", i)); err != nil {
+				t.Fatalf("the verified flow stopped: %v", err)
+			}
+		}
+		if _, err := dialTLS(tp.devA, ca, cdnAddr, 5671, "cdn.example.com", 0); err == nil || reset(err) {
+			t.Fatalf("a new flow while the daemon is down: %v, want it held (a timeout)", err)
+		}
+	})
+}
+
+func TestVerifyObserve(t *testing.T) {
+	tp, ca := newVerifyTopo(t, "observe")
+	tp.resolveA(t, "cdn.example.com.", cdnAddr)
+	c, err := dialTLS(tp.devA, ca, cdnAddr, 5671, "www.other.example", 0)
+	if err != nil {
+		t.Fatalf("observe mode dropped a mismatch: %v", err)
+	}
+	c.Close()
+	tp.flowDrop(t, monitor.SNIMismatch, "www.other.example", true)
+	if m := tp.metrics(t); m[`fqdngate_would_drops_total{reason="sni-mismatch"}`] != 1 || m[`fqdngate_drops_total{reason="sni-mismatch"}`] != 0 {
+		t.Errorf("metrics: would %v, drops %v", m[`fqdngate_would_drops_total{reason="sni-mismatch"}`], m[`fqdngate_drops_total{reason="sni-mismatch"}`])
+	}
+}
