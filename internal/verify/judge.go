@@ -63,12 +63,21 @@ func (j *Judge) Inspect(port uint16, b []byte) (name string, ech bool, err error
 // name counts, its CNAME chain does not.
 func (j *Judge) Decide(now time.Time, client, addr netip.Addr, port uint16, name string, ech bool, parseErr error) Verdict {
 	client, addr = client.Unmap(), addr.Unmap()
+	v := Verdict{Sent: name, ECH: ech}
+	if parseErr == nil && name != "" && j.answered(now, client, addr, name) {
+		v.Pass, v.Reason = true, monitor.Allowed
+		v.Message = fmt.Sprintf("%s was answered with %s", name, addr)
+		return v
+	}
+	// Not the name answered: the entries of this client for the address
+	// say whether a rule that opened it verifies the port at all, and
+	// name what was answered. A shared CDN address is in many clients'
+	// entries, so this walk is kept off the path of a flow that passes.
 	who := client
 	if j.Global {
 		who = netip.Addr{}
 	}
 	entries, _ := j.Ledger.Select(ledger.Filter{Client: who, Addr: addr}, answeredScan)
-	v := Verdict{Sent: name, ECH: ech}
 	for _, e := range entries {
 		if !e.Live(now) {
 			continue
@@ -105,11 +114,6 @@ func (j *Judge) Decide(now time.Time, client, addr netip.Addr, port uint16, name
 		v.Message = "the ClientHello has no server_name"
 		return v
 	}
-	if got, _ := j.Ledger.Select(ledger.Filter{Client: who, Addr: addr, Name: name}, 1); len(got) > 0 && got[0].Live(now) {
-		v.Pass, v.Reason = true, monitor.Allowed
-		v.Message = fmt.Sprintf("%s was answered with %s", name, addr)
-		return v
-	}
 	v.Reason = monitor.SNIMismatch
 	what := "server name"
 	if http {
@@ -120,4 +124,22 @@ func (j *Judge) Decide(now time.Time, client, addr netip.Addr, port uint16, name
 		v.Message = fmt.Sprintf("%s %q was not answered with %s to %s, and no name is live for it", what, name, addr, client)
 	}
 	return v
+}
+
+// nameScan bounds the entries read for one client and name: the
+// addresses it was answered with (enforcer.max_addrs_per_name is 256 by
+// default).
+const nameScan = 1024
+
+// answered reports whether the ledger holds a live entry (client, name,
+// addr). The client's list for the name is short, where the address's
+// list of a CDN edge is long; in scope global the address's list is the
+// only index.
+func (j *Judge) answered(now time.Time, client, addr netip.Addr, name string) bool {
+	f := ledger.Filter{Client: client, Name: name}
+	if j.Global {
+		f = ledger.Filter{Addr: addr, Name: name}
+	}
+	entries, _ := j.Ledger.Select(f, nameScan)
+	return slices.ContainsFunc(entries, func(e ledger.Entry) bool { return e.Addr == addr && e.Live(now) })
 }
