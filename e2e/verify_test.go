@@ -28,6 +28,7 @@ const (
 	cdnAddr    = "203.0.113.50"
 	legacyAddr = "203.0.113.51"
 	cdnAddr6   = "2001:db8:cd::50"
+	shortAddr  = "203.0.113.52"
 )
 
 func verifyClients(mode string) string {
@@ -38,7 +39,7 @@ clients:
     cidrs: ["192.0.2.0/24", "2001:db8:1::/64"]
     rules:
       - name: cdn
-        fqdn: ["cdn.example.com"]
+        fqdn: ["cdn.example.com", "short.cdn.example.com"]
         ports: ["tcp/5671", "tcp/80", "tcp/443"]
       - name: legacy
         fqdn: ["legacy.example.com"]
@@ -56,6 +57,7 @@ func newVerifyTopo(t *testing.T, mode string) (*topo, *lab.CA) {
 		"legacy.example.com.|A":    {"legacy.example.com. 300 IN A " + legacyAddr},
 		"cdn.example.com.|HTTPS":   {"cdn.example.com. 300 IN HTTPS 1 . alpn=h2 ech=AEX+DQBBpQAgACB/"},
 		"legacy.example.com.|AAAA": {},
+		"short.cdn.example.com.|A": {"short.cdn.example.com. 1 IN A " + shortAddr},
 	}
 	tp.auth.mu.Unlock()
 	ca, err := lab.NewCA("fqdngate verify lab")
@@ -285,6 +287,29 @@ func TestVerifyEnforce(t *testing.T) {
 		}
 		if len(r.Answer) != 1 || strings.Contains(r.Answer[0].String(), "ech=") || !strings.Contains(r.Answer[0].String(), "alpn") {
 			t.Fatalf("HTTPS answer %v", r.Answer)
+		}
+	})
+	t.Run("a verified session outlives its answer", func(t *testing.T) {
+		tp.resolveA(t, "short.cdn.example.com.", shortAddr)
+		c, err := dialTLS(tp.devA, ca, shortAddr, 5671, "short.cdn.example.com", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			var ex monitor.Explanation
+			tp.apiGet(t, "/api/v1/explain?addr="+shortAddr+"&client="+devAAddr4+"&port=tcp/5671", &ex)
+			if ex.Reason == monitor.Expired {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the answer did not expire: %+v", ex)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err := echo(c, "after expiry"); err != nil {
+			t.Fatalf("the verified session stopped when its answer expired: %v", err)
 		}
 	})
 	t.Run("daemon killed: verified flows go on, new ones wait", func(t *testing.T) {
