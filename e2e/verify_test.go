@@ -9,6 +9,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,6 +21,7 @@ import (
 
 	"github.com/fqdngate/fqdngate/internal/api"
 	"github.com/fqdngate/fqdngate/internal/lab"
+	"github.com/fqdngate/fqdngate/internal/lab/labtest"
 	"github.com/fqdngate/fqdngate/internal/monitor"
 )
 
@@ -250,6 +254,45 @@ func TestVerifyEnforce(t *testing.T) {
 			t.Fatalf("other Host: %v, want a reset", err)
 		}
 		tp.flowDrop(t, monitor.HostMismatch, "other.example", false)
+	})
+	t.Run("openssl and curl", func(t *testing.T) {
+		labtest.Require(t, "openssl", "curl")
+		pem := filepath.Join(t.TempDir(), "ca.pem")
+		if err := os.WriteFile(pem, ca.PEM(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		sClient := func(name string) (string, error) {
+			cmd := tp.devA.Command("timeout", "5", "openssl", "s_client", "-connect", cdnAddr+":5671",
+				"-servername", name, "-CAfile", pem, "-verify_return_error", "-brief")
+			cmd.Stdin = strings.NewReader("")
+			out, err := cmd.CombinedOutput()
+			return string(out), err
+		}
+		if out, err := sClient("cdn.example.com"); err != nil || !strings.Contains(out, "CONNECTION ESTABLISHED") {
+			t.Errorf("openssl, answered name: %v\n%s", err, out)
+		}
+		// errno 104 is ECONNRESET.
+		if out, err := sClient("openssl.other.example"); err == nil || !strings.Contains(out, "errno=104") && !strings.Contains(strings.ToLower(out), "reset") {
+			t.Errorf("openssl, other name: %v, want a reset\n%s", err, out)
+		}
+		tp.flowDrop(t, monitor.SNIMismatch, "openssl.other.example", false)
+		curl := func(args ...string) (string, int) {
+			cmd := tp.devA.Command("curl", append([]string{"-sS", "--max-time", "5"}, args...)...)
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				return string(out), ee.ExitCode()
+			}
+			return string(out), 0
+		}
+		if out, code := curl("--resolve", "cdn.example.com:80:"+cdnAddr, "http://cdn.example.com/"); code != 0 || out != "host cdn.example.com\n" {
+			t.Errorf("curl, answered Host: exit %d\n%s", code, out)
+		}
+		// 56: failure receiving network data (the reset).
+		if out, code := curl("-H", "Host: curl.other.example", "http://"+cdnAddr+"/"); code != 56 {
+			t.Errorf("curl, other Host: exit %d, want 56 (reset)\n%s", code, out)
+		}
+		tp.flowDrop(t, monitor.HostMismatch, "curl.other.example", false)
 	})
 	t.Run("not TLS on 443", func(t *testing.T) {
 		_, err := connect(tp.devA, netip.MustParseAddr(cdnAddr), 443, 3*time.Second)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"testing"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -86,6 +87,16 @@ func echOuterExt() [2]any {
 
 func TestParseClientHello(t *testing.T) {
 	goHello := goClientHello(t, "Prod.Update.Sphere.Azure.Net")
+	// Captured from openssl s_client -servername openssl.example and
+	// curl https://curl.example:4433/ (OpenSSL and curl of Debian).
+	opensslHello, err := os.ReadFile("testdata/clienthello-openssl.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	curlHello, err := os.ReadFile("testdata/clienthello-curl.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
 		in      []byte
@@ -93,6 +104,9 @@ func TestParseClientHello(t *testing.T) {
 		wantErr error
 	}{
 		{"go crypto/tls", goHello, Hello{ServerName: "prod.update.sphere.azure.net"}, nil},
+		{"openssl s_client", opensslHello, Hello{ServerName: "openssl.example"}, nil},
+		{"curl", curlHello, Hello{ServerName: "curl.example"}, nil},
+		{"curl, cut", curlHello[:300], Hello{}, ErrIncomplete},
 		{"go crypto/tls, no server name", goClientHello(t, ""), Hello{}, nil},
 		{"go, first segment only", goHello[:600], Hello{}, ErrIncomplete},
 		{"go, record header only", goHello[:5], Hello{}, ErrIncomplete},
