@@ -308,6 +308,10 @@ func TestVerifyEnforce(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.Close()
+		m := tp.metrics(t)
+		if m[`fqdngate_verify_flows_total{verdict="unverified"}`] != 1 || m[`fqdngate_verify_flows_total{verdict="dropped"}`] < 5 {
+			t.Errorf("verify metrics: unverified %v, dropped %v", m[`fqdngate_verify_flows_total{verdict="unverified"}`], m[`fqdngate_verify_flows_total{verdict="dropped"}`])
+		}
 	})
 	t.Run("ipv6", func(t *testing.T) {
 		got := tp.addrsOf(t, tp.devA, "cdn.example.com.", dns.TypeAAAA, gwDevAddr6)
@@ -385,7 +389,8 @@ func TestVerifyObserve(t *testing.T) {
 	}
 	c.Close()
 	tp.flowDrop(t, monitor.SNIMismatch, "www.other.example", true)
-	if m := tp.metrics(t); m[`fqdngate_would_drops_total{reason="sni-mismatch"}`] != 1 || m[`fqdngate_drops_total{reason="sni-mismatch"}`] != 0 {
+	if m := tp.metrics(t); m[`fqdngate_would_drops_total{reason="sni-mismatch"}`] != 1 || m[`fqdngate_drops_total{reason="sni-mismatch"}`] != 0 ||
+		m[`fqdngate_verify_flows_total{verdict="passed"}`] != 1 || m[`fqdngate_verify_flows_total{verdict="dropped"}`] != 0 {
 		t.Errorf("metrics: would %v, drops %v", m[`fqdngate_would_drops_total{reason="sni-mismatch"}`], m[`fqdngate_drops_total{reason="sni-mismatch"}`])
 	}
 }

@@ -135,7 +135,7 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 		if err := mon.ListenNFLOG(ctx, e.NFLogGroup); err != nil {
 			log.Warn("drops are counted but cannot be explained", "err", err)
 		}
-		if err := startVerify(ctx, c, led, mon, log); err != nil {
+		if err := startVerify(ctx, c, led, mon, met.Registry, log); err != nil {
 			return err
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"slices"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/fqdngate/fqdngate/internal/config"
 	"github.com/fqdngate/fqdngate/internal/enforce"
 	"github.com/fqdngate/fqdngate/internal/ledger"
@@ -36,7 +38,7 @@ func verifySpec(c *config.Config) enforce.VerifySpec {
 }
 
 // startVerify judges the flows the kernel queues, until ctx ends.
-func startVerify(ctx context.Context, c *config.Config, led *ledger.Ledger, mon *monitor.Monitor, log *slog.Logger) error {
+func startVerify(ctx context.Context, c *config.Config, led *ledger.Ledger, mon *monitor.Monitor, reg prometheus.Registerer, log *slog.Logger) error {
 	if c.Enforcer.Verify == enforce.VerifyOff || c.Enforcer.Backend != "nftables" {
 		return nil
 	}
@@ -62,5 +64,9 @@ func startVerify(ctx context.Context, c *config.Config, led *ledger.Ledger, mon 
 			},
 		},
 	}
-	return q.Start(ctx)
+	if err := q.Start(ctx); err != nil {
+		return err
+	}
+	reg.MustRegister(q.Collector())
+	return nil
 }

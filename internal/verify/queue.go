@@ -41,16 +41,26 @@ type Queue struct {
 	asm *Assembler
 	nf  *nfqueue.Nfqueue
 
-	passed, dropped, errs atomic.Uint64
+	passed, unverified, dropped, errs atomic.Uint64
 }
 
 // Stats are the queue's counters.
-type Stats struct{ Passed, Dropped, Errors uint64 }
+type Stats struct{ Passed, Unverified, Dropped, Errors uint64 }
 
-// Stats reports flows passed and dropped (would-drops in observe mode
-// count as passed) and verdicts the kernel refused.
+// Stats reports flows passed, passed unverified (verify: false) and
+// dropped (would-drops in observe mode count as passed), and verdicts
+// the kernel refused.
 func (q *Queue) Stats() Stats {
-	return Stats{Passed: q.passed.Load(), Dropped: q.dropped.Load(), Errors: q.errs.Load()}
+	return Stats{Passed: q.passed.Load(), Unverified: q.unverified.Load(), Dropped: q.dropped.Load(), Errors: q.errs.Load()}
+}
+
+func (q *Queue) held() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.asm == nil {
+		return 0
+	}
+	return q.asm.Held()
 }
 
 // Start subscribes to the queue and judges packets until ctx ends. It
@@ -62,6 +72,8 @@ func (q *Queue) Start(ctx context.Context) error {
 	if q.Log == nil {
 		q.Log = slog.New(slog.DiscardHandler)
 	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	q.asm = NewAssembler(func(k FlowKey, b []byte) error {
 		_, _, err := q.Judge.Inspect(k.Dst.Port(), b)
 		return err
@@ -158,7 +170,11 @@ func (q *Queue) decide(r Ready) {
 			Reason: v.Reason, Sent: v.Sent, Answered: v.Answered, Message: v.Message}, q.Observe)
 	}
 	if v.Pass || q.Observe {
-		q.passed.Add(1)
+		if v.Unverified {
+			q.unverified.Add(1)
+		} else {
+			q.passed.Add(1)
+		}
 		for _, p := range r.IDs {
 			q.verdict(p.id, nfqueue.NfRepeat, p.mark&^enforce.CtMask|enforce.CtVerified)
 		}
