@@ -119,7 +119,8 @@ func ctMarkSet(v uint32) []expr.Any {
 }
 
 // buildVerifyCheck adds, ahead of the check chain's lookups, the rules
-// that mark new TCP flows to elements on verified ports as pending, and,
+// that mark new TCP flows to elements on verified ports as pending (and
+// queue their SYN), and,
 // in enforce mode, drops QUIC (udp/443): its Initial is not parsed, so
 // clients fall back to TCP, where the name is verified.
 func buildVerifyCheck(cc *nftables.Conn, t *nftables.Table, check *nftables.Chain, s Spec) {
@@ -147,7 +148,10 @@ func buildVerifyCheck(cc *nftables.Conn, t *nftables.Table, check *nftables.Chai
 				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
 					Mask: binary.NativeEndian.AppendUint32(nil, ^CtMask), Xor: binary.NativeEndian.AppendUint32(nil, CtPending)},
 				&expr.Ct{Register: 1, Key: expr.CtKeyMARK, SourceRegister: true},
-				accept_())
+				// The SYN goes to fqdngate too: its sequence number says
+				// where the flow's bytes start, so that segments that
+				// arrive out of order are put together in order.
+				nfqueue(s.Verify.Queue))
 			rule(exprs...)
 		}
 	}

@@ -39,7 +39,11 @@ type Queue struct {
 
 	mu  sync.Mutex
 	asm *Assembler
-	nf  *nfqueue.Nfqueue
+	// decided are the flows judged in the last MaxWait, with their mark:
+	// a packet queued before the verdict took effect (a retransmission,
+	// a tail loss probe) gets the flow's verdict, not one of its own.
+	decided map[FlowKey]decision
+	nf      *nfqueue.Nfqueue
 
 	passed, unverified, dropped, errs atomic.Uint64
 }
@@ -74,6 +78,7 @@ func (q *Queue) Start(ctx context.Context) error {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.decided = make(map[FlowKey]decision)
 	q.asm = NewAssembler(func(k FlowKey, b []byte) error {
 		_, _, err := q.Judge.Inspect(k.Dst.Port(), b)
 		return err
@@ -113,8 +118,14 @@ func (q *Queue) Start(ctx context.Context) error {
 				return
 			case <-t.C:
 				q.mu.Lock()
-				for _, r := range q.asm.Expire(q.Now()) {
+				now := q.Now()
+				for _, r := range q.asm.Expire(now) {
 					q.decide(r)
+				}
+				for k, d := range q.decided {
+					if now.Sub(d.at) >= MaxWait {
+						delete(q.decided, k)
+					}
 				}
 				q.mu.Unlock()
 			}
@@ -133,15 +144,19 @@ func (q *Queue) packet(a nfqueue.Attribute) int {
 		pkt = *a.Payload
 	}
 	t, err := decodeTCP(pkt)
-	if err == nil && len(t.data) == 0 && t.ack {
+	if err == nil && len(t.data) == 0 && (t.syn || t.ack) {
+		start := t.seq
+		if t.syn {
+			start++ // the SYN takes one sequence number
+		}
 		q.mu.Lock()
-		q.asm.Start(q.Now(), t.key, t.seq)
+		q.asm.Start(q.Now(), t.key, start)
 		q.mu.Unlock()
 	}
 	if err != nil || len(t.data) == 0 {
-		// A handshake ACK, a FIN or a packet we cannot read: it carries
-		// no first bytes to judge, so it passes and the flow stays
-		// pending.
+		// The SYN, a handshake ACK, a FIN or a packet we cannot read:
+		// it carries no first bytes to judge, so it passes and the flow
+		// stays pending.
 		q.verdict(id, nfqueue.NfAccept, 0)
 		return 0
 	}
@@ -151,6 +166,10 @@ func (q *Queue) packet(a nfqueue.Attribute) int {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if d, ok := q.decided[t.key]; ok {
+		q.verdict(id, nfqueue.NfRepeat, mark&^enforce.CtMask|d.mark)
+		return 0
+	}
 	if r, ok := q.asm.Add(q.Now(), t.key, packetID{id, mark}, t.seq, t.data); ok {
 		q.decide(r)
 	}
@@ -165,9 +184,19 @@ func (q *Queue) decide(r Ready) {
 	name, ech, _ := q.Judge.Inspect(port, r.Stream)
 	now := q.Now()
 	v := q.Judge.Decide(now, r.Key.Src.Addr(), r.Key.Dst.Addr(), port, name, ech, r.Err)
+	if r.Err != nil {
+		v.Message += fmt.Sprintf(" (%d bytes in %d packets, starting %x)", len(r.Stream), len(r.IDs), r.Stream[:min(len(r.Stream), 8)])
+	}
 	if !v.Pass && q.Monitor != nil {
 		q.Monitor.FlowDropped(monitor.Flow{At: now, Client: r.Key.Src.Addr().Unmap(), Addr: r.Key.Dst.Addr().Unmap(), Port: port,
 			Reason: v.Reason, Sent: v.Sent, Answered: v.Answered, Message: v.Message}, q.Observe)
+	}
+	verdict := enforce.CtRejected
+	if v.Pass || q.Observe {
+		verdict = enforce.CtVerified
+	}
+	if len(q.decided) < MaxFlows {
+		q.decided[r.Key] = decision{at: now, mark: verdict}
 	}
 	if v.Pass || q.Observe {
 		if v.Unverified {
@@ -188,6 +217,11 @@ func (q *Queue) decide(r Ready) {
 		}
 		q.verdict(p.id, nfqueue.NfRepeat, p.mark&^enforce.CtMask|enforce.CtRejected)
 	}
+}
+
+type decision struct {
+	at   time.Time
+	mark uint32
 }
 
 // packetID is a queued packet: its id and its mark when it came.
@@ -214,8 +248,9 @@ type tcpPacket struct {
 	key  FlowKey
 	seq  uint32
 	data []byte
-	// ack: a bare ACK (no SYN, FIN or RST), such as the handshake's last.
-	ack bool
+	// ack: a bare ACK (no SYN, FIN or RST), such as the handshake's
+	// last; syn: the flow's SYN.
+	ack, syn bool
 }
 
 var errNotTCP = errors.New("not a TCP packet")
@@ -263,5 +298,6 @@ func decodeTCP(b []byte) (tcpPacket, error) {
 	p.key = FlowKey{netip.AddrPortFrom(src, sport), netip.AddrPortFrom(dst, dport)}
 	p.data = l4[hl:]
 	p.ack = flags&0x17 == 0x10 // ACK without SYN, RST, FIN
+	p.syn = flags&0x17 == 0x02
 	return p, nil
 }
