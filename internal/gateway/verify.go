@@ -52,7 +52,8 @@ func startVerify(ctx context.Context, c *config.Config, led *ledger.Ledger, mon 
 	}
 	def := slices.Concat(config.DefaultVerifyTLSPorts, config.DefaultVerifyHTTPPorts)
 	q := &verify.Queue{
-		Num: verifyQueue, Observe: c.Enforcer.Verify == enforce.VerifyObserve, Monitor: mon, Log: log,
+		// mode: observe drops nothing, verification included.
+		Num: verifyQueue, Observe: c.Enforcer.Verify == enforce.VerifyObserve || c.Mode == config.ModeObserve, Monitor: mon, Log: log,
 		Judge: &verify.Judge{
 			Ledger: led, Global: c.Enforcer.Scope == "global", HTTPPorts: config.DefaultVerifyHTTPPorts,
 			Verifies: func(group, rule string, port uint16) bool {
