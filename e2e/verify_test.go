@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -52,6 +53,10 @@ clients:
 `, mode)
 }
 
+// seenNames are the server names the lab's TLS server got ClientHellos
+// for: a flow fqdngate resets must never get there.
+var seenNames sync.Map
+
 func newVerifyTopo(t *testing.T, mode string) (*topo, *lab.CA) {
 	tp := newTopoClients(t, "enforce", verifyClients(mode))
 	tp.auth.mu.Lock()
@@ -71,7 +76,13 @@ func newVerifyTopo(t *testing.T, mode string) (*topo, *lab.CA) {
 	var tlsLn, httpLn net.Listener
 	if err := tp.inet.Do(func() error {
 		var err error
-		if tlsLn, err = tls.Listen("tcp", "[::]:5671", ca.ServerConfig()); err != nil {
+		cfg := ca.ServerConfig()
+		get := cfg.GetCertificate
+		cfg.GetCertificate = func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			seenNames.Store(h.ServerName, true)
+			return get(h)
+		}
+		if tlsLn, err = tls.Listen("tcp", "[::]:5671", cfg); err != nil {
 			return err
 		}
 		httpLn, err = net.Listen("tcp", "[::]:80")
@@ -193,6 +204,12 @@ func TestVerifyEnforce(t *testing.T) {
 			t.Fatalf("got %v, want a reset", err)
 		}
 		ex := tp.flowDrop(t, monitor.SNIMismatch, "www.other.example", false)
+		if _, ok := seenNames.Load("www.other.example"); ok {
+			t.Error("the server got the ClientHello of a flow fqdngate reset")
+		}
+		if _, ok := seenNames.Load("cdn.example.com"); !ok {
+			t.Error("the server never saw the answered name (the check above proves nothing)")
+		}
 		if ex.Client != netip.MustParseAddr(devAAddr4) || ex.Addr != netip.MustParseAddr(cdnAddr) || ex.Port != "tcp/5671" ||
 			len(ex.Answered) != 1 || ex.Answered[0] != "cdn.example.com" || ex.Time.IsZero() {
 			t.Errorf("explanation %+v", ex)
