@@ -411,3 +411,91 @@ func TestVerifyObserve(t *testing.T) {
 		t.Errorf("metrics: would %v, drops %v", m[`fqdngate_would_drops_total{reason="sni-mismatch"}`], m[`fqdngate_drops_total{reason="sni-mismatch"}`])
 	}
 }
+
+// TestVerifyHostMode: verification on the host itself (hook output,
+// scope global): the host's own TLS client passes with the name it
+// resolved and is reset with another on the same address.
+func TestVerifyHostMode(t *testing.T) {
+	labtest.Require(t, "ip", "nft", "sysctl")
+	host, inet := labtest.NS(t, "host"), labtest.NS(t, "inet")
+	if err := lab.Veth(host, "eth0", inet, "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range [][]string{{"host", "ip", "addr", "add", hostAddr + "/24", "dev", "eth0"}, {"host", "ip", "route", "add", "default", "via", "198.51.100.2"},
+		{"inet", "ip", "addr", "add", "198.51.100.2/24", "dev", "eth0"}, {"inet", "ip", "addr", "add", upstreamAddr + "/32", "dev", "lo"},
+		{"inet", "ip", "route", "add", "local", "203.0.113.0/24", "dev", "lo"}} {
+		ns := host
+		if c[0] == "inet" {
+			ns = inet
+		}
+		if out, err := ns.Run(c[1], c[2:]...); err != nil {
+			t.Fatalf("%v: %v\n%s", c, err, out)
+		}
+	}
+	auth := startAuth(t, inet)
+	ca, err := lab.NewCA("fqdngate verify host lab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ln net.Listener
+	if err := inet.Do(func() error {
+		var err error
+		ln, err = tls.Listen("tcp", "[::]:5671", ca.ServerConfig())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				line, err := bufio.NewReader(c).ReadString('\n')
+				if err == nil {
+					_, _ = c.Write([]byte(line))
+				}
+			}()
+		}
+	}()
+	tp := &topo{t: t, gw: host, devA: host, inet: inet, auth: auth, probeDNS: "127.0.0.1",
+		cfgPath: filepath.Join(t.TempDir(), "host.yaml")}
+	cfg := fmt.Sprintf(`mode: enforce
+listen:
+  dns: ["127.0.0.1:53"]
+upstreams: ["%s"]
+enforcer:
+  hook: output
+  min_ttl: 0s
+  grace: 1s
+  verify: enforce
+cache_size: 0
+clients:
+  - name: host
+    cidrs: ["127.0.0.0/8", "%s/32"]
+    rules:
+      - name: web
+        fqdn: ["www.example.com"]
+        ports: ["tcp/5671"]
+state_dir: ""
+`, upstreamAddr, hostAddr)
+	if err := os.WriteFile(tp.cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tp.launch()
+	if addrs := tp.addrsOf(t, host, "www.example.com.", dns.TypeA, "127.0.0.1"); len(addrs) != 1 || addrs[0] != netip.MustParseAddr("203.0.113.5") {
+		t.Fatalf("www.example.com = %v", addrs)
+	}
+	c, err := dialTLS(host, ca, "203.0.113.5", 5671, "www.example.com", 0)
+	if err != nil {
+		t.Fatalf("answered name: %v", err)
+	}
+	c.Close()
+	if _, err := dialTLS(host, ca, "203.0.113.5", 5671, "host.other.example", 0); !reset(err) {
+		t.Fatalf("another name: %v, want a reset", err)
+	}
+	tp.flowDrop(t, monitor.SNIMismatch, "host.other.example", false)
+}

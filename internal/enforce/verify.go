@@ -68,14 +68,22 @@ func buildVerifyFilter(cc *nftables.Conn, t *nftables.Table, filter *nftables.Ch
 	rule(append(append(markIs(expr.MetaKeyMARK, CtVerified), ctMarkSet(CtVerified)...), accept_())...)
 	rule(append(append(markIs(expr.MetaKeyMARK, CtRejected), ctMarkSet(CtRejected)...),
 		counterRef(ctrVerifyRST), &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})...)
-	// Every later packet of a rejected flow is reset too.
-	rule(append(append(markIs(expr.CtKeyMARK, CtRejected), l4proto(unix.IPPROTO_TCP)...),
+	// Every later client packet of a rejected flow is reset too. Only
+	// the client's direction: the reset itself belongs to the flow, and
+	// on hook output it passes this chain.
+	rule(append(append(append(markIs(expr.CtKeyMARK, CtRejected), ctOriginal()...), l4proto(unix.IPPROTO_TCP)...),
 		counterRef(ctrVerifyRST), &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})...)
-	rule(append(markIs(expr.CtKeyMARK, CtRejected), &expr.Verdict{Kind: expr.VerdictDrop})...)
-	rule(append(markIs(expr.CtKeyMARK, CtPending),
+	rule(append(append(markIs(expr.CtKeyMARK, CtRejected), ctOriginal()...), &expr.Verdict{Kind: expr.VerdictDrop})...)
+	rule(append(append(markIs(expr.CtKeyMARK, CtPending), ctOriginal()...), nfqueue(s.Verify.Queue))...)
+}
+
+// ctOriginal matches packets in the direction of the flow's first
+// packet (IP_CT_DIR_ORIGINAL): the client's.
+func ctOriginal() []expr.Any {
+	return []expr.Any{
 		&expr.Ct{Register: 1, Key: expr.CtKeyDIRECTION},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0}}, // IP_CT_DIR_ORIGINAL
-		nfqueue(s.Verify.Queue))...)
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0}},
+	}
 }
 
 // nfqueue is the xtables NFQUEUE target (revision 3, through nft's
