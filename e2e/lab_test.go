@@ -36,6 +36,12 @@ func TestCDNLab(t *testing.T) {
 		t.Errorf("namespaces left after the run: %v", left)
 	}
 
+	// Domain fronting: the classic firewall lets another site's name
+	// through on an allowed CDN address; fqdngate resets it.
+	if !res.ClassicFronting.Passed || !res.GateFronting.Reset {
+		t.Errorf("fronting: classic %s; fqdngate %s", res.ClassicFronting, res.GateFronting)
+	}
+
 	eps, session, err := scenario.Endpoints()
 	if err != nil {
 		t.Fatal(err)

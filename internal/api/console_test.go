@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fqdngate/fqdngate/internal/dnsproxy"
+	"github.com/fqdngate/fqdngate/internal/monitor"
 	"github.com/fqdngate/fqdngate/internal/policy"
 )
 
@@ -52,7 +53,7 @@ func TestStatus(t *testing.T) {
 	if s.QueriesTotal != 1 || s.Queries["allowed"] != 1 || s.LedgerEntries != 1 {
 		t.Errorf("counters: %+v", s)
 	}
-	if _, ok := s.Drops["never-resolved"]; !ok || len(s.Drops) != 7 {
+	if _, ok := s.Drops["never-resolved"]; !ok || len(s.Drops) != len(monitor.Reasons) {
 		t.Errorf("drops by reason: %v, want every reason", s.Drops)
 	}
 	if len(s.Upstreams) != 1 || s.Upstreams[0].Addr != "198.51.100.53:53" {

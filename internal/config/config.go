@@ -140,6 +140,11 @@ type Enforcer struct {
 	// StaticMaxAddresses bounds what one rule's static part may open, and
 	// each of its prefixes and tags (IPv6 counted in /64s).
 	StaticMaxAddresses uint64 `yaml:"static_max_addresses"`
+	// Verify checks the name inside each new flow on a verified port
+	// (TLS server_name, HTTP Host) against the names answered to that
+	// client for that address: off, observe (log and count mismatches)
+	// or enforce (reset them). See verify.go.
+	Verify string `yaml:"verify"`
 }
 
 // Client is one client group.
@@ -185,6 +190,12 @@ type Rule struct {
 	// Static opens service tags' or your own prefixes on Ports, without
 	// DNS (static.go); a rule may have it instead of fqdn.
 	Static *Static `yaml:"static"`
+	// Verify false opts the rule out of enforcer.verify (a device that
+	// sends no server name); unset is true.
+	Verify *bool `yaml:"verify"`
+	// TLSPorts are TCP ports verified for this rule beyond the default
+	// ones (verify.go).
+	TLSPorts []int `yaml:"tls_ports"`
 }
 
 // Log is the log section.

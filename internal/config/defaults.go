@@ -30,6 +30,10 @@ const (
 	// DefaultStaticMaxAddresses is a /16 worth: wider than any one
 	// service's regional tag, narrower than a CDN's or a cloud's ranges.
 	DefaultStaticMaxAddresses = 65536
+	// DefaultVerify is off: verification changes what reaches the
+	// network for every device (no SNI, another name on a shared
+	// address); observe first shows what enforce would stop.
+	DefaultVerify = "off"
 	// TCP DNS: connections of all clients, of one client, the idle
 	// timeout between queries and the time a query may take to arrive.
 	DefaultTCPMaxConns          = 1024
@@ -143,6 +147,7 @@ func (c *Config) applyDefaults(ps positions) {
 	if e.Mark == 0 {
 		e.Mark = DefaultMark
 	}
+	setDefault(&e.Verify, DefaultVerify)
 	if e.StaticMaxAddresses == 0 {
 		e.StaticMaxAddresses = DefaultStaticMaxAddresses
 	}

@@ -32,6 +32,7 @@ func (c *Config) WriteEffective(w io.Writer) error {
 	p("lifetime:\tmax(ttl, %s) + %s, ttl capped at %s; rule ack within %s\n", e.MinTTL, e.Grace, e.MaxTTL, e.Hold)
 	p("caps:\t%d addresses per name, %d ledger entries per client, %d in all\n", e.MaxAddrsPerName, e.MaxEntriesPerClient, e.MaxEntries)
 	p("static rules:\tat most %d addresses each (IPv6 counted in /64s)\n", e.StaticMaxAddresses)
+	p("verify:\t%s\n", describeVerify(c))
 	p("denied names:\t%s\n", strings.ToUpper(c.DenyResponse))
 	p("serve stale:\t%s\n", serveStale(c))
 	p("cache:\t%s\n", cacheSize(c.CacheSize))

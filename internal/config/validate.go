@@ -164,6 +164,7 @@ func (c *Config) validateEnforcer(col *collector) {
 	if e.GCInterval < time.Second || e.GCInterval > time.Hour {
 		col.add(p.with("gc_interval"), "%s is outside 1s..1h", e.GCInterval)
 	}
+	oneOf(col, p.with("verify"), e.Verify, "off", "observe", "enforce")
 	if e.StaticMaxAddresses > 1<<32 {
 		col.add(p.with("static_max_addresses"), "%d is more than 4294967296 (all of IPv4)", e.StaticMaxAddresses)
 	}
@@ -304,6 +305,7 @@ func (c *Config) validateClients(col *collector, o options) {
 				rule.Ports = append(rule.Ports, pr)
 			}
 			rule.Answers = answerRules(col, rp, r)
+			checkTLSPorts(col, rp, r)
 			if st := c.validateStatic(col, rp.with("static"), cl.Name, r, rule, files); st != nil {
 				c.Derived.Static = append(c.Derived.Static, st)
 			}

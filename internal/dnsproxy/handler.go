@@ -42,6 +42,9 @@ type Options struct {
 	// Limits, if not nil, admits each client's queries (clients[].max_qps
 	// and max_inflight).
 	Limits *clientlimit.Limiter
+	// StripECH removes the ech parameter of HTTPS/SVCB answers
+	// (enforcer.verify on, ech.go).
+	StripECH bool
 }
 
 // Decisions a query can end in, as Outcome.Decision.
@@ -356,6 +359,9 @@ func (h *Handler) resolve(ctx context.Context, client netip.Addr, req *dns.Msg, 
 		}
 	}
 	strip(resp, walked)
+	if h.opts.StripECH {
+		stripECH(resp)
+	}
 
 	// 6. Rule before answer, and 7. record who was told what.
 	if !h.grant(ctx, pol, client, dec, q.Name, walked, out) {

@@ -39,6 +39,8 @@ type Spec struct {
 	GCInterval time.Duration
 	// Static are the rules' static parts (static.go).
 	Static []StaticRule
+	// Verify is the kernel side of SNI and Host verification (verify.go).
+	Verify VerifySpec
 }
 
 // Counters are the table's named counters, in packets.

@@ -44,7 +44,9 @@ func setGCInterval(netns int, sets []*nftables.Set, d time.Duration, own func(*n
 	}
 	var captured []netlink.Message
 	enc, err := nftables.New(nftables.WithTestDial(func(req []netlink.Message) ([]netlink.Message, error) {
-		captured = req
+		if req != nil { // netlink's test socket also calls with nil to receive
+			captured = req
+		}
 		return nil, errCaptured
 	}))
 	if err != nil {

@@ -61,6 +61,7 @@ func build(cc *nftables.Conn, s Spec) *nftables.Table {
 	rule := func(c *nftables.Chain, exprs ...expr.Any) {
 		cc.AddRule(&nftables.Rule{Table: t, Chain: c, Exprs: exprs})
 	}
+	buildVerifyFilter(cc, t, filter, s)
 	rule(filter, ctStateEstablished()...)
 	if s.Hook == "output" {
 		// The host's own loopback, fqdngate's own upstream traffic, and
@@ -87,6 +88,7 @@ func build(cc *nftables.Conn, s Spec) *nftables.Table {
 	if !s.Observe {
 		rule(check, append(dot, &expr.Verdict{Kind: expr.VerdictDrop})...)
 	}
+	buildVerifyCheck(cc, t, check, s)
 	for _, v6 := range []bool{false, true} {
 		for _, set := range []string{pick(v6, setAllow6, setAllow4), pick(v6, setAllow6R, setAllow4R)} {
 			rule(check, append(lookupKey(v6, s.Global, set), accept_())...)

@@ -123,6 +123,7 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 			Observe: c.Mode == config.ModeObserve, DenyRcode: deny,
 			MinTTL: e.MinTTL, MaxTTL: e.MaxTTL, Grace: e.Grace, MaxInflight: c.MaxInflight,
 			Global: e.Scope == "global", Cache: cache, ServeStale: c.ServeStale, Limits: limits,
+			StripECH: e.Verify != enforce.VerifyOff,
 		}, log, nil)
 	h.SetObserver(observers{mon, met, feeds.NewObserver(push)})
 	pushCtx, stopPush := context.WithCancel(context.Background())
@@ -134,6 +135,9 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 	if e.Backend == "nftables" {
 		if err := mon.ListenNFLOG(ctx, e.NFLogGroup); err != nil {
 			log.Warn("drops are counted but cannot be explained", "err", err)
+		}
+		if err := startVerify(ctx, c, led, mon, met.Registry, log); err != nil {
+			return err
 		}
 	}
 
@@ -305,6 +309,7 @@ func specOf(c *config.Config, log *slog.Logger) enforce.Spec {
 	}
 	spec.DNS4, spec.DNS6 = redirectTargets(c.Derived.DNS, e.Hook, log)
 	spec.Static = staticSpec(c)
+	spec.Verify = verifySpec(c)
 	return spec
 }
 

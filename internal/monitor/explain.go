@@ -28,10 +28,16 @@ const (
 	DeniedName    Reason = "denied-name"
 	DoT           Reason = "dot"
 	DNSBypass     Reason = "dns"
+	// The reasons of section 11: the address was open, the name in the
+	// flow was not one answered for it (verify.go).
+	SNIMismatch  Reason = "sni-mismatch"
+	HostMismatch Reason = "host-mismatch"
+	SNIMissing   Reason = "sni-missing"
+	NotTLS       Reason = "not-tls"
 )
 
 // Reasons lists the drop reasons, for metrics.
-var Reasons = []Reason{NeverResolved, Expired, OtherClient, WrongPort, DeniedName, DoT, DNSBypass}
+var Reasons = []Reason{NeverResolved, Expired, OtherClient, WrongPort, DeniedName, DoT, DNSBypass, SNIMismatch, HostMismatch, SNIMissing, NotTLS}
 
 // Explanation says why an address is open or closed for a client, with the
 // names and CNAME chain that led to it. Its JSON is the API's.
@@ -55,7 +61,12 @@ type Explanation struct {
 	Expires  time.Time  `json:"expires,omitzero"`
 	// ExpiredAgo is how long before the explanation the entry expired.
 	ExpiredAgo float64 `json:"expired_seconds_ago,omitempty"`
-	Message    string  `json:"message"`
+	// Sent and Answered (section 11 reasons): the name the flow carried
+	// and the names answered to the client for the address.
+	Sent     string    `json:"sent,omitempty"`
+	Answered []string  `json:"answered,omitempty"`
+	Time     time.Time `json:"time,omitzero"`
+	Message  string    `json:"message"`
 }
 
 // explainScan bounds the ledger entries one explanation reads.

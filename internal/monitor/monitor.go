@@ -57,6 +57,7 @@ type Monitor struct {
 
 	names   nameTally
 	clients clientTally
+	flows   flowDrops
 
 	samples *rate.Limiter
 	sampled atomic.Uint64 // drop events not sampled into the ring and log
@@ -69,9 +70,10 @@ type logged struct {
 }
 
 // numReasons is len(reasonIndex): the drop reasons and allowed.
-const numReasons = 8
+const numReasons = 12
 
-var reasonIndex = map[Reason]int{NeverResolved: 0, Expired: 1, OtherClient: 2, WrongPort: 3, DeniedName: 4, DoT: 5, Allowed: 6, DNSBypass: 7}
+var reasonIndex = map[Reason]int{NeverResolved: 0, Expired: 1, OtherClient: 2, WrongPort: 3, DeniedName: 4, DoT: 5, Allowed: 6, DNSBypass: 7,
+	SNIMismatch: 8, HostMismatch: 9, SNIMissing: 10, NotTLS: 11}
 
 // New makes a monitor over the ledger.
 func New(led *ledger.Ledger, o Options, log *slog.Logger) *Monitor {
@@ -223,5 +225,5 @@ func (m *Monitor) Suppressed() uint64 { return m.sampled.Load() }
 
 // Explain is Explainer.Explain at the monitor's now.
 func (m *Monitor) Explain(client, addr netip.Addr, proto uint8, port uint16) Explanation {
-	return m.Explainer.Explain(m.now(), client, addr, proto, port)
+	return m.explainFlow(m.Explainer.Explain(m.now(), client, addr, proto, port))
 }

@@ -101,6 +101,9 @@ func (r *Result) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "  %-17s answer %s, reached the upstream %d time(s)\n", "fqdngate:", r.Gate.Probes[r.GateExfil], r.GateExfilUpstream)
 	fmt.Fprintf(w, "name outside every profile (%s): classic answer %s, fqdngate answer %s\n",
 		r.Outside, r.Classic.Probes[r.Outside], r.Gate.Probes[r.Outside])
+	fmt.Fprintf(w, "\ndomain fronting (device resolves %s, then sends server name %s to that address):\n", r.FrontingName, FrontingSNI)
+	fmt.Fprintf(w, "  %-17s %s\n", "classic firewall:", r.ClassicFronting)
+	fmt.Fprintf(w, "  %-17s %s\n", "fqdngate:", r.GateFronting)
 	fmt.Fprintf(w, "\n%s\n", r.Verdict())
 	return nil
 }
@@ -116,7 +119,18 @@ func sessionLine(s lab.SessionStat) string {
 // connection went through, the session survived, nothing leaked.
 func (r *Result) GateHeld() bool {
 	t := Sum(r.Gate)
-	return t.Attempts > 0 && t.OK == t.Attempts && r.Gate.Session.Survived() && r.GateExfilUpstream == 0
+	return t.Attempts > 0 && t.OK == t.Attempts && r.Gate.Session.Survived() && r.GateExfilUpstream == 0 && r.GateFronting.Reset
+}
+
+func (f Fronting) String() string {
+	switch {
+	case f.Passed:
+		return fmt.Sprintf("let through: TLS handshake with %s completed at %s", FrontingSNI, f.Addr)
+	case f.Reset:
+		return fmt.Sprintf("reset at %s (sni-mismatch: %s was not answered with that address)", f.Addr, FrontingSNI)
+	default:
+		return "failed: " + f.Err
+	}
 }
 
 // Verdict is the one-line conclusion.

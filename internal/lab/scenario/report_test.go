@@ -52,6 +52,9 @@ func TestReport(t *testing.T) {
 		ClassicBlockedPackets: 32,
 		ClassicExfil:          "a.x.attacker.example", GateExfil: "b.x.attacker.example",
 		ClassicExfilUpstream: 1, Outside: "telemetry.vendor.example",
+		FrontingName:    "prod.core.sphere.azure.net",
+		ClassicFronting: Fronting{Addr: netip.MustParseAddr("203.0.113.20"), Passed: true},
+		GateFronting:    Fronting{Addr: netip.MustParseAddr("203.0.113.20"), Reset: true},
 	}
 	var b bytes.Buffer
 	if err := r.WriteTable(&b); err != nil {
@@ -75,6 +78,8 @@ func TestReport(t *testing.T) {
 		"3 distinct addresses blocked, 2 of them never seen by its own resolver",
 		"VERDICT: the classic FQDN firewall blocked 32 of 90 allowed connections (36%); fqdngate blocked 0 of 90 (0%)",
 		"broken: opened 2 time(s), 20 messages, 1 failures",
+		"classic firewall: let through: TLS handshake with www.other-site.example completed at 203.0.113.20",
+		"fqdngate:         reset at 203.0.113.20 (sni-mismatch",
 	} {
 		if !strings.Contains(b.String(), s) {
 			t.Errorf("report lacks %q", s)

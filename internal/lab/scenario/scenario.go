@@ -6,10 +6,12 @@ package scenario
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base32"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -75,6 +77,24 @@ type Result struct {
 	Outside string
 	// GateLog is fqdngate's log, for failures.
 	GateLog string
+	// FrontingName is the allowed CDN name each device resolved before it
+	// sent FrontingSNI to the address it got; ClassicFronting and
+	// GateFronting are what each gateway made of it.
+	FrontingName                  string
+	ClassicFronting, GateFronting Fronting
+}
+
+// FrontingSNI is another site's name, served by the same CDN edge (the
+// lab's edges serve every name, as a real one does).
+const FrontingSNI = "www.other-site.example"
+
+// Fronting is the outcome of one domain-fronting attempt.
+type Fronting struct {
+	Addr netip.Addr
+	// Passed: the TLS handshake with FrontingSNI completed; Reset: the
+	// gateway reset the connection.
+	Passed, Reset bool
+	Err           string
 }
 
 // Endpoints are the device's endpoints, from the catalog: every host and
@@ -133,6 +153,7 @@ enforcer:
   min_ttl: 0s
   grace: 5s
   hold: 2s
+  verify: enforce
 clients:
   - name: sphere-devices
     cidrs: ["%s"]
@@ -261,8 +282,72 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 	// An exfiltration name left its gateway if the fake internet saw it.
 	res.ClassicExfilUpstream = l.DNS.Count(res.ClassicExfil)
 	res.GateExfilUpstream = l.DNS.Count(res.GateExfil)
+	for _, e := range env.Endpoints {
+		if e.Proto == "tcp" && e.Port == lab.PortHTTPS && !strings.Contains(e.Host, "*") {
+			res.FrontingName = e.Host
+			break
+		}
+	}
+	res.ClassicFronting = front(l.ClassicDev, lab.ClassicGW, res.FrontingName, l.CA)
+	res.GateFronting = front(l.GateDev, lab.GateGW, res.FrontingName, l.CA)
 	res.GateLog = env.GateLog()
 	return res, nil
+}
+
+// front resolves name through the gateway at gw and sends FrontingSNI
+// to the address it got. A timeout (the classic firewall's rotation
+// blocks some addresses) is tried again, up to three times.
+func front(ns *lab.NS, gw netip.Addr, name string, ca *lab.CA) Fronting {
+	var f Fronting
+	for range 3 {
+		f = Fronting{}
+		var addrs []netip.Addr
+		err := ns.Do(func() error {
+			m := new(dns.Msg)
+			m.SetQuestion(dns.Fqdn(name), dns.TypeA)
+			r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, netip.AddrPortFrom(gw, 53).String())
+			if err != nil {
+				return err
+			}
+			for _, rr := range r.Answer {
+				if a, ok := rr.(*dns.A); ok {
+					if ad, ok := netip.AddrFromSlice(a.A.To4()); ok {
+						addrs = append(addrs, ad)
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil || len(addrs) == 0 {
+			f.Err = fmt.Sprintf("dns: %v", err)
+			continue
+		}
+		f.Addr = addrs[0]
+		var c net.Conn
+		if err := ns.Do(func() error {
+			var err error
+			c, err = net.DialTimeout("tcp", netip.AddrPortFrom(f.Addr, lab.PortHTTPS).String(), time.Second)
+			return err
+		}); err != nil {
+			f.Err = err.Error()
+			continue
+		}
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		tc := tls.Client(c, &tls.Config{ServerName: FrontingSNI, RootCAs: ca.Pool()})
+		err = tc.Handshake()
+		c.Close()
+		switch {
+		case err == nil:
+			f.Passed = true
+			return f
+		case errors.Is(err, syscall.ECONNRESET):
+			f.Reset, f.Err = true, err.Error()
+			return f
+		default:
+			f.Err = err.Error()
+		}
+	}
+	return f
 }
 
 // exfilName is a DNS tunnelling attempt: data in base32 labels under an

@@ -1,0 +1,73 @@
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fqdngate/fqdngate/internal/config"
+	"github.com/fqdngate/fqdngate/internal/enforce"
+	"github.com/fqdngate/fqdngate/internal/ledger"
+	"github.com/fqdngate/fqdngate/internal/monitor"
+	"github.com/fqdngate/fqdngate/internal/verify"
+)
+
+// verifyQueue is the NFQUEUE number of enforcer.verify.
+const verifyQueue = 5353
+
+// verifySpec is the kernel side of enforcer.verify: every port some rule
+// verifies.
+func verifySpec(c *config.Config) enforce.VerifySpec {
+	v := enforce.VerifySpec{Mode: c.Enforcer.Verify, Queue: verifyQueue}
+	if v.Mode == enforce.VerifyOff {
+		return v
+	}
+	v.Ports = slices.Concat(config.DefaultVerifyTLSPorts, config.DefaultVerifyHTTPPorts)
+	for _, g := range c.Clients {
+		for _, r := range g.Rules {
+			for _, p := range config.VerifyPorts(r) {
+				if !slices.Contains(v.Ports, p) {
+					v.Ports = append(v.Ports, p)
+				}
+			}
+		}
+	}
+	return v
+}
+
+// startVerify judges the flows the kernel queues, until ctx ends.
+func startVerify(ctx context.Context, c *config.Config, led *ledger.Ledger, mon *monitor.Monitor, reg prometheus.Registerer, log *slog.Logger) error {
+	if c.Enforcer.Verify == enforce.VerifyOff || c.Enforcer.Backend != "nftables" {
+		return nil
+	}
+	// The ports each configured rule verifies; catalog rules verify
+	// the default ports.
+	ports := map[[2]string][]uint16{}
+	for _, g := range c.Clients {
+		for _, r := range g.Rules {
+			ports[[2]string{g.Name, r.Name}] = config.VerifyPorts(r)
+		}
+	}
+	def := slices.Concat(config.DefaultVerifyTLSPorts, config.DefaultVerifyHTTPPorts)
+	q := &verify.Queue{
+		// mode: observe drops nothing, verification included.
+		Num: verifyQueue, Observe: c.Enforcer.Verify == enforce.VerifyObserve || c.Mode == config.ModeObserve, Monitor: mon, Log: log,
+		Judge: &verify.Judge{
+			Ledger: led, Global: c.Enforcer.Scope == "global", HTTPPorts: config.DefaultVerifyHTTPPorts,
+			Verifies: func(group, rule string, port uint16) bool {
+				p, ok := ports[[2]string{group, rule}]
+				if !ok {
+					p = def
+				}
+				return slices.Contains(p, port)
+			},
+		},
+	}
+	if err := q.Start(ctx); err != nil {
+		return err
+	}
+	reg.MustRegister(q.Collector())
+	return nil
+}

@@ -1,0 +1,303 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	nfqueue "github.com/florianl/go-nfqueue/v2"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/crypto/cryptobyte"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
+
+	"github.com/fqdngate/fqdngate/internal/enforce"
+	"github.com/fqdngate/fqdngate/internal/monitor"
+)
+
+// QueueLen bounds the packets the kernel holds for fqdngate. When it is
+// full the kernel drops the next (no fail-open flag): TCP retransmits
+// them, so a burst of new flows is slowed, never let through unjudged.
+const QueueLen = 1024
+
+// Queue reads the first payload packets of new flows on verified ports
+// from NFQUEUE and sets their verdict.
+type Queue struct {
+	Num   uint16
+	Judge *Judge
+	// Observe: a mismatch is logged and counted, the flow goes on.
+	Observe bool
+	Monitor *monitor.Monitor
+	Now     func() time.Time
+	Log     *slog.Logger
+
+	mu  sync.Mutex
+	asm *Assembler
+	// decided are the flows judged in the last MaxWait, with their mark:
+	// a packet queued before the verdict took effect (a retransmission,
+	// a tail loss probe) gets the flow's verdict, not one of its own.
+	decided map[FlowKey]decision
+	nf      *nfqueue.Nfqueue
+
+	passed, unverified, dropped, errs atomic.Uint64
+}
+
+// Stats are the queue's counters.
+type Stats struct{ Passed, Unverified, Dropped, Errors uint64 }
+
+// Stats reports flows passed, passed unverified (verify: false) and
+// dropped (would-drops in observe mode count as passed), and verdicts
+// the kernel refused.
+func (q *Queue) Stats() Stats {
+	return Stats{Passed: q.passed.Load(), Unverified: q.unverified.Load(), Dropped: q.dropped.Load(), Errors: q.errs.Load()}
+}
+
+func (q *Queue) held() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.asm == nil {
+		return 0
+	}
+	return q.asm.Held()
+}
+
+// Start subscribes to the queue and judges packets until ctx ends. It
+// returns once subscribed, or with what kept it from subscribing.
+func (q *Queue) Start(ctx context.Context) error {
+	if q.Now == nil {
+		q.Now = time.Now
+	}
+	if q.Log == nil {
+		q.Log = slog.New(slog.DiscardHandler)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.decided = make(map[FlowKey]decision)
+	q.asm = NewAssembler(func(k FlowKey, b []byte) error {
+		_, _, err := q.Judge.Inspect(k.Dst.Port(), b)
+		return err
+	})
+	nf, err := nfqueue.Open(&nfqueue.Config{
+		NfQueue:      q.Num,
+		MaxPacketLen: 0xffff,
+		MaxQueueLen:  QueueLen,
+		Copymode:     nfqueue.NfQnlCopyPacket,
+		WriteTimeout: time.Second,
+	})
+	if err != nil {
+		return fmt.Errorf("nfqueue %d: %w", q.Num, err)
+	}
+	// The kernel's ENOBUFS (our socket buffer overran) is reported as an
+	// error and reading goes on; the packets it concerns stay queued.
+	_ = nf.SetOption(netlink.NoENOBUFS, true)
+	q.nf = nf
+	errfn := func(err error) int {
+		if ctx.Err() != nil {
+			return 1
+		}
+		q.errs.Add(1)
+		return 0
+	}
+	if err := nf.RegisterWithErrorFunc(ctx, q.packet, errfn); err != nil {
+		nf.Close()
+		return fmt.Errorf("nfqueue %d: %w", q.Num, err)
+	}
+	go func() {
+		defer nf.Close()
+		t := time.NewTicker(MaxWait / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				q.mu.Lock()
+				now := q.Now()
+				for _, r := range q.asm.Expire(now) {
+					q.decide(r)
+				}
+				for k, d := range q.decided {
+					if now.Sub(d.at) >= MaxWait {
+						delete(q.decided, k)
+					}
+				}
+				q.mu.Unlock()
+			}
+		}
+	}()
+	return nil
+}
+
+func (q *Queue) packet(a nfqueue.Attribute) int {
+	if a.PacketID == nil {
+		return 0
+	}
+	id := *a.PacketID
+	var pkt []byte
+	if a.Payload != nil {
+		pkt = *a.Payload
+	}
+	t, err := decodeTCP(pkt)
+	if err == nil && len(t.data) == 0 && (t.syn || t.ack) {
+		start := t.seq
+		if t.syn {
+			start++ // the SYN takes one sequence number
+		}
+		q.mu.Lock()
+		q.asm.Start(q.Now(), t.key, start)
+		q.mu.Unlock()
+	}
+	if err != nil || len(t.data) == 0 {
+		// The SYN, a handshake ACK, a FIN or a packet we cannot read:
+		// it carries no first bytes to judge, so it passes and the flow
+		// stays pending.
+		q.verdict(id, nfqueue.NfAccept, 0)
+		return 0
+	}
+	var mark uint32
+	if a.Mark != nil {
+		mark = *a.Mark
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if d, ok := q.decided[t.key]; ok {
+		q.verdict(id, nfqueue.NfRepeat, mark&^enforce.CtMask|d.mark)
+		return 0
+	}
+	if r, ok := q.asm.Add(q.Now(), t.key, packetID{id, mark}, t.seq, t.data); ok {
+		q.decide(r)
+	}
+	return 0
+}
+
+// decide judges a flow that is ready and sets the verdict of each of
+// its held packets. A rejected flow's last packet is repeated through
+// the hook, where its new mark answers it with a TCP reset.
+func (q *Queue) decide(r Ready) {
+	port := r.Key.Dst.Port()
+	name, ech, _ := q.Judge.Inspect(port, r.Stream)
+	now := q.Now()
+	v := q.Judge.Decide(now, r.Key.Src.Addr(), r.Key.Dst.Addr(), port, name, ech, r.Err)
+	if r.Err != nil {
+		v.Message += fmt.Sprintf(" (%d bytes in %d packets, starting %x)", len(r.Stream), len(r.IDs), r.Stream[:min(len(r.Stream), 8)])
+	}
+	if !v.Pass && q.Monitor != nil {
+		q.Monitor.FlowDropped(monitor.Flow{At: now, Client: r.Key.Src.Addr().Unmap(), Addr: r.Key.Dst.Addr().Unmap(), Port: port,
+			Reason: v.Reason, Sent: v.Sent, Answered: v.Answered, Message: v.Message}, q.Observe)
+	}
+	verdict := enforce.CtRejected
+	if v.Pass || q.Observe {
+		verdict = enforce.CtVerified
+	}
+	if len(q.decided) < MaxFlows {
+		q.decided[r.Key] = decision{at: now, mark: verdict}
+	}
+	if v.Pass || q.Observe {
+		if v.Unverified {
+			q.unverified.Add(1)
+		} else {
+			q.passed.Add(1)
+		}
+		for _, p := range r.IDs {
+			q.verdict(p.id, nfqueue.NfRepeat, p.mark&^enforce.CtMask|enforce.CtVerified)
+		}
+		return
+	}
+	q.dropped.Add(1)
+	for i, p := range r.IDs {
+		if i < len(r.IDs)-1 {
+			q.verdict(p.id, nfqueue.NfDrop, 0)
+			continue
+		}
+		q.verdict(p.id, nfqueue.NfRepeat, p.mark&^enforce.CtMask|enforce.CtRejected)
+	}
+}
+
+type decision struct {
+	at   time.Time
+	mark uint32
+}
+
+// packetID is a queued packet: its id and its mark when it came.
+type packetID struct{ id, mark uint32 }
+
+// verdict sets a packet's verdict and, when mark is not zero, its mark,
+// which the table copies to the flow's conntrack mark when the packet
+// is repeated through the hook (enforce/verify.go).
+func (q *Queue) verdict(id uint32, verdict int, mark uint32) {
+	var err error
+	if mark == 0 {
+		err = q.nf.SetVerdict(id, verdict)
+	} else {
+		err = q.nf.SetVerdictWithMark(id, verdict, int(mark))
+	}
+	if err != nil {
+		q.errs.Add(1)
+		q.Log.Warn("nfqueue verdict", "id", id, "err", err)
+	}
+}
+
+// tcpPacket is what a queued packet says about its flow.
+type tcpPacket struct {
+	key  FlowKey
+	seq  uint32
+	data []byte
+	// ack: a bare ACK (no SYN, FIN or RST), such as the handshake's
+	// last; syn: the flow's SYN.
+	ack, syn bool
+}
+
+var errNotTCP = errors.New("not a TCP packet")
+
+// decodeTCP reads an IPv4 or IPv6 packet's addresses and its TCP ports,
+// sequence number and payload.
+func decodeTCP(b []byte) (tcpPacket, error) {
+	var p tcpPacket
+	if len(b) < 1 {
+		return p, errNotTCP
+	}
+	var src, dst netip.Addr
+	var l4 []byte
+	switch b[0] >> 4 {
+	case 4:
+		h, err := ipv4.ParseHeader(b)
+		if err != nil || h.Protocol != unix.IPPROTO_TCP || h.FragOff != 0 || h.Len < ipv4.HeaderLen || h.TotalLen > len(b) || h.TotalLen < h.Len {
+			return p, errNotTCP
+		}
+		src, _ = netip.AddrFromSlice(h.Src.To4())
+		dst, _ = netip.AddrFromSlice(h.Dst.To4())
+		l4 = b[h.Len:h.TotalLen]
+	case 6:
+		h, err := ipv6.ParseHeader(b)
+		if err != nil || h.NextHeader != unix.IPPROTO_TCP || ipv6.HeaderLen+h.PayloadLen > len(b) {
+			return p, errNotTCP
+		}
+		src, _ = netip.AddrFromSlice(h.Src)
+		dst, _ = netip.AddrFromSlice(h.Dst)
+		l4 = b[ipv6.HeaderLen : ipv6.HeaderLen+h.PayloadLen]
+	default:
+		return p, errNotTCP
+	}
+	s := cryptobyte.String(l4)
+	var sport, dport uint16
+	var ack uint32
+	var off, flags uint8
+	if !s.ReadUint16(&sport) || !s.ReadUint16(&dport) || !s.ReadUint32(&p.seq) || !s.ReadUint32(&ack) || !s.ReadUint8(&off) || !s.ReadUint8(&flags) {
+		return p, errNotTCP
+	}
+	hl := int(off>>4) * 4
+	if hl < 20 || hl > len(l4) {
+		return p, errNotTCP
+	}
+	p.key = FlowKey{netip.AddrPortFrom(src, sport), netip.AddrPortFrom(dst, dport)}
+	p.data = l4[hl:]
+	p.ack = flags&0x17 == 0x10 // ACK without SYN, RST, FIN
+	p.syn = flags&0x17 == 0x02
+	return p, nil
+}
