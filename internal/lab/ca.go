@@ -107,6 +107,20 @@ func (ca *CA) Leaf(name string) (*tls.Certificate, error) {
 	if c, ok := ca.leafs[name]; ok {
 		return c, nil
 	}
+	c, err := ca.issue(name, &x509.Certificate{DNSNames: []string{name}})
+	if err != nil {
+		return nil, err
+	}
+	if len(ca.leafs) >= maxLeafs {
+		clear(ca.leafs)
+	}
+	ca.leafs[name] = c
+	return c, nil
+}
+
+// issue signs a server certificate for subject, with tmpl's names (its
+// DNSNames or IPAddresses), valid for a day.
+func (ca *CA) issue(subject string, tmpl *x509.Certificate) (*tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -115,23 +129,14 @@ func (ca *CA) Leaf(name string) (*tls.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: name},
-		DNSNames:     []string{name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
+	tmpl.SerialNumber = serial
+	tmpl.Subject = pkix.Name{CommonName: subject}
+	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
-		return nil, fmt.Errorf("lab CA: issue %s: %w", name, err)
+		return nil, fmt.Errorf("lab CA: issue %s: %w", subject, err)
 	}
-	c := &tls.Certificate{Certificate: [][]byte{der, ca.cert.Raw}, PrivateKey: key}
-	if len(ca.leafs) >= maxLeafs {
-		clear(ca.leafs)
-	}
-	ca.leafs[name] = c
-	return c, nil
+	return &tls.Certificate{Certificate: [][]byte{der, ca.cert.Raw}, PrivateKey: key}, nil
 }
