@@ -91,27 +91,7 @@ func newVerifyTopo(t *testing.T, mode string) (*topo, *lab.CA) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tlsLn.Close(); httpLn.Close() })
-	go func() {
-		for {
-			c, err := tlsLn.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if _, err := c.Write([]byte(line)); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
+	go serveEcho(tlsLn)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "host %s\n", r.Host)
 	}), ReadHeaderTimeout: 5 * time.Second}
