@@ -390,6 +390,18 @@ func TestVerifyObserve(t *testing.T) {
 		m[`fqdngate_verify_flows_total{verdict="passed"}`] != 1 || m[`fqdngate_verify_flows_total{verdict="dropped"}`] != 0 {
 		t.Errorf("metrics: would %v, drops %v", m[`fqdngate_would_drops_total{reason="sni-mismatch"}`], m[`fqdngate_drops_total{reason="sni-mismatch"}`])
 	}
+	// Observe never blocks: with the daemon gone, a new flow on a
+	// verified port goes on unjudged (the queue bypasses), where enforce
+	// holds it (TestVerifyEnforce).
+	if err := tp.proc.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-tp.exited
+	c, err = dialTLS(tp.devA, ca, cdnAddr, 5671, "www.other.example", 0)
+	if err != nil {
+		t.Fatalf("observe mode held a new flow while the daemon was down: %v", err)
+	}
+	c.Close()
 }
 
 // TestVerifyHostMode: verification on the host itself (hook output,

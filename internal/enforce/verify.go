@@ -52,6 +52,11 @@ type VerifySpec struct {
 
 func (v VerifySpec) on() bool { return v.Mode == VerifyObserve || v.Mode == VerifyEnforce }
 
+// bypass: only enforcing verification holds flows when fqdngate cannot
+// judge them; observing (verify observe, or the whole gateway in observe
+// mode) lets them through.
+func (v VerifySpec) bypass(s Spec) bool { return v.Mode != VerifyEnforce || s.Observe }
+
 // buildVerifyFilter adds, ahead of the filter chain's accept of
 // established flows, the reset of flows judged bad and the queueing of
 // the client packets of flows not judged yet. The queue has no bypass:
@@ -74,7 +79,7 @@ func buildVerifyFilter(cc *nftables.Conn, t *nftables.Table, filter *nftables.Ch
 	rule(append(append(append(markIs(expr.CtKeyMARK, CtRejected), ctOriginal()...), l4proto(unix.IPPROTO_TCP)...),
 		counterRef(ctrVerifyRST), &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})...)
 	rule(append(append(markIs(expr.CtKeyMARK, CtRejected), ctOriginal()...), &expr.Verdict{Kind: expr.VerdictDrop})...)
-	rule(append(append(markIs(expr.CtKeyMARK, CtPending), ctOriginal()...), nfqueue(s.Verify.Queue))...)
+	rule(append(append(markIs(expr.CtKeyMARK, CtPending), ctOriginal()...), nfqueue(s.Verify.Queue, s.Verify.bypass(s)))...)
 }
 
 // ctOriginal matches packets in the direction of the flow's first
@@ -88,17 +93,27 @@ func ctOriginal() []expr.Any {
 
 // nfqueue is the xtables NFQUEUE target (revision 3, through nft's
 // compat expression: the kernel's nft queue expression is not built
-// everywhere the xtables one is). Flags 0: no bypass, no fanout, so a
-// flow stays on one queue and, with no reader, its packets are dropped.
-func nfqueue(num uint16) expr.Any {
+// everywhere the xtables one is). No fanout, so a flow stays on one
+// queue. Enforcing, no bypass: with no reader (the daemon down) or a full
+// queue the packets are dropped, fail closed. Observing, bypass: observe
+// never blocks, so without a reader the packets go on unjudged.
+func nfqueue(num uint16, bypass bool) expr.Any {
+	var flags uint16
+	if bypass {
+		flags = nfqFlagBypass
+	}
 	info := xt.Unknown(binary.NativeEndian.AppendUint16(binary.NativeEndian.AppendUint16(
-		binary.NativeEndian.AppendUint16(nil, num), 1), 0))
+		binary.NativeEndian.AppendUint16(nil, num), 1), flags))
 	info = append(info, 0, 0) // XT_ALIGN
 	return &expr.Target{Name: "NFQUEUE", Rev: 3, Info: &info}
 }
 
 // markIs matches the packet's mark (expr.MetaKeyMARK) or the flow's
 // (expr.CtKeyMARK) under CtMask against v.
+// nfqFlagBypass is NFQ_FLAG_BYPASS of xt_NFQUEUE's info: accept when no
+// program listens on the queue.
+const nfqFlagBypass = 0x01
+
 func markIs[K expr.MetaKey | expr.CtKey](key K, v uint32) []expr.Any {
 	var load expr.Any = &expr.Ct{Register: 1, Key: expr.CtKey(key)}
 	if m, ok := any(key).(expr.MetaKey); ok {
@@ -159,7 +174,7 @@ func buildVerifyCheck(cc *nftables.Conn, t *nftables.Table, check *nftables.Chai
 				// The SYN goes to fqdngate too: its sequence number says
 				// where the flow's bytes start, so that segments that
 				// arrive out of order are put together in order.
-				nfqueue(s.Verify.Queue))
+				nfqueue(s.Verify.Queue, s.Verify.bypass(s)))
 			rule(exprs...)
 		}
 	}
