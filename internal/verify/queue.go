@@ -83,13 +83,19 @@ func (q *Queue) Start(ctx context.Context) error {
 		_, _, err := q.Judge.Inspect(k.Dst.Port(), b)
 		return err
 	})
-	nf, err := nfqueue.Open(&nfqueue.Config{
+	cfg := &nfqueue.Config{
 		NfQueue:      q.Num,
 		MaxPacketLen: 0xffff,
 		MaxQueueLen:  QueueLen,
 		Copymode:     nfqueue.NfQnlCopyPacket,
 		WriteTimeout: time.Second,
-	})
+	}
+	if q.Observe {
+		// Observe never blocks: a packet that finds the queue full goes
+		// on unjudged. Enforcing, it is dropped and TCP sends it again.
+		cfg.Flags = nfqueue.NfQaCfgFlagFailOpen
+	}
+	nf, err := nfqueue.Open(cfg)
 	if err != nil {
 		return fmt.Errorf("nfqueue %d: %w", q.Num, err)
 	}
