@@ -137,6 +137,40 @@ func dialTLS(ns *lab.NS, ca *lab.CA, addr string, port int, serverName string, m
 	return c, nil
 }
 
+// dialTLSFrom is dialTLS from a given local port.
+func dialTLSFrom(ns *lab.NS, ca *lab.CA, addr string, port int, serverName string, local int) (*tls.Conn, error) {
+	var raw net.Conn
+	err := ns.Do(func() error {
+		d := net.Dialer{Timeout: 3 * time.Second, LocalAddr: &net.TCPAddr{Port: local}}
+		var err error
+		raw, err = d.Dial("tcp", net.JoinHostPort(addr, fmt.Sprint(port)))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	c := tls.Client(raw, &tls.Config{ServerName: serverName, RootCAs: ca.Pool()})
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	if err := c.Handshake(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if err := echo(c, "hello"); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// abort closes c with a reset (SO_LINGER 0), so that its port is free
+// again at once.
+func abort(c *tls.Conn) {
+	if tc, ok := c.NetConn().(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	c.Close()
+}
+
 // reset reports whether err is the client's view of a TCP reset.
 func reset(err error) bool { return errors.Is(err, syscall.ECONNRESET) }
 
@@ -355,6 +389,26 @@ func TestVerifyEnforce(t *testing.T) {
 		if err := echo(c, "after expiry"); err != nil {
 			t.Fatalf("the verified session stopped when its answer expired: %v", err)
 		}
+	})
+	t.Run("a reused port gets a verdict of its own", func(t *testing.T) {
+		// A client that resets a verified flow and opens the next one
+		// from the same port at once: the second flow, with another
+		// name, must be judged on its own name, not pass on the first
+		// one's verdict.
+		const port = 40555
+		first, err := dialTLSFrom(tp.devA, ca, cdnAddr, 5671, "cdn.example.com", port)
+		if err != nil {
+			t.Fatalf("the allowed name: %v", err)
+		}
+		abort(first)
+		if _, err := dialTLSFrom(tp.devA, ca, cdnAddr, 5671, "www.other.example", port); err == nil || !reset(err) {
+			t.Fatalf("another name from the same port right after: %v, want a reset", err)
+		}
+		again, err := dialTLSFrom(tp.devA, ca, cdnAddr, 5671, "cdn.example.com", port+1)
+		if err != nil {
+			t.Fatalf("the allowed name again: %v", err)
+		}
+		again.Close()
 	})
 	t.Run("daemon killed: verified flows go on, new ones wait", func(t *testing.T) {
 		c, err := dialTLS(tp.devA, ca, cdnAddr, 5671, "cdn.example.com", 0)

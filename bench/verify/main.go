@@ -269,7 +269,9 @@ func (l *benchLab) measure(o options, mode string) (result, error) {
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				if _, err := l.firstByte(); err != nil {
-					failed.Add(1)
+					if failed.Add(1) <= 3 {
+						fmt.Fprintf(os.Stderr, "verify %s: a flow failed: %v\n", mode, err)
+					}
 					continue
 				}
 				done.Add(1)

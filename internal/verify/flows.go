@@ -98,6 +98,10 @@ func (a *Assembler) Start(now time.Time, k FlowKey, seq uint32) {
 	a.flows[k] = &held{since: now, start: seq, hasStart: true}
 }
 
+// Forget drops what is held for k: a SYN on k starts another flow, whose
+// bytes begin elsewhere.
+func (a *Assembler) Forget(k FlowKey) { delete(a.flows, k) }
+
 // Expire returns the flows held longer than MaxWait, now ready for a
 // verdict on what they sent.
 func (a *Assembler) Expire(now time.Time) []Ready {

@@ -152,10 +152,17 @@ func (q *Queue) packet(a nfqueue.Attribute) int {
 	t, err := decodeTCP(pkt)
 	if err == nil && len(t.data) == 0 && (t.syn || t.ack) {
 		start := t.seq
-		if t.syn {
+		q.mu.Lock()
+		if t.syn && !t.ack {
+			// A new flow, perhaps on the 4-tuple of one just judged (a
+			// client may reuse its port at once after a reset): what was
+			// decided or held for the old one must not carry over, or a
+			// flow with an allowed name would let the next one on the same
+			// port through unjudged.
+			delete(q.decided, t.key)
+			q.asm.Forget(t.key)
 			start++ // the SYN takes one sequence number
 		}
-		q.mu.Lock()
 		q.asm.Start(q.Now(), t.key, start)
 		q.mu.Unlock()
 	}
