@@ -52,6 +52,10 @@ fuzz:
 	$(GO) test ./internal/dnsproxy -run '^$$' -fuzz '^FuzzTCPStream$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/api -run '^$$' -fuzz '^FuzzAuthorization$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/monitor -run '^$$' -fuzz '^FuzzDecodePacket$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/feeds -run '^$$' -fuzz '^FuzzParsePanos$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/feeds -run '^$$' -fuzz '^FuzzParseFortigate$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/verify -run '^$$' -fuzz '^FuzzClientHello$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/verify -run '^$$' -fuzz '^FuzzRequestHost$$' -fuzztime $(FUZZTIME)
 
 # The Debian package (bin/fqdngate_VERSION_ARCH.deb): the binary, the
 # systemd unit, the example configuration as /etc/fqdngate/fqdngate.yaml,
