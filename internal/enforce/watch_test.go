@@ -140,12 +140,7 @@ func TestWatchIgnoresOwnWrites(t *testing.T) {
 	ns := labtest.NS(t, "enf")
 	spec := testSpec()
 	spec.GCInterval = 10 * time.Second
-	n := openInNS(t, ns, spec)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	if err := n.Watch(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
+	n, ctx := watchedInNS(t, ns, spec, nil)
 	w := n.watch.Load()
 	now := time.Now()
 	var elems []ledger.Elem
@@ -191,12 +186,7 @@ func TestWatchIgnoresOwnWrites(t *testing.T) {
 func TestWatchCheckFindsWhatEventsMissed(t *testing.T) {
 	labtest.Require(t, "ip", "nft")
 	ns := labtest.NS(t, "enf")
-	n := openInNS(t, ns, testSpec())
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	if err := n.Watch(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
+	n, _ := watchedInNS(t, ns, testSpec(), nil)
 	w := n.watch.Load()
 	// Hold the event reader off, so only the check can tell.
 	w.mu.Lock()
@@ -245,13 +235,8 @@ func TestElemOfInvertsKeyOf(t *testing.T) {
 func TestWatchRetriesAFailedRestore(t *testing.T) {
 	labtest.Require(t, "ip", "nft")
 	ns := labtest.NS(t, "enf")
-	n := openInNS(t, ns, testSpec())
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
 	g := Grant{Elem: ledger.Elem{Client: client4, Addr: netip.MustParseAddr("203.0.113.1"), Port: tcp443}, Expires: time.Now().Add(time.Hour)}
-	if err := n.Watch(ctx, func() []Grant { return []Grant{g} }); err != nil {
-		t.Fatal(err)
-	}
+	n, ctx := watchedInNS(t, ns, testSpec(), func() []Grant { return []Grant{g} })
 	squatter, err := lab.OwnTable(ns, "fqdngate")
 	if err != nil {
 		t.Fatal(err)
@@ -279,12 +264,7 @@ func TestWatchRetriesAFailedRestore(t *testing.T) {
 func TestWatchUnreadChangeWithholds(t *testing.T) {
 	labtest.Require(t, "ip", "nft")
 	ns := labtest.NS(t, "enf")
-	n := openInNS(t, ns, testSpec())
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	if err := n.Watch(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
+	n, ctx := watchedInNS(t, ns, testSpec(), nil)
 	now := time.Now()
 	held := Grant{Elem: ledger.Elem{Client: client4, Addr: netip.MustParseAddr("203.0.113.1"), Port: tcp443}, Expires: now.Add(time.Hour)}
 	if err := n.Allow(ctx, []Grant{held}); err != nil {
@@ -325,12 +305,7 @@ func TestWatchUnreadChangeWithholds(t *testing.T) {
 func TestWatchOverrunCountsAsLoss(t *testing.T) {
 	labtest.Require(t, "ip", "nft")
 	ns := labtest.NS(t, "enf")
-	n := openInNS(t, ns, testSpec())
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	if err := n.Watch(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
+	n, _ := watchedInNS(t, ns, testSpec(), nil)
 	w := n.watch.Load()
 	if err := w.raw.Control(func(fd uintptr) { _ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 1) }); err != nil {
 		t.Fatal(err)
@@ -347,4 +322,17 @@ func TestWatchOverrunCountsAsLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the restore", func() bool { return n.TamperStats().Restored == 1 && !n.Lost() })
+}
+
+// watchedInNS opens fqdngate's table in ns and watches it until the test
+// ends; grants is what the watch rebuilds the table with (the ledger).
+func watchedInNS(t *testing.T, ns *lab.NS, spec Spec, grants func() []Grant) (*NFT, context.Context) {
+	t.Helper()
+	n := openInNS(t, ns, spec)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := n.Watch(ctx, grants); err != nil {
+		t.Fatal(err)
+	}
+	return n, ctx
 }
