@@ -9,7 +9,7 @@ import (
 )
 
 // selectChunk bounds the slab slots one hold of the lock visits while
-// Select scans the whole ledger: a scan of a million entries under the
+// Select or WalkLive scans the whole ledger (scanLocked): a scan of a million entries under the
 // lock would stall every query's Record for milliseconds, so the scan
 // lets go between chunks and DNS goes on.
 const selectChunk = 4096
@@ -48,23 +48,12 @@ func (l *Ledger) Select(f Filter, limit int) ([]Entry, bool) {
 			top.offerIf(l, m, i)
 		}
 	default:
-		for start := uint32(0); start < uint32(l.slab.len()); start += selectChunk {
-			if start > 0 {
-				l.mu.Unlock()
-				l.mu.Lock()
-				// The strings may have been released and renumbered
-				// while the lock was free.
-				if m, ok = l.matcherLocked(f); !ok {
-					break
-				}
-			}
-			end := min(start+selectChunk, uint32(l.slab.len()))
-			for i := start; i < end; i++ {
-				if l.slab.at(i).used() {
-					top.offerIf(l, m, i)
-				}
-			}
-		}
+		l.scanLocked(func() bool {
+			// The strings may have been released and renumbered while
+			// the lock was free.
+			m, ok = l.matcherLocked(f)
+			return ok
+		}, func(i uint32, _ *entry) { top.offerIf(l, m, i) })
 	}
 	out := make([]Entry, 0, len(top.c))
 	for _, c := range top.sorted() {
@@ -73,6 +62,28 @@ func (l *Ledger) Select(f Filter, limit int) ([]Entry, bool) {
 		}
 	}
 	return out, top.more
+}
+
+// scanLocked visits every used slot of the slab, letting go of the lock
+// every selectChunk slots. It is called with l.mu held; after each pause
+// resume says whether to go on (what the caller interned may have been
+// renumbered meanwhile).
+func (l *Ledger) scanLocked(resume func() bool, visit func(i uint32, e *entry)) {
+	for start := uint32(0); start < uint32(l.slab.len()); start += selectChunk {
+		if start > 0 {
+			l.mu.Unlock()
+			l.mu.Lock()
+			if !resume() {
+				return
+			}
+		}
+		end := min(start+selectChunk, uint32(l.slab.len()))
+		for i := start; i < end; i++ {
+			if e := l.slab.at(i); e.used() {
+				visit(i, e)
+			}
+		}
+	}
 }
 
 // matcher is a Filter in the ledger's interned numbers.

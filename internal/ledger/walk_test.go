@@ -12,7 +12,7 @@ func TestWalkLive(t *testing.T) {
 	l := New(Options{MaxEntries: 1 << 20})
 	// More than two chunks, so that the walk lets go of the lock; entry i
 	// expires i seconds after t0, odd ones belong to group "h".
-	const n = 2*walkChunk + 50
+	const n = 2*selectChunk + 50
 	for i := range n {
 		a := answer(devA, fmt.Sprintf("n%d.example.com", i), t0.Add(time.Duration(i+1)*time.Second),
 			netip.AddrFrom4([4]byte{203, 0, byte(i >> 8), byte(i)}).String())
