@@ -7,11 +7,11 @@ import (
 	"net/netip"
 	"net/url"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/fqdngate/fqdngate/internal/ledger"
 	"github.com/fqdngate/fqdngate/internal/secret"
 )
 
@@ -75,14 +75,6 @@ func (c *Cluster) AnswersSubject() string {
 	return "fqdngate." + c.Name + "." + c.Node + ".answers"
 }
 
-// clusterToken is what a name or node may be: a NATS subject token and a
-// part of a stream name, which allow neither '.', '*', '>' nor spaces.
-var clusterToken = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
-// ValidClusterToken reports whether s can be a cluster name or node name
-// (what a peer's message must carry too).
-func ValidClusterToken(s string) bool { return clusterToken.MatchString(s) }
-
 func (c *Config) applyClusterDefaults(ps positions) {
 	if c.Cluster == nil {
 		return
@@ -103,7 +95,7 @@ func (c *Config) validateCluster(col *collector) {
 		switch {
 		case f.v == "":
 			col.add(p.with(f.key), "required: letters, digits, '_' and '-', at most 64")
-		case !clusterToken.MatchString(f.v):
+		case !ledger.ValidNodeName(f.v): // the ledger's store checks the same
 			col.add(p.with(f.key), "%q is not a cluster %s: letters, digits, '_' and '-', at most 64 (it is a NATS subject token and part of a stream name)", f.v, f.key)
 		}
 	}
