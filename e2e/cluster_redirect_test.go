@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"github.com/fqdngate/fqdngate/internal/api"
 )
 
 // TestClusterStandbyServesWithoutVIP: a cluster node lists the VIP first
@@ -39,6 +41,17 @@ func TestClusterStandbyServesWithoutVIP(t *testing.T) {
 		if r, err := tp.resolve(tp.devA, "www.example.com.", q.qtype, q.server); err != nil || r.Rcode != dns.RcodeSuccess {
 			t.Errorf("query to %s without the VIP: %v %v, want it answered", q.server, r, err)
 		}
+	}
+	// The node's answers are its own: the ledger and explain say so.
+	addr := tp.addrsOf(t, tp.devA, "www.example.com.", dns.TypeA, gwDevAddr4)[0]
+	var led api.LedgerResponse
+	tp.apiGet(t, "/api/v1/ledger?client="+devAAddr4+"&addr="+addr.String(), &led)
+	if len(led.Entries) != 1 || led.Entries[0].Node != "gw1" {
+		t.Errorf("ledger entries %+v, want one answered by gw1", led.Entries)
+	}
+	if out, err := tp.gw.Run(binary, "explain", addr.String(), "--client", devAAddr4, "--port", "tcp/443"); err != nil ||
+		!strings.Contains(out, "  name:   www.example.com (answered by gw1)\n") {
+		t.Errorf("fqdngate explain (%v):\n%s\nwant the name line to say answered by gw1", err, out)
 	}
 	if r, err := tp.resolve(tp.devA, "www.example.com.", dns.TypeA, vip4); err == nil {
 		t.Fatalf("the VIP answered before the node holds it: %v", r)
