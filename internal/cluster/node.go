@@ -190,6 +190,9 @@ func (n *Node) connOpts(name string) []nats.Option {
 		nats.ReconnectWait(250 * time.Millisecond), nats.ReconnectJitter(100*time.Millisecond, 100*time.Millisecond),
 		nats.ReconnectBufSize(1 << 20), nats.PingInterval(2 * time.Second), nats.MaxPingsOutstanding(2),
 		nats.Timeout(2 * time.Second),
+		// A peer with another token is an operator's mistake being fixed:
+		// keep trying, and say so in the log.
+		nats.IgnoreAuthErrorAbort(),
 		nats.DisconnectErrHandler(func(c *nats.Conn, err error) {
 			n.log.Warn("nats connection lost", "server", c.ConnectedUrlRedacted(), "err", err)
 		}),

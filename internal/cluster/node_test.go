@@ -70,12 +70,12 @@ func freePort(t *testing.T) netip.AddrPort {
 }
 
 type site struct {
-	t      *testing.T
+	t      testing.TB
 	addrs  map[string]netip.AddrPort
 	stores map[string]string
 }
 
-func newSite(t *testing.T, nodes ...string) *site {
+func newSite(t testing.TB, nodes ...string) *site {
 	s := &site{t: t, addrs: map[string]netip.AddrPort{}, stores: map[string]string{}}
 	for _, n := range nodes {
 		s.addrs[n] = freePort(t)
