@@ -59,7 +59,7 @@ func (k *kernel) len() int {
 	return len(k.held)
 }
 
-func freePort(t *testing.T) netip.AddrPort {
+func freePort(t testing.TB) netip.AddrPort {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
