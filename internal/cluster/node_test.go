@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -298,4 +299,55 @@ func TestPeerStreamMadeAnew(t *testing.T) {
 	n1.Publish(second)
 	eventually(t, "the answer of the restarted gw1", func() bool { _, ok := k2.get(second); return ok })
 	_ = n2
+}
+
+// A fleet on one shared NATS system: every node writes its own stream
+// there, follows the other nodes of its own site, and never another
+// site's.
+func TestSharedSystem(t *testing.T) {
+	addr := freePort(t)
+	srv, err := server.NewServer(&server.Options{Host: addr.Addr().String(), Port: int(addr.Port()), JetStream: true,
+		StoreDir: t.TempDir(), Authorization: "fleet-token", NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server did not start")
+	}
+	t.Cleanup(srv.Shutdown)
+	start := func(site, node string, k *kernel) *Node {
+		c := Config{Site: site, Node: node, URLs: []string{"nats://" + addr.String()}, Token: "fleet-token",
+			MaxLife: time.Hour, MaxEntries: 1000, CatchupTimeout: 2 * time.Second}
+		n, err := Start(context.Background(), c, k, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(n.Close)
+		return n
+	}
+	kA1, kA2, kB1 := newKernel(), newKernel(), newKernel()
+	a1 := start("berlin", "gw1", kA1)
+	a2 := start("berlin", "gw2", kA2)
+	b1 := start("oslo", "gw1", kB1)
+	exp := time.Now().Add(time.Hour)
+	fromA1 := rec("gw1", "a1.example", "198.51.100.1", exp)
+	fromB1 := rec("gw1", "b1.example", "198.51.100.2", exp)
+	// Publishing waits for each node's stream on the shared system.
+	a1.Publish(fromA1)
+	b1.Publish(fromB1)
+	eventually(t, "berlin gw2 to hold berlin gw1's answer", func() bool { _, ok := kA2.get(fromA1); return ok })
+	eventually(t, "both berlin nodes ready", func() bool { x, _ := a1.Ready(); y, _ := a2.Ready(); return x && y })
+	eventually(t, "oslo's answer stored", func() bool { return testutil.ToFloat64(b1.m.published) == 1 })
+	// a2 follows berlin's gw1 only; oslo's gw1 has the same node name and
+	// is another site.
+	if _, ok := kA2.get(fromB1); ok {
+		t.Fatal("a berlin node applied oslo's answer")
+	}
+	if kB1.len() != 0 {
+		t.Fatalf("oslo applied %d records of berlin's", kB1.len())
+	}
+	if st := a2.Status(); len(st.Peers) != 1 || st.Peers[0].Name != "nats" || len(st.Peers[0].Nodes) != 1 || st.Peers[0].Nodes[0] != "gw1" {
+		t.Fatalf("berlin gw2's view: %+v", st)
+	}
 }
