@@ -295,9 +295,11 @@ func (l *benchLab) measure(o options, mode, profile string) (Mode, error) {
 	if err := cmd.Start(); err != nil {
 		return m, err
 	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
 	defer func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
+		<-exited
 		_, _ = l.gw.Run("nft", "delete", "table", "inet", "fqdngate")
 	}()
 	site, err := l.resolve()
@@ -337,6 +339,11 @@ func (l *benchLab) measure(o options, mode, profile string) (Mode, error) {
 		l.srv.cur.Store(f)
 		start := time.Now()
 		m.Failed, err = load(l.dev, dst, l.hello, f, o.clients, stop)
+		select {
+		case err := <-exited:
+			return fmt.Errorf("fqdngate ended during the run: %v", err)
+		default:
+		}
 		el := time.Since(start)
 		m.Flows = l.srv.got.Load() - got0
 		cpu1, _ := readCPU(o.gateCPU)
@@ -402,6 +409,9 @@ func (l *benchLab) verifyMetrics() string {
 		if strings.HasPrefix(line, "fqdngate_verify_") || strings.HasPrefix(line, "fqdngate_drops_total") {
 			b.WriteString("  " + line)
 		}
+	}
+	if ev, err := l.api("/api/v1/events", 5*time.Second); err == nil {
+		b.WriteString("  events: " + string(ev[:min(len(ev), 1500)]) + "\n")
 	}
 	return b.String()
 }

@@ -39,10 +39,8 @@ type Queue struct {
 
 	mu  sync.Mutex
 	asm *Assembler
-	// decided are the flows judged in the last MaxWait, with their mark:
-	// a packet queued before the verdict took effect (a retransmission,
-	// a tail loss probe) gets the flow's verdict, not one of its own.
-	decided map[FlowKey]decision
+	// decided are the flows judged in the last MaxWait, with their mark.
+	decided *verdicts
 	nf      *nfqueue.Nfqueue
 
 	passed, unverified, dropped, errs atomic.Uint64
@@ -78,7 +76,7 @@ func (q *Queue) Start(ctx context.Context) error {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.decided = make(map[FlowKey]decision)
+	q.decided = newVerdicts(MaxFlows)
 	q.asm = NewAssembler(func(k FlowKey, b []byte) error {
 		_, _, err := q.Judge.Inspect(k.Dst.Port(), b)
 		return err
@@ -89,11 +87,16 @@ func (q *Queue) Start(ctx context.Context) error {
 		MaxQueueLen:  QueueLen,
 		Copymode:     nfqueue.NfQnlCopyPacket,
 		WriteTimeout: time.Second,
+		// GSO: a ClientHello the client wrote at once comes as one
+		// packet, not cut into its segments first, so it costs one
+		// verdict. Its checksum may not be filled in yet; it is not
+		// read.
+		Flags: nfqueue.NfQaCfgFlagGSO,
 	}
 	if q.Observe {
 		// Observe never blocks: a packet that finds the queue full goes
 		// on unjudged. Enforcing, it is dropped and TCP sends it again.
-		cfg.Flags = nfqueue.NfQaCfgFlagFailOpen
+		cfg.Flags |= nfqueue.NfQaCfgFlagFailOpen
 	}
 	nf, err := nfqueue.Open(cfg)
 	if err != nil {
@@ -128,11 +131,7 @@ func (q *Queue) Start(ctx context.Context) error {
 				for _, r := range q.asm.Expire(now) {
 					q.decide(r)
 				}
-				for k, d := range q.decided {
-					if now.Sub(d.at) >= MaxWait {
-						delete(q.decided, k)
-					}
-				}
+				q.decided.expire(now)
 				q.mu.Unlock()
 			}
 		}
@@ -159,7 +158,7 @@ func (q *Queue) packet(a nfqueue.Attribute) int {
 			// decided or held for the old one must not carry over, or a
 			// flow with an allowed name would let the next one on the same
 			// port through unjudged.
-			delete(q.decided, t.key)
+			q.decided.forget(t.key)
 			q.asm.Forget(t.key)
 			start++ // the SYN takes one sequence number
 		}
@@ -179,8 +178,8 @@ func (q *Queue) packet(a nfqueue.Attribute) int {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if d, ok := q.decided[t.key]; ok {
-		q.verdict(id, nfqueue.NfRepeat, mark&^enforce.CtMask|d.mark)
+	if m, ok := q.decided.lookup(t.key); ok {
+		q.verdict(id, nfqueue.NfRepeat, mark&^enforce.CtMask|m)
 		return 0
 	}
 	if r, ok := q.asm.Add(q.Now(), t.key, packetID{id, mark}, t.seq, t.data); ok {
@@ -208,9 +207,7 @@ func (q *Queue) decide(r Ready) {
 	if v.Pass || q.Observe {
 		verdict = enforce.CtVerified
 	}
-	if len(q.decided) < MaxFlows {
-		q.decided[r.Key] = decision{at: now, mark: verdict}
-	}
+	q.decided.remember(now, r.Key, verdict)
 	if v.Pass || q.Observe {
 		if v.Unverified {
 			q.unverified.Add(1)
@@ -230,11 +227,6 @@ func (q *Queue) decide(r Ready) {
 		}
 		q.verdict(p.id, nfqueue.NfRepeat, p.mark&^enforce.CtMask|enforce.CtRejected)
 	}
-}
-
-type decision struct {
-	at   time.Time
-	mark uint32
 }
 
 // packetID is a queued packet: its id and its mark when it came.
