@@ -13,7 +13,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,6 +30,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/fqdngate/fqdngate/bench/verify/report"
 	"github.com/fqdngate/fqdngate/internal/lab"
 )
 
@@ -74,55 +74,13 @@ func main() {
 	}
 }
 
-// Report is the benchmark's figures, the JSON bench/harness reads.
-type Report struct {
-	HelloBytes int           `json:"hello_bytes"`
-	Clients    int           `json:"clients"`
-	Duration   time.Duration `json:"duration_ns"`
-	Sequential int           `json:"sequential"`
-	Modes      []Mode        `json:"modes"`
-}
-
-// Mode is one verify mode's figures.
-type Mode struct {
-	Verify string `json:"verify"`
-	// Rate is new flows a second (the server had the whole ClientHello)
-	// from the pool of clients; Failed the flows that did not complete.
-	Rate   float64 `json:"rate"`
-	Flows  int64   `json:"flows"`
-	Failed int64   `json:"failed"`
-	// P50 and P99: connect to the server having the ClientHello, one flow
-	// at a time; LoadP50 and LoadP99 the same during the rate run.
-	P50     time.Duration `json:"p50_ns"`
-	P99     time.Duration `json:"p99_ns"`
-	LoadP50 time.Duration `json:"load_p50_ns"`
-	LoadP99 time.Duration `json:"load_p99_ns"`
-	// UserUS and SysUS are fqdngate's CPU time per flow in the rate run
-	// (µs); CPU0 the gateway's CPU over the run: busy, softirq and steal
-	// shares (percent of its time).
-	UserUS     float64 `json:"user_us"`
-	SysUS      float64 `json:"sys_us"`
-	CPUBusy    float64 `json:"cpu_busy_pct"`
-	CPUSoftirq float64 `json:"cpu_softirq_pct"`
-	CPUSteal   float64 `json:"cpu_steal_pct"`
-}
-
-// PerCore is the flows a second fqdngate's CPU time per flow allows on
-// one core; 0 when it used none.
-func (m Mode) PerCore() float64 {
-	if m.UserUS+m.SysUS <= 0 {
-		return 0
-	}
-	return 1e6 / (m.UserUS + m.SysUS)
-}
-
 func run(o options) error {
 	l, err := newLab(o)
 	if err != nil {
 		return err
 	}
 	defer l.close()
-	rep := Report{HelloBytes: len(l.hello), Clients: o.clients, Duration: o.duration, Sequential: o.sequential}
+	rep := report.Report{HelloBytes: len(l.hello), Clients: o.clients, Duration: o.duration, Sequential: o.sequential}
 	for _, mode := range []string{"off", "enforce"} {
 		m, err := l.measure(o, mode, "")
 		if err != nil {
@@ -135,37 +93,14 @@ func run(o options) error {
 			return fmt.Errorf("profile: %w", err)
 		}
 	}
-	writeText(os.Stdout, rep)
+	rep.WriteTable(os.Stdout)
+	for _, t := range rep.Targets() {
+		fmt.Printf("- %s, goal %s: %s, met: %v %s\n", t.What, t.Goal, t.Value, t.Met, t.Doubt)
+	}
 	if o.jsonOut != "" {
-		b, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(o.jsonOut, append(b, '\n'), 0o644); err != nil {
-			return err
-		}
+		return rep.Write(o.jsonOut)
 	}
 	return nil
-}
-
-func us(d time.Duration) string {
-	return strconv.FormatInt(d.Round(time.Microsecond).Microseconds(), 10) + " µs"
-}
-
-func writeText(w io.Writer, r Report) {
-	fmt.Fprintf(w, "# fqdngate flow verification: new flows through the gateway, verify off and enforce in one run\n\n")
-	fmt.Fprintf(w, "ClientHello %d bytes; %d clients for %s; %d flows one at a time.\n\n", r.HelloBytes, r.Clients, r.Duration, r.Sequential)
-	fmt.Fprintln(w, "| verify | new flows/s | failed | fqdngate CPU per flow (user + sys) | flows/s per core | gateway CPU busy / softirq / steal | p50 | p99 | p50 under load | p99 under load |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-	for _, m := range r.Modes {
-		fmt.Fprintf(w, "| %s | %.0f | %d | %.1f + %.1f µs | %.0f | %.0f%% / %.0f%% / %.0f%% | %s | %s | %s | %s |\n", m.Verify, m.Rate, m.Failed,
-			m.UserUS, m.SysUS, m.PerCore(), m.CPUBusy, m.CPUSoftirq, m.CPUSteal, us(m.P50), us(m.P99), us(m.LoadP50), us(m.LoadP99))
-	}
-	if len(r.Modes) == 2 {
-		off, on := r.Modes[0], r.Modes[1]
-		fmt.Fprintf(w, "\nenforce / off: %.2f× the flow rate; added %+d µs at p50, %+d µs at p99 (one at a time)\n",
-			on.Rate/off.Rate, (on.P50 - off.P50).Microseconds(), (on.P99 - off.P99).Microseconds())
-	}
 }
 
 // benchLab is a device, the gateway and a fake internet with the name's
@@ -282,8 +217,8 @@ log:
 // from the device (which opens its address for the device), and times
 // new flows. With profile set, it runs only the rate run, under the
 // profiler, and saves the profile there.
-func (l *benchLab) measure(o options, mode, profile string) (Mode, error) {
-	m := Mode{Verify: mode}
+func (l *benchLab) measure(o options, mode, profile string) (report.Mode, error) {
+	m := report.Mode{Verify: mode}
 	cfg := filepath.Join(l.dir, "gw-"+mode+".yaml")
 	if err := os.WriteFile(cfg, []byte(l.config(mode)), 0o600); err != nil {
 		return m, err
