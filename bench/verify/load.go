@@ -68,10 +68,25 @@ type flows struct {
 	next  atomic.Int64
 	start []atomic.Int64
 	lat   []atomic.Int64
+	// conn is the time connect took (the SYN's way there and the
+	// SYN-ACK's back).
+	conn []atomic.Int64
 }
 
 func newFlows(n int) *flows {
-	return &flows{start: make([]atomic.Int64, n), lat: make([]atomic.Int64, n)}
+	return &flows{start: make([]atomic.Int64, n), lat: make([]atomic.Int64, n), conn: make([]atomic.Int64, n)}
+}
+
+// connects are the recorded flows' connect times.
+func (f *flows) connects() []time.Duration {
+	n := min(int(f.next.Load()), len(f.conn))
+	out := make([]time.Duration, 0, n)
+	for i := range n {
+		if d := f.conn[i].Load(); d > 0 {
+			out = append(out, time.Duration(d))
+		}
+	}
+	return out
 }
 
 // latencies are the recorded flows' times, in flow order.
@@ -210,8 +225,9 @@ func load(ns *lab.NS, dst netip.AddrPort, hello []byte, f *flows, clients int, s
 					return
 				}
 				binary.BigEndian.PutUint64(msg[idOffset:], uint64(id))
-				f.start[id].Store(nanos())
-				if err := flow(sa, msg, buf[:]); err != nil {
+				start := nanos()
+				f.start[id].Store(start)
+				if err := flow(sa, msg, buf[:], func() { f.conn[id].Store(nanos() - start) }); err != nil {
 					once.Do(func() { first = err })
 					bad.Add(1)
 				}
@@ -223,8 +239,8 @@ func load(ns *lab.NS, dst netip.AddrPort, hello []byte, f *flows, clients int, s
 }
 
 // flow opens one TCP connection, sends msg, waits for the server to
-// close, and resets it.
-func flow(sa unix.Sockaddr, msg, buf []byte) error {
+// close, and resets it; connected is called once connect returns.
+func flow(sa unix.Sockaddr, msg, buf []byte, connected func()) error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("socket: %w", err)
@@ -239,6 +255,7 @@ func flow(sa unix.Sockaddr, msg, buf []byte) error {
 	if err := unix.Connect(fd, sa); err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
+	connected()
 	for n := 0; n < len(msg); {
 		m, err := unix.Write(fd, msg[n:])
 		if err != nil {

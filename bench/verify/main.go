@@ -256,6 +256,7 @@ func (l *benchLab) measure(o options, mode, profile string) (report.Mode, error)
 			return m, err
 		}
 		m.P50, m.P99 = pct(f.latencies())
+		m.ConnectP50, m.ConnectP99 = pct(f.connects())
 	}
 	rate := func() error {
 		f := newFlows(int(o.duration.Seconds()*200_000) + 1000)

@@ -41,10 +41,14 @@ type Mode struct {
 	// P50 and P99: from the device's connect to the server having the
 	// whole ClientHello, one flow at a time; LoadP50 and LoadP99 the
 	// same during the rate run.
-	P50     time.Duration `json:"p50_ns"`
-	P99     time.Duration `json:"p99_ns"`
-	LoadP50 time.Duration `json:"load_p50_ns"`
-	LoadP99 time.Duration `json:"load_p99_ns"`
+	P50 time.Duration `json:"p50_ns"`
+	P99 time.Duration `json:"p99_ns"`
+	// ConnectP50 and ConnectP99 are the part of it connect took (the
+	// SYN there and the SYN-ACK back), one flow at a time.
+	ConnectP50 time.Duration `json:"connect_p50_ns"`
+	ConnectP99 time.Duration `json:"connect_p99_ns"`
+	LoadP50    time.Duration `json:"load_p50_ns"`
+	LoadP99    time.Duration `json:"load_p99_ns"`
 	// UserUS and SysUS are fqdngate's CPU time per flow in the rate run
 	// (µs); CPUBusy, CPUSoftirq and CPUSteal shares (percent) of the time
 	// of the CPU fqdngate was pinned to, over the rate run.
@@ -116,8 +120,9 @@ func (r Report) WriteTable(w io.Writer) {
 		fmt.Fprintf(w, "| %s | %.0f | %d | %.1f + %.1f µs | %s | %.0f%% / %.0f%% / %.0f%% | %s | %s | %s | %s |\n", m.Verify, m.Rate, m.Failed,
 			m.UserUS, m.SysUS, perCore, m.CPUBusy, m.CPUSoftirq, m.CPUSteal, us(m.P50), us(m.P99), us(m.LoadP50), us(m.LoadP99))
 	}
-	fmt.Fprintf(w, "\nenforce / off: %.2f× the flow rate; enforcing added %s at p50 and %s at p99, one flow at a time.\n\n",
-		r.Enforce().Rate/r.Off().Rate, us(r.AddedP50()), us(r.AddedP99()))
+	fmt.Fprintf(w, "\nenforce / off: %.2f× the flow rate; enforcing added %s at p50 and %s at p99, one flow at a time, of which connect (the SYN's round trip through the queue) %s at p50 (connect p50 %s off, %s enforcing).\n\n",
+		r.Enforce().Rate/r.Off().Rate, us(r.AddedP50()), us(r.AddedP99()),
+		us(r.Enforce().ConnectP50-r.Off().ConnectP50), us(r.Off().ConnectP50), us(r.Enforce().ConnectP50))
 }
 
 // Target is one goal checked against the run.
