@@ -127,7 +127,10 @@ func (f Fronting) String() string {
 	case f.Passed:
 		return fmt.Sprintf("let through: TLS handshake with %s completed at %s", FrontingSNI, f.Addr)
 	case f.Reset:
-		return fmt.Sprintf("reset at %s (sni-mismatch: %s was not answered with that address)", f.Addr, FrontingSNI)
+		if f.Reason == "" {
+			return fmt.Sprintf("reset at %s, not explained (%s)", f.Addr, f.Message)
+		}
+		return fmt.Sprintf("reset at %s and explained: %s: %s", f.Addr, f.Reason, f.Message)
 	default:
 		return "failed: " + f.Err
 	}
