@@ -114,7 +114,7 @@ func (r Report) WriteTable(w io.Writer) {
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, m := range r.Modes {
 		perCore := "-"
-		if m.PerCore() > 0 {
+		if m.Verify != "off" && m.PerCore() > 0 {
 			perCore = fmt.Sprintf("%.0f", m.PerCore())
 		}
 		fmt.Fprintf(w, "| %s | %.0f | %d | %.1f + %.1f µs | %s | %.0f%% / %.0f%% / %.0f%% | %s | %s | %s | %s |\n", m.Verify, m.Rate, m.Failed,
