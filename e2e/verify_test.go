@@ -623,6 +623,26 @@ func TestVerifyReload(t *testing.T) {
 		reload(t, "        tls_ports: [9443]\n")
 		until(t, "plain bytes on 9443 reset", func() bool { return reset(plain()) })
 		tp.flowDrop(t, monitor.NotTLS, "", false)
+		// Two bytes, the start of a TLS record and the newline the echo
+		// answers at, are held like any first bytes (only segments
+		// without a byte stay in the kernel): the echo never sees them,
+		// and the flow is reset when no ClientHello comes within MaxWait.
+		var c net.Conn
+		if err := tp.devA.Do(func() error {
+			var err error
+			c, err = net.DialTimeout("tcp", net.JoinHostPort(cdnAddr, "9443"), 2*time.Second)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write([]byte{0x16, '\n'}); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := c.Read(make([]byte, 8)); n > 0 || !reset(err) {
+			t.Errorf("two bytes on a verified port: %d bytes echoed, %v; want none and a reset", n, err)
+		}
 		if c, err := dialTLS(tp.devA, ca, cdnAddr, 5671, "cdn.example.com", 0); err != nil {
 			t.Errorf("the answered name after the reload: %v", err)
 		} else {
