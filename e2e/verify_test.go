@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 
 	"github.com/fqdngate/fqdngate/internal/api"
 	"github.com/fqdngate/fqdngate/internal/lab"
@@ -362,6 +363,38 @@ func TestVerifyEnforce(t *testing.T) {
 		c.Close()
 		if _, err := dialTLS(tp.devA, ca, cdnAddr6, 5671, "v6.other.example", 0); !reset(err) {
 			t.Fatalf("got %v, want a reset", err)
+		}
+	})
+	t.Run("ipv6 extension headers do not skip the verdict", func(t *testing.T) {
+		// A destination options header (one PadN option) before TCP on
+		// every packet of the connection: fqdngate cannot read such a
+		// packet as TCP, so it drops it rather than let it through
+		// unjudged; the server never gets the ClientHello.
+		dstopts := []byte{0, 0, 1, 4, 0, 0, 0, 0}
+		var raw net.Conn
+		err := tp.devA.Do(func() error {
+			d := net.Dialer{Timeout: 2 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
+				var serr error
+				err := c.Control(func(fd uintptr) {
+					serr = syscall.SetsockoptString(int(fd), syscall.IPPROTO_IPV6, unix.IPV6_DSTOPTS, string(dstopts))
+				})
+				return errors.Join(err, serr)
+			}}
+			var err error
+			raw, err = d.Dial("tcp", net.JoinHostPort(cdnAddr6, "5671"))
+			return err
+		})
+		if err == nil {
+			c := tls.Client(raw, &tls.Config{ServerName: "ext.other.example", RootCAs: ca.Pool()})
+			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+			err = c.Handshake()
+			c.Close()
+		}
+		if err == nil {
+			t.Fatal("a TLS handshake with another name completed with IPv6 extension headers")
+		}
+		if _, ok := seenNames.Load("ext.other.example"); ok {
+			t.Error("the server got the ClientHello of a flow with extension headers")
 		}
 	})
 	t.Run("ech parameter stripped", func(t *testing.T) {

@@ -149,7 +149,14 @@ func (q *Queue) packet(a nfqueue.Attribute) int {
 		pkt = *a.Payload
 	}
 	t, err := decodeTCP(pkt)
-	if err == nil && len(t.data) == 0 && (t.syn || t.ack) {
+	if err != nil {
+		// A packet of a flow on a verified port that cannot be read as
+		// TCP (IPv6 extension headers before it, say) could carry the
+		// flow's first bytes: fail closed.
+		q.verdict(id, nfqueue.NfDrop, 0)
+		return 0
+	}
+	if len(t.data) == 0 && (t.syn || t.ack) {
 		start := t.seq
 		q.mu.Lock()
 		if t.syn && !t.ack {
@@ -165,10 +172,9 @@ func (q *Queue) packet(a nfqueue.Attribute) int {
 		q.asm.Start(q.Now(), t.key, start)
 		q.mu.Unlock()
 	}
-	if err != nil || len(t.data) == 0 {
-		// The SYN, a handshake ACK, a FIN or a packet we cannot read:
-		// it carries no first bytes to judge, so it passes and the flow
-		// stays pending.
+	if len(t.data) == 0 {
+		// The SYN, a handshake ACK, a FIN: it carries no first bytes to
+		// judge, so it passes and the flow stays pending.
 		q.verdict(id, nfqueue.NfAccept, 0)
 		return 0
 	}
@@ -272,6 +278,11 @@ func decodeTCP(b []byte) (tcpPacket, error) {
 	switch b[0] >> 4 {
 	case 4:
 		h, err := ipv4.ParseHeader(b)
+		if err == nil && h.TotalLen == 0 {
+			// A GSO packet over 64 KiB (BIG TCP) has no IP length:
+			// its bytes are what was copied.
+			h.TotalLen = len(b)
+		}
 		if err != nil || h.Protocol != unix.IPPROTO_TCP || h.FragOff != 0 || h.Len < ipv4.HeaderLen || h.TotalLen > len(b) || h.TotalLen < h.Len {
 			return p, errNotTCP
 		}
@@ -280,6 +291,9 @@ func decodeTCP(b []byte) (tcpPacket, error) {
 		l4 = b[h.Len:h.TotalLen]
 	case 6:
 		h, err := ipv6.ParseHeader(b)
+		if err == nil && h.PayloadLen == 0 {
+			h.PayloadLen = len(b) - ipv6.HeaderLen // BIG TCP, as above
+		}
 		if err != nil || h.NextHeader != unix.IPPROTO_TCP || ipv6.HeaderLen+h.PayloadLen > len(b) {
 			return p, errNotTCP
 		}
