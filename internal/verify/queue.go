@@ -152,8 +152,12 @@ func (q *Queue) packet(a nfqueue.Attribute) int {
 	if err != nil {
 		// A packet of a flow on a verified port that cannot be read as
 		// TCP (IPv6 extension headers before it, say) could carry the
-		// flow's first bytes: fail closed.
-		q.verdict(id, nfqueue.NfDrop, 0)
+		// flow's first bytes: fail closed (observe drops nothing).
+		v := nfqueue.NfDrop
+		if q.Observe {
+			v = nfqueue.NfAccept
+		}
+		q.verdict(id, v, 0)
 		return 0
 	}
 	if len(t.data) == 0 && (t.syn || t.ack) {
