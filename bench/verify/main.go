@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -80,6 +81,15 @@ func run(o options) error {
 		return err
 	}
 	defer l.close()
+	// Interrupted, the namespaces go too (fqdngate ends with them: it
+	// was started with Pdeathsig).
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-sig
+		l.close()
+		os.Exit(1)
+	}()
 	rep := report.Report{HelloBytes: len(l.hello), Clients: o.clients, Duration: o.duration, Sequential: o.sequential}
 	for _, mode := range []string{"off", "enforce"} {
 		m, err := l.measure(o, mode, "")
