@@ -97,3 +97,17 @@ func TestDecodeTCP(t *testing.T) {
 		})
 	}
 }
+
+// FuzzDecodeTCP: any bytes the kernel queues decode without a panic, and
+// a decoded packet's bytes lie within it.
+func FuzzDecodeTCP(f *testing.F) {
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := decodeTCP(b)
+		if err != nil {
+			return
+		}
+		if len(p.data) > len(b) || !p.key.Src.IsValid() || !p.key.Dst.IsValid() {
+			t.Fatalf("decoded %+v from %d bytes", p, len(b))
+		}
+	})
+}
