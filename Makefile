@@ -56,6 +56,7 @@ fuzz:
 	$(GO) test ./internal/feeds -run '^$$' -fuzz '^FuzzParseFortigate$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/verify -run '^$$' -fuzz '^FuzzClientHello$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/verify -run '^$$' -fuzz '^FuzzRequestHost$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/verify -run '^$$' -fuzz '^FuzzDecodeTCP$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/cluster -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 
 # The Debian package (bin/fqdngate_VERSION_ARCH.deb): the binary, the

@@ -41,6 +41,10 @@ func TestCDNLab(t *testing.T) {
 	if !res.ClassicFronting.Passed || !res.GateFronting.Reset {
 		t.Errorf("fronting: classic %s; fqdngate %s", res.ClassicFronting, res.GateFronting)
 	}
+	// ... and explains it: fqdngate's own reason, naming the name sent.
+	if f := res.GateFronting; f.Reason != "sni-mismatch" || !strings.Contains(f.Message, scenario.FrontingSNI) || !strings.Contains(table.String(), "explained: sni-mismatch: ") {
+		t.Errorf("fronting not explained: reason %q, message %q", f.Reason, f.Message)
+	}
 
 	eps, session, err := scenario.Endpoints()
 	if err != nil {

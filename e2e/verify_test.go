@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 
 	"github.com/fqdngate/fqdngate/internal/api"
 	"github.com/fqdngate/fqdngate/internal/lab"
@@ -58,7 +59,13 @@ clients:
 var seenNames sync.Map
 
 func newVerifyTopo(t *testing.T, mode string) (*topo, *lab.CA) {
-	tp := newTopoClients(t, "enforce", verifyClients(mode))
+	return newVerifyTopoClients(t, verifyClients(mode))
+}
+
+// newVerifyTopoClients is the verification lab with the enforcer's
+// verify line and the clients section given.
+func newVerifyTopoClients(t *testing.T, clients string) (*topo, *lab.CA) {
+	tp := newTopoClients(t, "enforce", clients)
 	tp.auth.mu.Lock()
 	tp.auth.records = map[string][]string{
 		"cdn.example.com.|A":       {"cdn.example.com. 300 IN A " + cdnAddr},
@@ -358,6 +365,38 @@ func TestVerifyEnforce(t *testing.T) {
 			t.Fatalf("got %v, want a reset", err)
 		}
 	})
+	t.Run("ipv6 extension headers do not skip the verdict", func(t *testing.T) {
+		// A destination options header (one PadN option) before TCP on
+		// every packet of the connection: fqdngate cannot read such a
+		// packet as TCP, so it drops it rather than let it through
+		// unjudged; the server never gets the ClientHello.
+		dstopts := []byte{0, 0, 1, 4, 0, 0, 0, 0}
+		var raw net.Conn
+		err := tp.devA.Do(func() error {
+			d := net.Dialer{Timeout: 2 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
+				var serr error
+				err := c.Control(func(fd uintptr) {
+					serr = syscall.SetsockoptString(int(fd), syscall.IPPROTO_IPV6, unix.IPV6_DSTOPTS, string(dstopts))
+				})
+				return errors.Join(err, serr)
+			}}
+			var err error
+			raw, err = d.Dial("tcp", net.JoinHostPort(cdnAddr6, "5671"))
+			return err
+		})
+		if err == nil {
+			c := tls.Client(raw, &tls.Config{ServerName: "ext.other.example", RootCAs: ca.Pool()})
+			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+			err = c.Handshake()
+			c.Close()
+		}
+		if err == nil {
+			t.Fatal("a TLS handshake with another name completed with IPv6 extension headers")
+		}
+		if _, ok := seenNames.Load("ext.other.example"); ok {
+			t.Error("the server got the ClientHello of a flow with extension headers")
+		}
+	})
 	t.Run("ech parameter stripped", func(t *testing.T) {
 		r, err := tp.resolve(tp.devA, "cdn.example.com.", dns.TypeHTTPS, gwDevAddr4)
 		if err != nil {
@@ -544,4 +583,116 @@ state_dir: ""
 		t.Fatalf("another name: %v, want a reset", err)
 	}
 	tp.flowDrop(t, monitor.SNIMismatch, "host.other.example", false)
+}
+
+// verifyReloadBefore has the cdn rule on 5671 and on 9443, a port that
+// is not verified by default, where the lab runs a plain echo.
+const verifyReloadBefore = `  verify: enforce
+cache_size: 0
+clients:
+  - name: devices
+    cidrs: ["192.0.2.0/24", "2001:db8:1::/64"]
+    rules:
+      - name: cdn
+        fqdn: ["cdn.example.com"]
+        ports: ["tcp/5671", "tcp/9443"]
+`
+
+// TestVerifyReload: a rule's tls_ports and verify: false take effect at a
+// reload (SIGHUP), without a restart: a port that tls_ports adds is
+// verified from then on, and verify: false lets any name through.
+func TestVerifyReload(t *testing.T) {
+	tp, ca := newVerifyTopoClients(t, verifyReloadBefore)
+	startEcho(t, tp.inet, 9443)
+	tp.resolveA(t, "cdn.example.com.", cdnAddr)
+	cdn := netip.MustParseAddr(cdnAddr)
+	plain := func() error {
+		c, err := connect(tp.devA, cdn, 9443, 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		return echo(c, "not a ClientHello")
+	}
+	if err := plain(); err != nil {
+		t.Fatalf("plain bytes on 9443 before tls_ports: %v", err)
+	}
+	if _, err := dialTLS(tp.devA, ca, cdnAddr, 5671, "www.other.example", 0); !reset(err) {
+		t.Fatalf("another name on 5671 before verify: false: %v, want a reset", err)
+	}
+	reload := func(t *testing.T, rule string) {
+		t.Helper()
+		b, err := os.ReadFile(tp.cfgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := `        ports: ["tcp/5671", "tcp/9443"]` + "\n"
+		i := strings.Index(string(b), old)
+		if i < 0 {
+			t.Fatalf("no cdn rule in %s", b)
+		}
+		j := i + len(old)
+		if k := strings.Index(string(b[j:]), "state_dir:"); k >= 0 {
+			j += k
+		}
+		if err := os.WriteFile(tp.cfgPath, []byte(string(b[:i])+old+rule+string(b[j:])), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := tp.proc.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	until := func(t *testing.T, what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 5 s of the reload", what)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	t.Run("tls_ports added by a reload are verified", func(t *testing.T) {
+		reload(t, "        tls_ports: [9443]\n")
+		until(t, "plain bytes on 9443 reset", func() bool { return reset(plain()) })
+		tp.flowDrop(t, monitor.NotTLS, "", false)
+		// Two bytes, the start of a TLS record and the newline the echo
+		// answers at, are held like any first bytes (only segments
+		// without a byte stay in the kernel): the echo never sees them,
+		// and the flow is reset when no ClientHello comes within MaxWait.
+		var c net.Conn
+		if err := tp.devA.Do(func() error {
+			var err error
+			c, err = net.DialTimeout("tcp", net.JoinHostPort(cdnAddr, "9443"), 2*time.Second)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write([]byte{0x16, '\n'}); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := c.Read(make([]byte, 8)); n > 0 || !reset(err) {
+			t.Errorf("two bytes on a verified port: %d bytes echoed, %v; want none and a reset", n, err)
+		}
+		if c, err := dialTLS(tp.devA, ca, cdnAddr, 5671, "cdn.example.com", 0); err != nil {
+			t.Errorf("the answered name after the reload: %v", err)
+		} else {
+			c.Close()
+		}
+	})
+	t.Run("verify false set by a reload passes any name", func(t *testing.T) {
+		reload(t, "        verify: false\n")
+		until(t, "another name on 5671 passes", func() bool {
+			c, err := dialTLS(tp.devA, ca, cdnAddr, 5671, "www.other.example", 0)
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		})
+		if err := plain(); err != nil {
+			t.Errorf("plain bytes on 9443 with verify: false: %v", err)
+		}
+	})
 }

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fqdngate/fqdngate/bench/verify/report"
 )
 
 // The ramp: resperf raises the query rate from zero to a top over
@@ -243,6 +245,29 @@ func readGoBench(path string) (goBench, error) {
 	return g, nil
 }
 
+var verifyF = flag.String("verify", "", "figures of bench/verify (its -json) to include and check against the targets")
+
+// readVerify reads bench/verify's figures; nil when there are none.
+func readVerify(path string) (*report.Report, error) {
+	if path == "" {
+		return nil, nil
+	}
+	r, err := report.Read(path)
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// writeVerify writes bench/verify's section.
+func writeVerify(w io.Writer, v *report.Report) {
+	if v == nil {
+		return
+	}
+	fmt.Fprintf(w, "## Flow verification (bench/verify, enforcer.verify off and enforce in one run)\n\n")
+	v.WriteTable(w)
+}
+
 // target is one of the report's goals, checked in every run.
 type target struct {
 	what, goal string
@@ -337,7 +362,7 @@ func atLeast(x float64) func(float64) bool { return func(v float64) bool { retur
 
 // writeTargets checks every run against the targets, and the Go
 // benchmarks against theirs.
-func writeTargets(w io.Writer, runs [][]row, g goBench) {
+func writeTargets(w io.Writer, runs [][]row, g goBench, v *report.Report) {
 	fmt.Fprintf(w, "## Targets\n\nEach run on its own: a target is met in a run when that run's figures meet it.\n\n")
 	fmt.Fprintf(w, "| target | goal |")
 	for i := range runs {
@@ -376,6 +401,15 @@ func writeTargets(w io.Writer, runs [][]row, g goBench) {
 			doubt = fmt.Sprintf(", in doubt: the hypervisor took %.0f%% of the CPUs (steal) while the Go benchmarks ran", g.steal)
 		}
 		fmt.Fprintf(w, "- Policy matcher at 50,000 patterns on one core (`BenchmarkMatch50k` below), goal ≥ 5 M lookups/s: %.1f M/s (%.0f ns a lookup), %s%s.\n", 1e3/g.matchNs, g.matchNs, verdict(1e3/g.matchNs >= 5), doubt)
+	}
+	if v != nil {
+		for _, t := range v.Targets() {
+			doubt := ""
+			if t.Doubt != "" {
+				doubt = ", in doubt: " + t.Doubt
+			}
+			fmt.Fprintf(w, "- Flow verification (below), %s, goal %s: %s, %s%s.\n", t.What, t.Goal, t.Value, verdict(t.Met), doubt)
+		}
 	}
 	fmt.Fprintln(w)
 }

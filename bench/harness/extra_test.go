@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fqdngate/fqdngate/bench/verify/report"
 )
 
 func TestParseResperf(t *testing.T) {
@@ -84,7 +86,7 @@ BenchmarkLedgerBytesPerEntry-2   	       2	1485736481 ns/op	       192.2 bytes/e
 		t.Errorf("with /proc/stat lines: got %+v, %v", g, err)
 	}
 	var b strings.Builder
-	writeTargets(&b, nil, g)
+	writeTargets(&b, nil, g, nil)
 	if want := "(197 ns a lookup), met, in doubt: the hypervisor took 10% of the CPUs (steal) while the Go benchmarks ran."; !strings.Contains(b.String(), want) {
 		t.Errorf("report lacks %q:\n%s", want, b.String())
 	}
@@ -112,7 +114,7 @@ func TestTargets(t *testing.T) {
 	run2 := slices.Clone(run[3:])
 	run2[2].installP99 = 186700 * time.Nanosecond
 	var b strings.Builder
-	writeTargets(&b, [][]row{run, run2}, goBench{haveMatch: true, matchNs: 250, haveLedger: true, ledgerBytes: 192})
+	writeTargets(&b, [][]row{run, run2}, goBench{haveMatch: true, matchNs: 250, haveLedger: true, ledgerBytes: 192}, nil)
 	got := b.String()
 	for _, want := range []string{
 		"| unique mix, nftables enforce vs dnsmasq --nftset | ≥ 4× | 6.00× met | - |",
@@ -139,7 +141,7 @@ func TestTargets(t *testing.T) {
 	run[5].cpu = cpuUse{steal: 4.9, ok: true}         // enforcing's: under the limit
 	run[5].fixedSteal, run[5].fixedStealOK = 18, true // enforcing's fixed-rate runs
 	b.Reset()
-	writeTargets(&b, [][]row{run}, goBench{})
+	writeTargets(&b, [][]row{run}, goBench{}, nil)
 	got = b.String()
 	for _, want := range []string{
 		"| unique mix, nftables enforce vs plain dnsmasq | ≥ 1.0× | 0.80× **not met** |",
@@ -168,5 +170,38 @@ func TestRampTop(t *testing.T) {
 		if got := rampTop(c.qps); got != c.want {
 			t.Errorf("rampTop(%v) = %d, want %d", c.qps, got, c.want)
 		}
+	}
+}
+
+// TestVerifySection: bench/verify's figures make a section of the report
+// and two lines of its Targets.
+func TestVerifySection(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "verify.json")
+	r := report.Report{HelloBytes: 1512, Clients: 32, Duration: 5 * time.Second, Sequential: 2000, Modes: []report.Mode{
+		{Verify: "off", Rate: 36000, P50: 15 * time.Microsecond, P99: 60 * time.Microsecond},
+		{Verify: "enforce", Rate: 21000, UserUS: 15, SysUS: 25, P50: 150 * time.Microsecond, P99: 250 * time.Microsecond},
+	}}
+	if err := r.Write(path); err != nil {
+		t.Fatal(err)
+	}
+	v, err := readVerify(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	writeTargets(&b, nil, goBench{}, v)
+	writeVerify(&b, v)
+	for _, want := range []string{
+		"- Flow verification (below), verified new flows per second on one core (fqdngate's CPU time per flow, pinned), goal ≥ 20000: 25000 (21000 flows/s reached with 32 clients), met.",
+		"- Flow verification (below), added to the first byte at p99, enforce vs off in the same run, goal ≤ 100 µs: 190 µs, **not met**.",
+		"## Flow verification (bench/verify",
+		"| enforce | 21000 |",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, b.String())
+		}
+	}
+	if v, err := readVerify(""); v != nil || err != nil {
+		t.Errorf("no -verify: %v, %v", v, err)
 	}
 }

@@ -100,6 +100,10 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	vr, err := readVerify(*verifyF)
+	if err != nil {
+		return err
+	}
 	up := ns.Command("taskset", "-c", "1", filepath.Join(*bin, "bench-upstream"), "-listen", upstreamAddr, "-sockets", "2")
 	if err := up.Start(); err != nil {
 		return err
@@ -142,7 +146,8 @@ func run() error {
 		writeBreakdown(&report, rows)
 		all = append(all, rows)
 	}
-	writeTargets(&report, all, gb)
+	writeTargets(&report, all, gb, vr)
+	writeVerify(&report, vr)
 	if gb.text != "" {
 		fmt.Fprintf(&report, "## Go benchmarks (go test -bench, this machine)\n\n```\n%s```\n", gb.text)
 	}

@@ -1,32 +1,37 @@
 // Command verify measures what flow verification (enforcer.verify) costs
 // a new TLS flow: fqdngate runs as a gateway in namespaces of its own,
-// once with verification off and once enforcing, in the same run, and a
-// device opens new TLS connections to an allowed name's address through
-// it. It reports, per mode, the new verified flows a second (concurrent
-// clients, each connection a fresh TCP and TLS handshake) and the time
-// from the start of a connection to the server's first byte (the
-// ServerHello), p50 and p99, and the ratios enforce / off. Root; every
-// packet stays inside its namespaces. bench/verify.sh runs it.
+// pinned to one CPU, once with verification off and once enforcing, in
+// the same run, and a device opens new TCP connections to an allowed
+// name's address through it, each sending a ClientHello recorded from
+// Go's crypto/tls (two segments, hybrid post-quantum key share). It
+// reports, per mode, new flows a second from a bounded pool of clients,
+// fqdngate's CPU time per flow (so the flows one core verifies a second),
+// and the time from the device's connect to the server having the whole
+// ClientHello, p50 and p99, one flow at a time and under load. Root;
+// every packet stays inside its namespaces. bench/verify.sh runs it; the
+// harness puts its JSON (-json) into bench/RESULTS.md.
 package main
 
 import (
-	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
-	"sync"
-	"sync/atomic"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
 
+	"github.com/fqdngate/fqdngate/bench/verify/report"
 	"github.com/fqdngate/fqdngate/internal/lab"
 )
 
@@ -35,21 +40,30 @@ const (
 	devAddr  = "192.0.2.10"
 	dnsAddr  = "198.51.100.53"
 	siteName = "bench.verify.example"
+	apiAddr  = "127.0.0.1:9053"
 )
 
 type options struct {
 	bin        string
 	duration   time.Duration
 	clients    int
+	servers    int
 	sequential int
+	gateCPU    int
+	profile    string
+	jsonOut    string
 }
 
 func main() {
 	var o options
 	flag.StringVar(&o.bin, "bin", "bin/fqdngate", "the fqdngate binary")
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "how long each mode's rate run lasts")
-	flag.IntVar(&o.clients, "clients", 16, "concurrent clients in the rate run")
-	flag.IntVar(&o.sequential, "sequential", 500, "connections, one at a time, for the first-byte latency")
+	flag.IntVar(&o.clients, "clients", 32, "concurrent clients in the rate run (each opens one flow after the other)")
+	flag.IntVar(&o.servers, "servers", 8, "server threads")
+	flag.IntVar(&o.sequential, "sequential", 2000, "flows, one at a time, for the latency without load")
+	flag.IntVar(&o.gateCPU, "cpu", 0, "the CPU fqdngate is pinned to (taskset); run the benchmark itself on another")
+	flag.StringVar(&o.profile, "profile", "", "save fqdngate's CPU profile of one more enforcing rate run here (FQDNGATE_PPROF=1)")
+	flag.StringVar(&o.jsonOut, "json", "", "also write the figures as JSON here (bench/harness -verify reads it)")
 	flag.Parse()
 	if !lab.IsRoot() {
 		fmt.Fprintln(os.Stderr, "verify: needs root (network namespaces, nftables)")
@@ -61,56 +75,64 @@ func main() {
 	}
 }
 
-type result struct {
-	mode     string
-	rate     float64 // new flows a second, concurrent
-	failed   int64
-	p50, p99 time.Duration // connection start to the server's first byte
-}
-
 func run(o options) error {
-	l, err := newLab()
+	l, err := newLab(o)
 	if err != nil {
 		return err
 	}
 	defer l.close()
-	var results []result
+	// Interrupted, the namespaces go too (fqdngate ends with them: it
+	// was started with Pdeathsig).
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-sig
+		l.close()
+		os.Exit(1)
+	}()
+	rep := report.Report{HelloBytes: len(l.hello), Clients: o.clients, Duration: o.duration, Sequential: o.sequential}
 	for _, mode := range []string{"off", "enforce"} {
-		r, err := l.measure(o, mode)
+		m, err := l.measure(o, mode, "")
 		if err != nil {
 			return fmt.Errorf("verify %s: %w", mode, err)
 		}
-		results = append(results, r)
+		rep.Modes = append(rep.Modes, m)
 	}
-	off, on := results[0], results[1]
-	fmt.Printf("# fqdngate flow verification: new TLS flows through the gateway, verify off and enforce in one run\n\n")
-	fmt.Printf("| verify | new flows/s (%d clients, %s) | failed | first byte p50 | first byte p99 |\n|---|---|---|---|---|\n", o.clients, o.duration)
-	for _, r := range results {
-		fmt.Printf("| %s | %.0f | %d | %s | %s |\n", r.mode, r.rate, r.failed, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond))
+	if o.profile != "" {
+		if _, err := l.measure(o, "enforce", o.profile); err != nil {
+			return fmt.Errorf("profile: %w", err)
+		}
 	}
-	fmt.Printf("\nenforce / off: %.2f× the flow rate; first byte %+d µs at p50, %+d µs at p99 (%d connections one at a time)\n",
-		on.rate/off.rate, (on.p50 - off.p50).Microseconds(), (on.p99 - off.p99).Microseconds(), o.sequential)
+	rep.WriteTable(os.Stdout)
+	for _, t := range rep.Targets() {
+		fmt.Printf("- %s, goal %s: %s, met: %v %s\n", t.What, t.Goal, t.Value, t.Met, t.Doubt)
+	}
+	if o.jsonOut != "" {
+		return rep.Write(o.jsonOut)
+	}
 	return nil
 }
 
 // benchLab is a device, the gateway and a fake internet with the name's
-// authoritative DNS and a TLS server on its address.
+// authoritative DNS and a server on its address.
 type benchLab struct {
 	gw, dev, inet *lab.NS
 	stopDNS       func()
-	tlsLn         net.Listener
-	ca            *lab.CA
-	site          netip.Addr
+	srv           *server
+	hello         []byte
 	dir           string
 }
 
-func newLab() (l *benchLab, err error) {
+func newLab(o options) (l *benchLab, err error) {
 	l = &benchLab{}
 	defer func() {
 		if err != nil {
 			l.close()
 		}
 	}()
+	if l.hello, err = recordHello(siteName); err != nil {
+		return nil, err
+	}
 	if l.dir, err = os.MkdirTemp("", "fqdngate-bench-verify-"); err != nil {
 		return nil, err
 	}
@@ -138,6 +160,7 @@ func newLab() (l *benchLab, err error) {
 		{l.gw, []string{"sysctl", "-qw", "net.ipv4.ip_forward=1"}},
 		{l.dev, []string{"ip", "addr", "add", devAddr + "/24", "dev", "eth0"}},
 		{l.dev, []string{"ip", "route", "add", "default", "via", gwAddr}},
+		{l.dev, []string{"sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000"}},
 		{l.inet, []string{"ip", "addr", "add", "198.51.100.2/24", "dev", "eth0"}},
 		{l.inet, []string{"ip", "addr", "add", dnsAddr + "/32", "dev", "lo"}},
 		{l.inet, []string{"ip", "route", "add", "local", "203.0.113.0/24", "dev", "lo"}},
@@ -152,38 +175,15 @@ func newLab() (l *benchLab, err error) {
 	if l.stopDNS, err = auth.Serve(l.inet, dnsAddr+":53"); err != nil {
 		return nil, err
 	}
-	if l.ca, err = lab.NewCA("fqdngate bench verify CA"); err != nil {
+	if l.srv, err = startServer(l.inet, netip.MustParseAddrPort("0.0.0.0:443"), len(l.hello), o.servers); err != nil {
 		return nil, err
 	}
-	if err := l.inet.Do(func() error {
-		l.tlsLn, err = tls.Listen("tcp", "[::]:443", l.ca.ServerConfig())
-		return err
-	}); err != nil {
-		return nil, err
-	}
-	go serveTLS(l.tlsLn)
 	return l, nil
 }
 
-// serveTLS completes each handshake (the ServerHello is the first byte the
-// client times) and closes.
-func serveTLS(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-			_ = c.(*tls.Conn).Handshake()
-		}()
-	}
-}
-
 func (l *benchLab) close() {
-	if l.tlsLn != nil {
-		l.tlsLn.Close()
+	if l.srv != nil {
+		l.srv.close()
 	}
 	if l.stopDNS != nil {
 		l.stopDNS()
@@ -202,7 +202,7 @@ func (l *benchLab) config(mode string) string {
 	return fmt.Sprintf(`mode: enforce
 listen:
   dns: ["%s:53"]
-  api: "127.0.0.1:9053"
+  api: "%s"
 upstreams: ["%s"]
 enforcer:
   min_ttl: 10m
@@ -220,68 +220,194 @@ clients:
 state_dir: ""
 log:
   level: warn
-`, gwAddr, dnsAddr, mode, siteName)
+`, gwAddr, apiAddr, dnsAddr, mode, siteName)
 }
 
-// measure starts fqdngate with verify mode, resolves the name from the
-// device (which opens its address for the device), and times new flows.
-func (l *benchLab) measure(o options, mode string) (result, error) {
-	r := result{mode: mode}
+// measure starts fqdngate on its CPU with verify mode, resolves the name
+// from the device (which opens its address for the device), and times
+// new flows. With profile set, it runs only the rate run, under the
+// profiler, and saves the profile there.
+func (l *benchLab) measure(o options, mode, profile string) (report.Mode, error) {
+	m := report.Mode{Verify: mode}
 	cfg := filepath.Join(l.dir, "gw-"+mode+".yaml")
 	if err := os.WriteFile(cfg, []byte(l.config(mode)), 0o600); err != nil {
-		return r, err
+		return m, err
 	}
-	cmd := l.gw.Command(o.bin, "run", "--config", cfg)
+	cmd := l.gw.Command("taskset", "-c", strconv.Itoa(o.gateCPU), o.bin, "run", "--config", cfg)
 	cmd.Stderr = os.Stderr
+	cmd.Env = append(os.Environ(), "FQDNGATE_PPROF=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
-		return r, err
+		return m, err
 	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
 	defer func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
+		<-exited
 		_, _ = l.gw.Run("nft", "delete", "table", "inet", "fqdngate")
 	}()
 	site, err := l.resolve()
 	if err != nil {
-		return r, err
+		return m, err
 	}
-	l.site = site
-	// Latency: one connection at a time, so that nothing queues behind
-	// another flow's verdict.
-	var lat []time.Duration
-	for range o.sequential {
-		d, err := l.firstByte()
-		if err != nil {
-			return r, fmt.Errorf("connection %d: %w", len(lat), err)
+	dst := netip.AddrPortFrom(site, 443)
+	// ip netns exec and taskset exec the next program: the process is
+	// fqdngate's.
+	pid := cmd.Process.Pid
+	// A short warm-up: the first flows pay for the conntrack entries'
+	// and the daemon's first allocations.
+	if err := l.flows(dst, 1, 200, nil); err != nil {
+		return m, fmt.Errorf("warm-up: %w", err)
+	}
+	if profile == "" {
+		f := newFlows(o.sequential)
+		if err := l.flows(dst, 1, 0, f); err != nil {
+			return m, err
 		}
-		lat = append(lat, d)
+		m.P50, m.P99 = pct(f.latencies())
+		m.ConnectP50, m.ConnectP99 = pct(f.connects())
 	}
-	slices.Sort(lat)
-	r.p50, r.p99 = lat[len(lat)/2], lat[len(lat)*99/100]
-	// Rate: concurrent clients for the duration.
-	var done, failed atomic.Int64
-	ctx, cancel := context.WithTimeout(context.Background(), o.duration)
-	defer cancel()
-	var wg sync.WaitGroup
-	start := time.Now()
-	for range o.clients {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				if _, err := l.firstByte(); err != nil {
-					if failed.Add(1) <= 3 {
-						fmt.Fprintf(os.Stderr, "verify %s: a flow failed: %v\n", mode, err)
-					}
-					continue
-				}
-				done.Add(1)
-			}
+	rate := func() error {
+		f := newFlows(int(o.duration.Seconds()*200_000) + 1000)
+		stop := make(chan struct{})
+		timer := time.AfterFunc(o.duration, func() { close(stop) })
+		defer timer.Stop()
+		cpu0, err := readCPU(o.gateCPU)
+		if err != nil {
+			return err
+		}
+		proc0, err := procCPU(pid)
+		if err != nil {
+			return err
+		}
+		got0 := l.srv.got.Load()
+		l.srv.cur.Store(f)
+		start := time.Now()
+		m.Failed, err = load(l.dev, dst, l.hello, f, o.clients, stop)
+		select {
+		case err := <-exited:
+			return fmt.Errorf("fqdngate ended during the run: %v", err)
+		default:
+		}
+		el := time.Since(start)
+		m.Flows = l.srv.got.Load() - got0
+		cpu1, _ := readCPU(o.gateCPU)
+		proc1, _ := procCPU(pid)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "verify %s: %d flows failed, the first: %v\n%s", mode, m.Failed, err, l.verifyMetrics())
+		}
+		m.Rate = float64(m.Flows) / el.Seconds()
+		m.LoadP50, m.LoadP99 = pct(f.latencies())
+		if m.Flows > 0 {
+			m.UserUS = float64(proc1[0]-proc0[0]) * 1e6 / userHz / float64(m.Flows)
+			m.SysUS = float64(proc1[1]-proc0[1]) * 1e6 / userHz / float64(m.Flows)
+		}
+		d := cpu1.minus(cpu0)
+		if tot := float64(d.total()); tot > 0 {
+			m.CPUBusy = 100 * float64(d.total()-d.idle-d.steal) / tot
+			m.CPUSoftirq = 100 * float64(d.softirq) / tot
+			m.CPUSteal = 100 * float64(d.steal) / tot
+		}
+		return nil
+	}
+	if profile == "" {
+		return m, rate()
+	}
+	perr := make(chan error, 1)
+	go func() { perr <- l.fetchProfile(profile, o.duration) }()
+	if err := rate(); err != nil {
+		return m, err
+	}
+	return m, <-perr
+}
+
+// flows runs n flows (or as many as f holds) with clients clients and
+// fails on the first that fails.
+func (l *benchLab) flows(dst netip.AddrPort, clients, n int, f *flows) error {
+	if f == nil {
+		f = newFlows(n)
+	}
+	l.srv.cur.Store(f)
+	if failed, err := load(l.dev, dst, l.hello, f, clients, nil); failed > 0 {
+		return fmt.Errorf("%d flows failed, the first: %w", failed, err)
+	}
+	return nil
+}
+
+func pct(d []time.Duration) (p50, p99 time.Duration) {
+	if len(d) == 0 {
+		return 0, 0
+	}
+	slices.Sort(d)
+	return d[len(d)/2], d[len(d)*99/100]
+}
+
+// verifyMetrics are fqdngate's verification and drop counters, to say
+// why flows failed.
+func (l *benchLab) verifyMetrics() string {
+	body, err := l.api("/metrics", 5*time.Second)
+	if err != nil {
+		return err.Error() + "\n"
+	}
+	var b strings.Builder
+	for line := range strings.Lines(string(body)) {
+		if strings.HasPrefix(line, "fqdngate_verify_") || strings.HasPrefix(line, "fqdngate_drops_total") {
+			b.WriteString("  " + line)
+		}
+	}
+	if ev, err := l.api("/api/v1/events", 5*time.Second); err == nil {
+		b.WriteString("  events: " + string(ev[:min(len(ev), 1500)]) + "\n")
+	}
+	return b.String()
+}
+
+// api gets path from fqdngate's API in the gateway's namespace.
+func (l *benchLab) api(path string, timeout time.Duration) ([]byte, error) {
+	resp, err := l.apiGet(path, timeout)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
+}
+
+func (l *benchLab) apiGet(path string, timeout time.Duration) (*http.Response, error) {
+	dial := func(network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := l.gw.Do(func() error {
+			var err error
+			c, err = net.Dial(network, addr)
+			return err
 		})
+		return c, err
 	}
-	wg.Wait()
-	r.rate = float64(done.Load()) / time.Since(start).Seconds()
-	r.failed = failed.Load()
-	return r, nil
+	c := &http.Client{Transport: &http.Transport{Dial: dial}, Timeout: timeout}
+	resp, err := c.Get("http://" + apiAddr + path)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s: %s", path, resp.Status)
+	}
+	return resp, err
+}
+
+// fetchProfile saves fqdngate's CPU profile over d (from its API, in the
+// gateway's namespace) as path.
+func (l *benchLab) fetchProfile(path string, d time.Duration) error {
+	resp, err := l.apiGet(fmt.Sprintf("/debug/pprof/profile?seconds=%d", max(1, int(d.Seconds())-1)), d+10*time.Second)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	out, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, resp.Body); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 // resolve asks the gateway from the device until it answers.
@@ -316,39 +442,57 @@ func (l *benchLab) resolve() (netip.Addr, error) {
 	}
 }
 
-// firstByte opens a new TCP connection from the device and sends a
-// ClientHello for the allowed name; it returns the time until the
-// server's first byte arrived (the handshake then completes).
-func (l *benchLab) firstByte() (time.Duration, error) {
-	var c net.Conn
-	start := time.Now()
-	if err := l.dev.Do(func() error {
-		var err error
-		c, err = net.DialTimeout("tcp", netip.AddrPortFrom(l.site, 443).String(), 3*time.Second)
-		return err
-	}); err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
-	fb := &firstRead{Conn: c}
-	tc := tls.Client(fb, &tls.Config{ServerName: siteName, RootCAs: l.ca.Pool()})
-	if err := tc.Handshake(); err != nil {
-		return 0, err
-	}
-	return fb.at.Sub(start), nil
+// userHz is the unit of /proc/stat and /proc/PID/stat: USER_HZ, 100 on
+// every Linux ABI.
+const userHz = 100
+
+// cpuTicks is one CPU's line of /proc/stat.
+type cpuTicks struct{ user, system, idle, irq, softirq, steal uint64 }
+
+func (t cpuTicks) total() uint64 { return t.user + t.system + t.idle + t.irq + t.softirq + t.steal }
+
+func (t cpuTicks) minus(o cpuTicks) cpuTicks {
+	return cpuTicks{t.user - o.user, t.system - o.system, t.idle - o.idle, t.irq - o.irq, t.softirq - o.softirq, t.steal - o.steal}
 }
 
-// firstRead notes when the first byte from the server arrived.
-type firstRead struct {
-	net.Conn
-	at time.Time
+// readCPU reads CPU n's line of /proc/stat ("cpuN user nice system idle
+// iowait irq softirq steal ..."); nice counts as user, iowait as idle.
+func readCPU(n int) (cpuTicks, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTicks{}, err
+	}
+	label := "cpu" + strconv.Itoa(n)
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) < 9 || f[0] != label {
+			continue
+		}
+		var v [8]uint64
+		for i := range v {
+			if v[i], err = strconv.ParseUint(f[i+1], 10, 64); err != nil {
+				return cpuTicks{}, fmt.Errorf("/proc/stat %s: %w", label, err)
+			}
+		}
+		return cpuTicks{user: v[0] + v[1], system: v[2], idle: v[3] + v[4], irq: v[5], softirq: v[6], steal: v[7]}, nil
+	}
+	return cpuTicks{}, fmt.Errorf("/proc/stat: no %s line", label)
 }
 
-func (f *firstRead) Read(b []byte) (int, error) {
-	n, err := f.Conn.Read(b)
-	if n > 0 && f.at.IsZero() {
-		f.at = time.Now()
+// procCPU is a process's user and system time (ticks) from
+// /proc/PID/stat.
+func procCPU(pid int) ([2]uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return [2]uint64{}, err
 	}
-	return n, err
+	// The command name (field 2) is in parentheses and may hold spaces.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return [2]uint64{}, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	u, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	return [2]uint64{u, st}, errors.Join(err1, err2)
 }

@@ -36,6 +36,8 @@ const (
 
 const (
 	setVerifyPorts = "verify_ports"
+	setVerifyBare4 = "verify_bare4"
+	setVerifyBare6 = "verify_bare6"
 	ctrVerifyRST   = "verify_resets"
 	ctrQUICDrops   = "quic_drops"
 )
@@ -79,7 +81,72 @@ func buildVerifyFilter(cc *nftables.Conn, t *nftables.Table, filter *nftables.Ch
 	rule(append(append(append(markIs(expr.CtKeyMARK, CtRejected), ctOriginal()...), l4proto(unix.IPPROTO_TCP)...),
 		counterRef(ctrVerifyRST), &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})...)
 	rule(append(append(markIs(expr.CtKeyMARK, CtRejected), ctOriginal()...), &expr.Verdict{Kind: expr.VerdictDrop})...)
+	for _, v6 := range []bool{false, true} {
+		set := bareSet(t, v6)
+		_ = cc.AddSet(set, bareElems(v6))
+		rule(append(append(append(markIs(expr.CtKeyMARK, CtPending), ctOriginal()...), bare(v6, set.Name)...), accept_())...)
+	}
 	rule(append(append(markIs(expr.CtKeyMARK, CtPending), ctOriginal()...), nfqueue(s.Verify.Queue, s.Verify.bypass(s)))...)
+}
+
+// A client segment of a pending flow that carries no byte and is not a
+// SYN (the handshake's ACK, a window update, a FIN or RST) tells the
+// verdict nothing: it stays in the kernel, so that a new flow leaves it
+// only twice, with its SYN and its first bytes. "No byte" is exact: the
+// IP length is the IP and TCP headers' length, looked up in a set of
+// (length, data offset) pairs, one per TCP header length. IPv4 with
+// options and IPv6 with extension headers are not in the sets; their
+// segments go to the queue as before, as does any segment that carries
+// even one byte.
+func bare(v6 bool, set string) []expr.Any {
+	exprs := nfproto(v6)
+	lenOff := uint32(2) // IPv4 total length
+	if v6 {
+		lenOff = 4 // IPv6 payload length
+		exprs = append(exprs,
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 6, Len: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}})
+	} else {
+		// Version 4, header of 5 words: no options.
+		exprs = append(exprs,
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 0, Len: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x45}},
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}})
+	}
+	return append(exprs,
+		// Not a SYN: a SYN of a new flow goes through the check chain.
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{tcpFlagSYN}, Xor: []byte{0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0}},
+		&expr.Payload{DestRegister: reg32Base, Base: expr.PayloadBaseNetworkHeader, Offset: lenOff, Len: 2},
+		&expr.Payload{DestRegister: reg32Base + 1, Base: expr.PayloadBaseTransportHeader, Offset: 12, Len: 1},
+		&expr.Bitwise{SourceRegister: reg32Base + 1, DestRegister: reg32Base + 1, Len: 1, Mask: []byte{0xf0}, Xor: []byte{0}},
+		&expr.Lookup{SourceRegister: reg32Base, SetName: set})
+}
+
+const tcpFlagSYN = 0x02
+
+// bareSet holds, for each TCP data offset (5 to 15 words), the IP length
+// of a segment without data: key (length, data offset << 4), each
+// padded to a register.
+func bareSet(t *nftables.Table, v6 bool) *nftables.Set {
+	kt, _ := nftables.ConcatSetType(nftables.TypeInetService, nftables.TypeInetProto)
+	return &nftables.Set{Table: t, Name: pick(v6, setVerifyBare6, setVerifyBare4), KeyType: kt, Concatenation: true, Constant: true}
+}
+
+func bareElems(v6 bool) []nftables.SetElement {
+	var elems []nftables.SetElement
+	for doff := 5; doff <= 15; doff++ {
+		n := 4 * doff
+		if !v6 {
+			n += 20
+		}
+		key := binary.BigEndian.AppendUint16(nil, uint16(n))
+		key = append(key, 0, 0, byte(doff<<4), 0, 0, 0)
+		elems = append(elems, nftables.SetElement{Key: key})
+	}
+	return elems
 }
 
 // ctOriginal matches packets in the direction of the flow's first

@@ -142,11 +142,12 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 
 	// Subscribed before the listeners open: a drop is explained from the
 	// first answer on.
+	var verifyR *verifyRules // nil: verification off
 	if e.Backend == "nftables" {
 		if err := mon.ListenNFLOG(ctx, e.NFLogGroup); err != nil {
 			log.Warn("drops are counted but cannot be explained", "err", err)
 		}
-		if err := startVerify(ctx, c, led, mon, met.Registry, log); err != nil {
+		if verifyR, err = startVerify(ctx, c, led, mon, met.Registry, log); err != nil {
 			return err
 		}
 	}
@@ -162,7 +163,7 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 		return err
 	}
 	view := newConsoleView(c)
-	rl := &reloader{cfg: c, load: o.Load, led: led, enf: enf, h: h, log: log, spec: spec, limits: limits, applied: view.set}
+	rl := &reloader{cfg: c, load: o.Load, led: led, enf: enf, h: h, log: log, spec: spec, limits: limits, applied: view.set, verify: verifyR}
 	srv, err = dnsproxy.Listen(c.Derived.DNS, h, c.MaxInflight, dnsproxy.TCPOptions{Serves: h.Serves,
 		MaxConns: c.Listen.TCPMaxConns, MaxConnsPerClient: c.Listen.TCPMaxConnsPerClient,
 		IdleTimeout: c.Listen.TCPIdleTimeout, ReadTimeout: c.Listen.TCPReadTimeout}, clusterListen(c)...)

@@ -36,6 +36,9 @@ type reloader struct {
 	// applied, if set, hears every configuration whose policy is now in
 	// force (the console's view).
 	applied func(*config.Config)
+	// verify, when verification is on, takes the rules' verify and
+	// tls_ports.
+	verify *verifyRules
 }
 
 // reload re-reads the configuration. An invalid one is rejected and the
@@ -68,12 +71,24 @@ func (r *reloader) reload(ctx context.Context) error {
 	spec := r.spec
 	spec.Clients = pol.Prefixes()
 	spec.Static = staticSpec(nc)
+	if r.verify != nil {
+		// The judge first: a port the table starts to queue is judged
+		// by the rules that list it.
+		r.verify.set(nc)
+		// A changed enforcer.verify waits for the restart (restartOnly).
+		if v := verifySpec(nc); v.Mode == r.spec.Verify.Mode {
+			spec.Verify = v
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if n, ok := r.enf.(*enforce.NFT); ok && (!slices.Equal(spec.Clients, r.spec.Clients) || !reflect.DeepEqual(spec.Static, r.spec.Static)) {
-		// Other client networks or static prefixes (a fresh service tags
-		// file): the table's chains or static sets change. Rebuild it
-		// with exactly what the ledger holds now, in one transaction.
+	if n, ok := r.enf.(*enforce.NFT); ok && (!slices.Equal(spec.Clients, r.spec.Clients) || !reflect.DeepEqual(spec.Static, r.spec.Static) ||
+		!reflect.DeepEqual(spec.Verify, r.spec.Verify)) {
+		// Other client networks, static prefixes (a fresh service tags
+		// file) or verified ports (a rule's tls_ports): the table's
+		// chains or sets change. Rebuild it with exactly what the ledger
+		// holds now, in one transaction; the verdicts of flows live on
+		// in their conntrack marks.
 		if err := n.Rebuild(ctx, spec, r.led.Grants(now)); err != nil {
 			return fmt.Errorf("reload: rebuild table: %w", err)
 		}

@@ -34,8 +34,8 @@ type held struct {
 	since time.Time
 	segs  []segment
 	bytes int
-	// start is the flow's first sequence number, when its handshake ACK
-	// was seen: a segment that arrives before the first is then held
+	// start is the flow's first sequence number, when its SYN was seen:
+	// a segment that arrives before the first is then held
 	// until the first comes.
 	start    uint32
 	hasStart bool
@@ -89,8 +89,8 @@ func (a *Assembler) Add(now time.Time, k FlowKey, id packetID, seq uint32, data 
 	return Ready{Key: k, IDs: h.ids(), Stream: stream, Err: err}, true
 }
 
-// Start notes where flow k's bytes begin (the sequence number of its
-// handshake ACK), within MaxFlows.
+// Start notes where flow k's bytes begin (one past its SYN's sequence
+// number), within MaxFlows.
 func (a *Assembler) Start(now time.Time, k FlowKey, seq uint32) {
 	if _, ok := a.flows[k]; ok || len(a.flows) >= MaxFlows {
 		return
@@ -167,3 +167,63 @@ func (h *held) stream() []byte {
 }
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }
+
+// verdicts remembers the verdicts of flows judged in the last MaxWait,
+// so that a packet queued before its flow's verdict took effect (a
+// retransmission, a tail loss probe of the ClientHello's last segment)
+// gets the flow's verdict rather than one of its own on bytes that are
+// not a flow's first. It keeps at most max, dropping the oldest first:
+// such a packet was already in the queue when the verdict was set, and
+// the queue holds QueueLen packets, so it comes within the next QueueLen
+// verdicts. Dropping new verdicts instead once full, at some thousands
+// of new flows a second, reset flows whose last segment was sent twice.
+type verdicts struct {
+	m    map[FlowKey]decision
+	ring []ringSlot
+	pos  int
+	n    uint64
+}
+
+type decision struct {
+	at   time.Time
+	mark uint32
+	n    uint64 // which remember set it, to tell it from a later one on the same key
+}
+
+type ringSlot struct {
+	key FlowKey
+	n   uint64
+}
+
+func newVerdicts(max int) *verdicts {
+	return &verdicts{m: make(map[FlowKey]decision, max), ring: make([]ringSlot, max)}
+}
+
+func (v *verdicts) remember(now time.Time, k FlowKey, mark uint32) {
+	v.n++
+	old := v.ring[v.pos]
+	if d, ok := v.m[old.key]; ok && d.n == old.n {
+		delete(v.m, old.key)
+	}
+	v.ring[v.pos] = ringSlot{key: k, n: v.n}
+	v.pos = (v.pos + 1) % len(v.ring)
+	v.m[k] = decision{at: now, mark: mark, n: v.n}
+}
+
+func (v *verdicts) lookup(k FlowKey) (uint32, bool) {
+	d, ok := v.m[k]
+	return d.mark, ok
+}
+
+func (v *verdicts) forget(k FlowKey) { delete(v.m, k) }
+
+// expire forgets the verdicts older than MaxWait.
+func (v *verdicts) expire(now time.Time) {
+	for k, d := range v.m {
+		if now.Sub(d.at) >= MaxWait {
+			delete(v.m, k)
+		}
+	}
+}
+
+func (v *verdicts) len() int { return len(v.m) }

@@ -39,10 +39,8 @@ type Queue struct {
 
 	mu  sync.Mutex
 	asm *Assembler
-	// decided are the flows judged in the last MaxWait, with their mark:
-	// a packet queued before the verdict took effect (a retransmission,
-	// a tail loss probe) gets the flow's verdict, not one of its own.
-	decided map[FlowKey]decision
+	// decided are the flows judged in the last MaxWait, with their mark.
+	decided *verdicts
 	nf      *nfqueue.Nfqueue
 
 	passed, unverified, dropped, errs atomic.Uint64
@@ -78,7 +76,7 @@ func (q *Queue) Start(ctx context.Context) error {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.decided = make(map[FlowKey]decision)
+	q.decided = newVerdicts(MaxFlows)
 	q.asm = NewAssembler(func(k FlowKey, b []byte) error {
 		_, _, err := q.Judge.Inspect(k.Dst.Port(), b)
 		return err
@@ -89,11 +87,16 @@ func (q *Queue) Start(ctx context.Context) error {
 		MaxQueueLen:  QueueLen,
 		Copymode:     nfqueue.NfQnlCopyPacket,
 		WriteTimeout: time.Second,
+		// GSO: a ClientHello the client wrote at once comes as one
+		// packet, not cut into its segments first, so it costs one
+		// verdict. Its checksum may not be filled in yet; it is not
+		// read.
+		Flags: nfqueue.NfQaCfgFlagGSO,
 	}
 	if q.Observe {
 		// Observe never blocks: a packet that finds the queue full goes
 		// on unjudged. Enforcing, it is dropped and TCP sends it again.
-		cfg.Flags = nfqueue.NfQaCfgFlagFailOpen
+		cfg.Flags |= nfqueue.NfQaCfgFlagFailOpen
 	}
 	nf, err := nfqueue.Open(cfg)
 	if err != nil {
@@ -128,11 +131,7 @@ func (q *Queue) Start(ctx context.Context) error {
 				for _, r := range q.asm.Expire(now) {
 					q.decide(r)
 				}
-				for k, d := range q.decided {
-					if now.Sub(d.at) >= MaxWait {
-						delete(q.decided, k)
-					}
-				}
+				q.decided.expire(now)
 				q.mu.Unlock()
 			}
 		}
@@ -150,7 +149,18 @@ func (q *Queue) packet(a nfqueue.Attribute) int {
 		pkt = *a.Payload
 	}
 	t, err := decodeTCP(pkt)
-	if err == nil && len(t.data) == 0 && (t.syn || t.ack) {
+	if err != nil {
+		// A packet of a flow on a verified port that cannot be read as
+		// TCP (IPv6 extension headers before it, say) could carry the
+		// flow's first bytes: fail closed (observe drops nothing).
+		v := nfqueue.NfDrop
+		if q.Observe {
+			v = nfqueue.NfAccept
+		}
+		q.verdict(id, v, 0)
+		return 0
+	}
+	if len(t.data) == 0 && (t.syn || t.ack) {
 		start := t.seq
 		q.mu.Lock()
 		if t.syn && !t.ack {
@@ -159,17 +169,16 @@ func (q *Queue) packet(a nfqueue.Attribute) int {
 			// decided or held for the old one must not carry over, or a
 			// flow with an allowed name would let the next one on the same
 			// port through unjudged.
-			delete(q.decided, t.key)
+			q.decided.forget(t.key)
 			q.asm.Forget(t.key)
 			start++ // the SYN takes one sequence number
 		}
 		q.asm.Start(q.Now(), t.key, start)
 		q.mu.Unlock()
 	}
-	if err != nil || len(t.data) == 0 {
-		// The SYN, a handshake ACK, a FIN or a packet we cannot read:
-		// it carries no first bytes to judge, so it passes and the flow
-		// stays pending.
+	if len(t.data) == 0 {
+		// The SYN, a handshake ACK, a FIN: it carries no first bytes to
+		// judge, so it passes and the flow stays pending.
 		q.verdict(id, nfqueue.NfAccept, 0)
 		return 0
 	}
@@ -179,8 +188,8 @@ func (q *Queue) packet(a nfqueue.Attribute) int {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if d, ok := q.decided[t.key]; ok {
-		q.verdict(id, nfqueue.NfRepeat, mark&^enforce.CtMask|d.mark)
+	if m, ok := q.decided.lookup(t.key); ok {
+		q.verdict(id, nfqueue.NfRepeat, mark&^enforce.CtMask|m)
 		return 0
 	}
 	if r, ok := q.asm.Add(q.Now(), t.key, packetID{id, mark}, t.seq, t.data); ok {
@@ -208,9 +217,7 @@ func (q *Queue) decide(r Ready) {
 	if v.Pass || q.Observe {
 		verdict = enforce.CtVerified
 	}
-	if len(q.decided) < MaxFlows {
-		q.decided[r.Key] = decision{at: now, mark: verdict}
-	}
+	q.decided.remember(now, r.Key, verdict)
 	if v.Pass || q.Observe {
 		if v.Unverified {
 			q.unverified.Add(1)
@@ -230,11 +237,6 @@ func (q *Queue) decide(r Ready) {
 		}
 		q.verdict(p.id, nfqueue.NfRepeat, p.mark&^enforce.CtMask|enforce.CtRejected)
 	}
-}
-
-type decision struct {
-	at   time.Time
-	mark uint32
 }
 
 // packetID is a queued packet: its id and its mark when it came.
@@ -280,6 +282,11 @@ func decodeTCP(b []byte) (tcpPacket, error) {
 	switch b[0] >> 4 {
 	case 4:
 		h, err := ipv4.ParseHeader(b)
+		if err == nil && h.TotalLen == 0 {
+			// A GSO packet over 64 KiB (BIG TCP) has no IP length:
+			// its bytes are what was copied.
+			h.TotalLen = len(b)
+		}
 		if err != nil || h.Protocol != unix.IPPROTO_TCP || h.FragOff != 0 || h.Len < ipv4.HeaderLen || h.TotalLen > len(b) || h.TotalLen < h.Len {
 			return p, errNotTCP
 		}
@@ -288,6 +295,9 @@ func decodeTCP(b []byte) (tcpPacket, error) {
 		l4 = b[h.Len:h.TotalLen]
 	case 6:
 		h, err := ipv6.ParseHeader(b)
+		if err == nil && h.PayloadLen == 0 {
+			h.PayloadLen = len(b) - ipv6.HeaderLen // BIG TCP, as above
+		}
 		if err != nil || h.NextHeader != unix.IPPROTO_TCP || ipv6.HeaderLen+h.PayloadLen > len(b) {
 			return p, errNotTCP
 		}

@@ -116,10 +116,11 @@ func sessionLine(s lab.SessionStat) string {
 }
 
 // GateHeld reports whether fqdngate kept the demo's promise: every allowed
-// connection went through, the session survived, nothing leaked.
+// connection went through, the session survived, nothing leaked, and the
+// fronted connection was reset and explained.
 func (r *Result) GateHeld() bool {
 	t := Sum(r.Gate)
-	return t.Attempts > 0 && t.OK == t.Attempts && r.Gate.Session.Survived() && r.GateExfilUpstream == 0 && r.GateFronting.Reset
+	return t.Attempts > 0 && t.OK == t.Attempts && r.Gate.Session.Survived() && r.GateExfilUpstream == 0 && r.GateFronting.Reset && r.GateFronting.Reason == "sni-mismatch"
 }
 
 func (f Fronting) String() string {
@@ -127,7 +128,10 @@ func (f Fronting) String() string {
 	case f.Passed:
 		return fmt.Sprintf("let through: TLS handshake with %s completed at %s", FrontingSNI, f.Addr)
 	case f.Reset:
-		return fmt.Sprintf("reset at %s (sni-mismatch: %s was not answered with that address)", f.Addr, FrontingSNI)
+		if f.Reason == "" {
+			return fmt.Sprintf("reset at %s, not explained (%s)", f.Addr, f.Message)
+		}
+		return fmt.Sprintf("reset at %s and explained: %s: %s", f.Addr, f.Reason, f.Message)
 	default:
 		return "failed: " + f.Err
 	}

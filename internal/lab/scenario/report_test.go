@@ -54,7 +54,8 @@ func TestReport(t *testing.T) {
 		ClassicExfilUpstream: 1, Outside: "telemetry.vendor.example",
 		FrontingName:    "prod.core.sphere.azure.net",
 		ClassicFronting: Fronting{Addr: netip.MustParseAddr("203.0.113.20"), Passed: true},
-		GateFronting:    Fronting{Addr: netip.MustParseAddr("203.0.113.20"), Reset: true},
+		GateFronting: Fronting{Addr: netip.MustParseAddr("203.0.113.20"), Reset: true, Reason: "sni-mismatch",
+			Message: `server name "www.other-site.example" was not answered with 203.0.113.20 to 192.0.2.138; answered for it: [prod.core.sphere.azure.net]`},
 	}
 	var b bytes.Buffer
 	if err := r.WriteTable(&b); err != nil {
@@ -79,7 +80,7 @@ func TestReport(t *testing.T) {
 		"VERDICT: the classic FQDN firewall blocked 32 of 90 allowed connections (36%); fqdngate blocked 0 of 90 (0%)",
 		"broken: opened 2 time(s), 20 messages, 1 failures",
 		"classic firewall: let through: TLS handshake with www.other-site.example completed at 203.0.113.20",
-		"fqdngate:         reset at 203.0.113.20 (sni-mismatch",
+		"fqdngate:         reset at 203.0.113.20 and explained: sni-mismatch: server name \"www.other-site.example\" was not answered",
 	} {
 		if !strings.Contains(b.String(), s) {
 			t.Errorf("report lacks %q", s)

@@ -95,6 +95,9 @@ type Fronting struct {
 	// gateway reset the connection.
 	Passed, Reset bool
 	Err           string
+	// Reason and Message are fqdngate's explanation of a reset (its
+	// /api/v1/explain for the address, the device and tcp/443).
+	Reason, Message string
 }
 
 // Endpoints are the device's endpoints, from the catalog: every host and
@@ -290,6 +293,9 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 	}
 	res.ClassicFronting = front(l.ClassicDev, lab.ClassicGW, res.FrontingName, l.CA)
 	res.GateFronting = front(l.GateDev, lab.GateGW, res.FrontingName, l.CA)
+	if res.GateFronting.Reset {
+		explainReset(l.GateGW, lab.GateDevice, &res.GateFronting)
+	}
 	res.GateLog = env.GateLog()
 	return res, nil
 }
