@@ -391,7 +391,9 @@ func (n *HANode) Reboot() error {
 			return err
 		}
 	}
-	return nil
+	// The default route went with the uplink's link.
+	_, err := n.NS.Run("ip", "route", "replace", "default", "via", HAInetAddr.String())
+	return err
 }
 
 // SetSyncLink cuts (up false) or restores the sync link between the nodes.
@@ -472,6 +474,12 @@ func (h *HA) Close() error {
 		errs = append(errs, os.RemoveAll(h.Dir))
 	}
 	return errors.Join(errs...)
+}
+
+// NotifyLog is what the notify script logged on the node so far.
+func (n *HANode) NotifyLog() string {
+	b, _ := os.ReadFile(n.path("notify.log"))
+	return string(b)
 }
 
 // Logs is every daemon's output and the notify scripts' log, for a
