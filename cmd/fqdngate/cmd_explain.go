@@ -92,7 +92,11 @@ func writeExplanation(w io.Writer, ex monitor.Explanation) {
 	fmt.Fprintln(w, ex.Message)
 	fmt.Fprintf(w, "  reason: %s\n", ex.Reason)
 	if ex.Name != "" {
-		fmt.Fprintf(w, "  name:   %s\n", strings.Join(append([]string{ex.Name}, ex.Chain...), " → "))
+		by := ""
+		if ex.Node != "" {
+			by = " (answered by " + ex.Node + ")"
+		}
+		fmt.Fprintf(w, "  name:   %s%s\n", strings.Join(append([]string{ex.Name}, ex.Chain...), " → "), by)
 		fmt.Fprintf(w, "  rules:  %s on %s\n", strings.Join(ex.Rules, ", "), strings.Join(ex.Ports, " "))
 		fmt.Fprintf(w, "  expiry: %s (ttl %gs)\n", ex.Expires.Format(time.RFC3339), ex.TTL)
 	}

@@ -115,6 +115,7 @@ func Handler(d Deps) http.Handler {
 type LedgerEntry struct {
 	Client  netip.Addr `json:"client"`
 	Group   string     `json:"group"`
+	Node    string     `json:"node,omitempty"` // the cluster node that answered
 	Name    string     `json:"name"`
 	Chain   []string   `json:"chain,omitempty"`
 	Addr    netip.Addr `json:"addr"`
@@ -162,7 +163,7 @@ func (d Deps) ledger(w http.ResponseWriter, r *http.Request) {
 		for j, p := range e.Ports {
 			ports[j] = p.String()
 		}
-		resp.Entries[i] = LedgerEntry{Client: e.Client, Group: e.Group, Name: e.Name, Chain: e.Chain, Addr: e.Addr,
+		resp.Entries[i] = LedgerEntry{Client: e.Client, Group: e.Group, Node: e.Node, Name: e.Name, Chain: e.Chain, Addr: e.Addr,
 			Rules: e.Rules, Ports: ports, TTL: e.TTL.Seconds(), Learnt: e.Learnt.UTC(), Expires: e.Expires.UTC(), Live: e.Live(now)}
 	}
 	writeJSON(w, resp)

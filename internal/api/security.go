@@ -1,25 +1,18 @@
 package api
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"sync/atomic"
 
 	"golang.org/x/time/rate"
-)
 
-// Token file bounds: long enough not to be guessed, short enough to be a
-// token and not some other file given by mistake.
-const (
-	minTokenLen = 16
-	maxTokenLen = 4096
+	"github.com/fqdngate/fqdngate/internal/secret"
 )
 
 // maxBodyBytes bounds a request body; no endpoint reads more than a few
@@ -93,33 +86,12 @@ func (s *Security) Reload() error {
 	return nil
 }
 
-// ReadToken reads a token file. It must be a regular file that others
-// cannot read or write and the group cannot write, holding one line of
-// printable ASCII without spaces, of 16 to 4096 bytes.
+// ReadToken reads a token file with secret.ReadToken's checks; errors
+// wrap ErrTokenFile.
 func ReadToken(path string) ([]byte, error) {
-	fi, err := os.Stat(path)
+	b, err := secret.ReadToken(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrTokenFile, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s is not a regular file", ErrTokenFile, path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o027 != 0 {
-		return nil, fmt.Errorf("%w: %s has mode %04o: others must not read or write it nor the group write it (chmod 0600 or 0640)",
-			ErrTokenFile, path, perm)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrTokenFile, err)
-	}
-	b = bytes.TrimRight(b, "\r\n")
-	if len(b) < minTokenLen || len(b) > maxTokenLen {
-		return nil, fmt.Errorf("%w: %s: the token is %d bytes, want %d to %d", ErrTokenFile, path, len(b), minTokenLen, maxTokenLen)
-	}
-	for _, c := range b {
-		if c <= ' ' || c > '~' {
-			return nil, fmt.Errorf("%w: %s: the token must be one line of printable ASCII without spaces", ErrTokenFile, path)
-		}
 	}
 	return b, nil
 }

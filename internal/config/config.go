@@ -66,6 +66,9 @@ type Config struct {
 	API API `yaml:"api"`
 	// Feeds tells the site's own firewall what was answered (feeds.go).
 	Feeds Feeds `yaml:"feeds"`
+	// Cluster replicates answers between the gateways of a site
+	// (cluster.go); nil: no cluster.
+	Cluster *Cluster `yaml:"cluster"`
 
 	// Derived is filled by validation.
 	Derived Derived `yaml:"-"`

@@ -166,8 +166,24 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, p path) {
 			d.unknownKey(n, k, p, fields.names)
 			continue
 		}
+		if fields.oneOrList[idx] {
+			val = listOfOne(val)
+		}
 		d.value(val, v.Field(idx), p.with(k.Value))
 	}
+}
+
+// listOfOne makes a non-null scalar a list of it, for the fields tagged
+// config:"one-or-list" (cluster.nats: embedded).
+func listOfOne(n *yaml.Node) *yaml.Node {
+	r := n
+	for r.Kind == yaml.AliasNode && r.Alias != nil {
+		r = r.Alias
+	}
+	if r.Kind != yaml.ScalarNode || r.ShortTag() == "!!null" {
+		return n
+	}
+	return &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Content: []*yaml.Node{r}, Line: n.Line, Column: n.Column}
 }
 
 // merge applies a "<<: *anchor" merge key, as yaml.v3 does for structs.
@@ -217,6 +233,8 @@ func hasKey(m *yaml.Node, key string) bool {
 type structFields struct {
 	index map[string]int
 	names []string // in declaration order, for suggestions
+	// oneOrList are the fields where a scalar is a list of one.
+	oneOrList map[int]bool
 }
 
 var fieldCache sync.Map // reflect.Type → structFields
@@ -232,6 +250,12 @@ func fieldsOf(t reflect.Type) structFields {
 			continue
 		}
 		f.index[name] = i
+		if t.Field(i).Tag.Get("config") == "one-or-list" {
+			if f.oneOrList == nil {
+				f.oneOrList = map[int]bool{}
+			}
+			f.oneOrList[i] = true
+		}
 		f.names = append(f.names, name)
 	}
 	fieldCache.Store(t, f)

@@ -58,6 +58,22 @@ const (
 	MaxServeStale = 7 * 24 * time.Hour
 )
 
+// Cluster defaults (cluster.go).
+const (
+	// ClusterPort is the NATS route port, when listen or a route omits it.
+	ClusterPort = 6222
+	// DefaultClusterListen is the embedded server's route address without
+	// routes: loopback, as there is no peer to reach it.
+	DefaultClusterListen = "127.0.0.1"
+	// DefaultCatchupTimeout: long enough for a peer that is up to send
+	// what it has, short enough that a node whose peer is dead serves
+	// within a VRRP takeover's seconds.
+	DefaultCatchupTimeout = 10 * time.Second
+	// MaxCatchupTimeout bounds catchup_timeout: a node not ready for
+	// longer is a node down.
+	MaxCatchupTimeout = 5 * time.Minute
+)
+
 // DefaultUpstreamCaseRandomization: 0x20 on, as most resolvers echo the
 // case they are sent.
 const DefaultUpstreamCaseRandomization = true
@@ -166,6 +182,7 @@ func (c *Config) applyDefaults(ps positions) {
 	setDefault(&c.Log.Format, DefaultLogFormat)
 	setDefault(&c.Log.Level, DefaultLogLevel)
 	c.applyFeedDefaults()
+	c.applyClusterDefaults(ps)
 }
 
 func setDefault(s *string, v string) {

@@ -78,6 +78,7 @@ func (c *Config) WriteEffective(w io.Writer) error {
 		writeStatic(w, g.Name, c.Derived.Static)
 	}
 	c.writeFeeds(w)
+	c.writeCluster(w)
 	writeWarnings(w, c.Derived.Warnings)
 	return nil
 }

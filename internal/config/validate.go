@@ -52,8 +52,9 @@ type Derived struct {
 
 	// UpstreamRootCAs verify tls:// upstreams; nil means the system roots.
 	UpstreamRootCAs *x509.CertPool
-	Static          []*StaticRule // rules' static parts (static.go)
-	Warnings        Errors        // dangerous but valid settings (warnings.go)
+	Static          []*StaticRule   // rules' static parts (static.go)
+	Warnings        Errors          // dangerous but valid settings (warnings.go)
+	Cluster         *DerivedCluster // nil: no cluster (cluster.go)
 }
 
 var (
@@ -124,6 +125,7 @@ func (c *Config) validate(col *collector, o options) {
 	c.validateAPI(col)
 	c.validateClients(col, o)
 	c.validateFeeds(col)
+	c.validateCluster(col)
 }
 
 func (c *Config) validateEnforcer(col *collector) {

@@ -61,6 +61,7 @@ func (c *Config) warn(col *collector, o options) {
 		}
 	}
 	c.warnLoops(col)
+	c.warnCluster(col)
 	c.checkSuffixWildcards(col, o)
 }
 

@@ -45,6 +45,9 @@ type Options struct {
 	// StripECH removes the ech parameter of HTTPS/SVCB answers
 	// (enforcer.verify on, ech.go).
 	StripECH bool
+	// Node is the cluster node this handler answers as (config
+	// cluster.node), recorded with every answer; "" outside a cluster.
+	Node string
 }
 
 // Decisions a query can end in, as Outcome.Decision.
@@ -414,7 +417,7 @@ func (h *Handler) grant(ctx context.Context, pol *policy.Policy, client netip.Ad
 		chain[i], _ = policy.NormalizeName(c)
 	}
 	ans := ledger.Answer{
-		Client: client, Group: dec.Group.Name, Name: name, Chain: chain,
+		Client: client, Group: dec.Group.Name, Node: h.opts.Node, Name: name, Chain: chain,
 		Addrs: walked.Addrs, Rules: dec.RuleNames(), Ports: dec.Ports(), TTL: ttl,
 		Expires: now.Add(max(ttl, h.opts.MinTTL) + h.opts.Grace),
 	}

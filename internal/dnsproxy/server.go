@@ -26,10 +26,15 @@ type Server struct {
 // handles, so it serves those. TCP is served by fqdngate's own listener
 // on every address (a connection answers from the address it came to),
 // bounded by tcp.
-func Listen(addrs []netip.AddrPort, h dns.Handler, workers int, tcp TCPOptions) (*Server, error) {
+func Listen(addrs []netip.AddrPort, h dns.Handler, workers int, tcp TCPOptions, opts ...ListenOption) (*Server, error) {
+	var o listenOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	lc := o.listenConfig()
 	s := &Server{errc: make(chan error, 4*len(addrs)+64), tcpLim: newTCPLimits(tcp)}
 	for _, a := range addrs {
-		t, err := listenTCP(a, h, s.tcpLim)
+		t, err := listenTCP(a, h, s.tcpLim, lc)
 		if err != nil {
 			_ = s.Shutdown(context.Background())
 			return nil, fmt.Errorf("listen %s/tcp: %w", a, err)
@@ -37,7 +42,7 @@ func Listen(addrs []netip.AddrPort, h dns.Handler, workers int, tcp TCPOptions) 
 		s.tcp = append(s.tcp, t)
 		t.serve(s.errc)
 		if !a.Addr().IsUnspecified() {
-			u, err := listenUDP(a, h, max(1, workers))
+			u, err := listenUDP(a, h, max(1, workers), lc)
 			if err != nil {
 				_ = s.Shutdown(context.Background())
 				return nil, fmt.Errorf("listen %s/udp: %w", a, err)

@@ -199,10 +199,10 @@ type tcpServer struct {
 	once sync.Once
 }
 
-func listenTCP(addr netip.AddrPort, h dns.Handler, lim *tcpLimits) (*tcpServer, error) {
+func listenTCP(addr netip.AddrPort, h dns.Handler, lim *tcpLimits, lc net.ListenConfig) (*tcpServer, error) {
 	// SO_REUSEPORT, as for UDP: "[::]:53" is dual-stack, and with it
 	// "0.0.0.0:53" can be listed too.
-	l, err := reusePort.Listen(context.Background(), "tcp", addr.String())
+	l, err := lc.Listen(context.Background(), "tcp", addr.String())
 	if err != nil {
 		return nil, err
 	}

@@ -8,10 +8,8 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/miekg/dns"
-	"golang.org/x/sys/unix"
 )
 
 // udpServer serves DNS over UDP with a bounded set of goroutines: one
@@ -67,24 +65,11 @@ const (
 	maxUDPQuery = 4096
 )
 
-// reusePort binds with SO_REUSEPORT: several UDP sockets on one address
-// (the kernel spreads clients over them), and wildcard listeners beside
-// specific ones.
-var reusePort = net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-	var serr error
-	if err := c.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-	}); err != nil {
-		return err
-	}
-	return serr
-}}
-
-func listenUDP(addr netip.AddrPort, h dns.Handler, workers int) (*udpServer, error) {
+func listenUDP(addr netip.AddrPort, h dns.Handler, workers int, lc net.ListenConfig) (*udpServer, error) {
 	sockets := max(1, runtime.GOMAXPROCS(0))
 	s := &udpServer{h: h, max: max(1, workers), backlog: make([]udpJob, udpQueue)}
 	for range sockets {
-		pc, err := reusePort.ListenPacket(context.Background(), "udp", addr.String())
+		pc, err := lc.ListenPacket(context.Background(), "udp", addr.String())
 		if err != nil {
 			s.close()
 			return nil, err

@@ -123,7 +123,7 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 			Observe: c.Mode == config.ModeObserve, DenyRcode: deny,
 			MinTTL: e.MinTTL, MaxTTL: e.MaxTTL, Grace: e.Grace, MaxInflight: c.MaxInflight,
 			Global: e.Scope == "global", Cache: cache, ServeStale: c.ServeStale, Limits: limits,
-			StripECH: e.Verify != enforce.VerifyOff,
+			StripECH: e.Verify != enforce.VerifyOff, Node: clusterNode(c),
 		}, log, nil)
 	h.SetObserver(observers{mon, met, feeds.NewObserver(push)})
 	pushCtx, stopPush := context.WithCancel(context.Background())
@@ -155,7 +155,7 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 	rl := &reloader{cfg: c, load: o.Load, led: led, enf: enf, h: h, log: log, spec: spec, limits: limits, applied: view.set}
 	srv, err = dnsproxy.Listen(c.Derived.DNS, h, c.MaxInflight, dnsproxy.TCPOptions{Serves: h.Serves,
 		MaxConns: c.Listen.TCPMaxConns, MaxConnsPerClient: c.Listen.TCPMaxConnsPerClient,
-		IdleTimeout: c.Listen.TCPIdleTimeout, ReadTimeout: c.Listen.TCPReadTimeout})
+		IdleTimeout: c.Listen.TCPIdleTimeout, ReadTimeout: c.Listen.TCPReadTimeout}, clusterListen(c)...)
 	if err != nil {
 		return err
 	}
@@ -308,6 +308,12 @@ func specOf(c *config.Config, log *slog.Logger) enforce.Spec {
 		Clients: c.Derived.Policy.Prefixes(), NFLogGroup: e.NFLogGroup, Mark: e.Mark, GCInterval: e.GCInterval,
 	}
 	spec.DNS4, spec.DNS6 = redirectTargets(c.Derived.DNS, e.Hook, log)
+	if c.Cluster != nil { // cluster_redirect.go
+		spec.DNS4, spec.DNS6 = clusterRedirect(spec.DNS4, spec.DNS6, e.Hook)
+		if held, err := interfaceAddrs(); err == nil {
+			warnNoHeldListener(c.Derived.DNS, spec.DNS4, spec.DNS6, held, log)
+		}
+	}
 	spec.Static = staticSpec(c)
 	spec.Verify = verifySpec(c)
 	return spec

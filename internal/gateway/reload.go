@@ -124,5 +124,8 @@ func restartOnly(old, nc *config.Config) []string {
 	check("log", old.Log, nc.Log)
 	check("api", old.API, nc.API)
 	check("feeds", old.Feeds, nc.Feeds)
+	// The NATS connection, the embedded server and the node's subjects
+	// are made once at start.
+	check("cluster", old.Cluster, nc.Cluster)
 	return out
 }

@@ -23,6 +23,7 @@ func TestRestartOnly(t *testing.T) {
 		{"client groups are applied", func(c *config.Config) { c.Clients[0].CIDRs = []string{"198.51.100.0/24"} }, nil},
 		{"cache_size", func(c *config.Config) { c.CacheSize = 10 }, []string{"cache_size"}},
 		{"feeds", func(c *config.Config) { c.Feeds.Widen = true }, []string{"feeds"}},
+		{"cluster added", func(c *config.Config) { c.Cluster = &config.Cluster{Name: "s", Node: "n", NATS: []string{"embedded"}} }, []string{"cluster"}},
 		{"both", func(c *config.Config) { c.CacheSize = 0; c.MaxInflight = 7 }, []string{"max_inflight", "cache_size"}},
 	}
 	for _, tc := range tests {

@@ -117,7 +117,7 @@ func portsKey(buf []byte, ports []policy.PortRange) []byte {
 type strs struct {
 	clients table[netip.Addr]
 	names   table[string]   // queried names
-	groups  table[string]   // client group names
+	groups  table[origin]   // client group and answering node pairs
 	lists   table[[]string] // CNAME chains
 	rules   table[[]string] // rule name lists
 	ports   table[[]policy.PortRange]
@@ -125,7 +125,7 @@ type strs struct {
 }
 
 func newStrs() strs {
-	return strs{clients: newTable[netip.Addr](), names: newTable[string](), groups: newTable[string](),
+	return strs{clients: newTable[netip.Addr](), names: newTable[string](), groups: newTable[origin](),
 		lists: newTable[[]string](), rules: newTable[[]string](), ports: newTable[[]policy.PortRange]()}
 }
 
@@ -152,7 +152,31 @@ func (s *strs) clientID(a netip.Addr) (uint32, bool) {
 
 func (s *strs) name(n string) uint32 { return internString(&s.names, n) }
 
-func (s *strs) group(g string) uint32 { return internString(&s.groups, g) }
+// groupIDs appends the numbers of group's pairs, one per node.
+func (s *strs) groupIDs(group string, out []uint32) []uint32 {
+	for id, o := range s.groups.vals {
+		if s.groups.refs[id] > 0 && o.group == group {
+			out = append(out, uint32(id))
+		}
+	}
+	return out
+}
+
+// origin is what the groups table interns: an entry's client group with
+// the cluster node that answered ("" outside a cluster). A site has a few
+// groups and a few nodes, so the pair costs the entry no field of its own.
+type origin struct {
+	group, node string
+}
+
+// group takes a reference on the (group, node) pair.
+func (s *strs) group(g, node string) uint32 {
+	s.keyBuf = joinKey(s.keyBuf[:0], []string{g, node})
+	if id, ok := s.groups.has(s.keyBuf); ok {
+		return id
+	}
+	return s.groups.add(string(s.keyBuf), origin{g, node})
+}
 
 func internString(t *table[string], v string) uint32 {
 	if id, ok := t.ids[v]; ok {

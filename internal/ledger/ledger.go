@@ -22,6 +22,8 @@ type Elem struct {
 type Answer struct {
 	Client netip.Addr
 	Group  string
+	// Node is the cluster node that answered; "" outside a cluster.
+	Node string
 	// Name is the queried name, normalised.
 	Name string
 	// Chain is the CNAME targets from Name to the addresses, in order.
@@ -39,8 +41,11 @@ type Answer struct {
 // Entry is one address told to one client for one name: a copy of what
 // the ledger holds, for readers.
 type Entry struct {
-	Client  netip.Addr
-	Group   string
+	Client netip.Addr
+	Group  string
+	// Node is the cluster node whose answer this is (the newest one's,
+	// when several told the client the address); "" outside a cluster.
+	Node    string
 	Name    string
 	Chain   []string
 	Addr    netip.Addr
@@ -64,7 +69,7 @@ type entry struct {
 	// without growing the entry.
 	ttl          ttl24
 	client       uint32 // in strs.clients
-	name, group  uint32 // in strs.names, strs.groups
+	name, group  uint32 // in strs.names, strs.groups (group and node)
 	chain, rules uint32 // in strs.lists, strs.rules
 	ports        uint32 // in strs.ports
 	clientHeap   uint32 // position in its client's expiry heap (quota.go)
@@ -304,7 +309,7 @@ type answerIDs struct {
 // refAnswer interns a's client, strings and lists, one reference each.
 func (l *Ledger) refAnswer(a Answer) answerIDs {
 	return answerIDs{
-		client: l.strs.client(a.Client), name: l.strs.name(a.Name), group: l.strs.group(a.Group),
+		client: l.strs.client(a.Client), name: l.strs.name(a.Name), group: l.strs.group(a.Group, a.Node),
 		chain: l.strs.chain(a.Chain), rules: l.strs.ruleList(a.Rules), ports: l.strs.portSet(a.Ports),
 	}
 }
@@ -412,8 +417,9 @@ func (l *Ledger) touch(i uint32) {
 // export is the Entry of slab index i, for readers.
 func (l *Ledger) export(i uint32) Entry {
 	e := l.slab.at(i)
+	og := l.strs.groups.get(e.group)
 	return Entry{
-		Client: l.strs.clients.get(e.client), Group: l.strs.groups.get(e.group), Name: l.strs.names.get(e.name),
+		Client: l.strs.clients.get(e.client), Group: og.group, Node: og.node, Name: l.strs.names.get(e.name),
 		Chain: cloneOrNil(l.strs.lists.get(e.chain)), Addr: e.addr.addr(),
 		Rules: cloneOrNil(l.strs.rules.get(e.rules)), Ports: cloneOrNil(l.strs.ports.get(e.ports)),
 		TTL:    e.ttl.duration(),
@@ -472,7 +478,7 @@ func (l *Ledger) Restore(now time.Time, entries []Entry) (kept, dropped int) {
 			dropped++
 			continue
 		}
-		ids := l.refAnswer(Answer{Client: e.Client, Name: e.Name, Group: e.Group, Chain: e.Chain, Rules: e.Rules, Ports: e.Ports})
+		ids := l.refAnswer(Answer{Client: e.Client, Name: e.Name, Group: e.Group, Node: e.Node, Chain: e.Chain, Rules: e.Rules, Ports: e.Ports})
 		in := entry{client: ids.client, name: ids.name, addr: pack(e.Addr), ttl: ttlSeconds(e.TTL),
 			learnt: e.Learnt.UnixNano(), expires: e.Expires.UnixNano()}
 		l.strs.clients.refs[ids.client]++

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/netip"
 	"os"
+	"regexp"
 	"runtime/debug"
 	"time"
 
@@ -113,6 +114,7 @@ func (s *Store) Path() string { return s.path }
 // stored is an entry on disk; the key holds client, address and name.
 type stored struct {
 	Group   string   `json:"g"`
+	Node    string   `json:"n,omitempty"` // the cluster node that answered; files before it have none
 	Chain   []string `json:"c,omitempty"`
 	Rules   []string `json:"r"`
 	Ports   []string `json:"p"`
@@ -162,9 +164,11 @@ func decodeEntry(k, v []byte) (Entry, error) {
 		return bad("negative ttl %d ms", st.TTL)
 	case st.Learnt < 0 || st.Expires < st.Learnt || st.Expires > maxStoredTime:
 		return bad("learnt %d and expires %d (Unix ms) are not a lifetime", st.Learnt, st.Expires)
+	case st.Node != "" && !ValidNodeName(st.Node):
+		return bad("node %q is not a cluster node name", st.Node)
 	}
 	// An empty list is stored as none (omitempty), so it is read as none.
-	e := Entry{Client: client, Addr: addr, Name: name, Group: st.Group, Chain: cloneOrNil(st.Chain), Rules: cloneOrNil(st.Rules),
+	e := Entry{Client: client, Addr: addr, Name: name, Group: st.Group, Node: st.Node, Chain: cloneOrNil(st.Chain), Rules: cloneOrNil(st.Rules),
 		TTL: time.Duration(st.TTL) * time.Millisecond, Learnt: time.UnixMilli(st.Learnt), Expires: time.UnixMilli(st.Expires)}
 	for _, p := range st.Ports {
 		pr, err := policy.ParsePort(p)
@@ -176,13 +180,20 @@ func decodeEntry(k, v []byte) (Entry, error) {
 	return e, nil
 }
 
+// nodeName is what a cluster node may be called (config's cluster.node):
+// a NATS subject token, without '.', '*', '>' or spaces.
+var nodeName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ValidNodeName reports whether s can name a cluster node (and a site).
+func ValidNodeName(s string) bool { return nodeName.MatchString(s) }
+
 // maxStoredTime bounds the times of an entry (Unix ms, the year 2262):
 // the ledger keeps them as Unix nanoseconds in an int64.
 const maxStoredTime = math.MaxInt64 / int64(time.Millisecond)
 
 // encodeEntry is the inverse of decodeEntry.
 func encodeEntry(e Entry) (k, v []byte, err error) {
-	st := stored{Group: e.Group, Chain: e.Chain, Rules: e.Rules, TTL: e.TTL.Milliseconds(),
+	st := stored{Group: e.Group, Node: e.Node, Chain: e.Chain, Rules: e.Rules, TTL: e.TTL.Milliseconds(),
 		Learnt: e.Learnt.UnixMilli(), Expires: e.Expires.UnixMilli()}
 	for _, p := range e.Ports {
 		st.Ports = append(st.Ports, p.String())

@@ -138,6 +138,8 @@ func FuzzStoredEntry(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(k, v)
+	f.Add(k, []byte(`{"g":"devices","n":"gw-1_a","r":["azure-sphere"],"p":["tcp/443"],"t":20000,"l":5,"e":6}`))
+	f.Add(k, []byte(`{"g":"devices","n":"gw.1","r":[],"p":[],"t":0,"l":5,"e":6}`))
 	f.Add(k[:20], v)
 	f.Add(k, v[:len(v)/2])
 	f.Add(append(k[:32:32], "a\x00b.example"...), v)

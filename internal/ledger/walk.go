@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -24,17 +25,19 @@ func (l *Ledger) WalkLive(now time.Time, group string, fn func(LiveAddr)) {
 	nowNS := now.UnixNano()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	// Looked up again after each pause: the group's number may have been
-	// released and given to another while the lock was free.
-	gid, ok := l.strs.groups.ids[group]
-	if !ok {
+	// The group's numbers, one per node that answered for it, are looked
+	// up again after each pause: one may have been released and given to
+	// another pair while the lock was free.
+	var gids []uint32
+	find := func() bool {
+		gids = l.strs.groupIDs(group, gids[:0])
+		return len(gids) > 0
+	}
+	if !find() {
 		return
 	}
-	l.scanLocked(func() bool {
-		gid, ok = l.strs.groups.ids[group]
-		return ok
-	}, func(_ uint32, e *entry) {
-		if e.group == gid && e.live(nowNS) {
+	l.scanLocked(find, func(_ uint32, e *entry) {
+		if slices.Contains(gids, e.group) && e.live(nowNS) {
 			fn(LiveAddr{Addr: e.addr.addr(), Rules: l.strs.rules.get(e.rules), Expires: time.Unix(0, e.expires)})
 		}
 	})

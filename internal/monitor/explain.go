@@ -52,6 +52,9 @@ type Explanation struct {
 	Name  string   `json:"name,omitempty"`
 	Chain []string `json:"chain,omitempty"`
 	Rules []string `json:"rules,omitempty"`
+	// Node is the cluster node whose answer the entry is; "" outside a
+	// cluster.
+	Node string `json:"node,omitempty"`
 	// Ports the name is allowed on.
 	Ports []string `json:"ports,omitempty"`
 	// LearntBy is the client the entry belongs to (other-client,
@@ -186,7 +189,7 @@ func explainDNSBypass(ex Explanation, proto uint8, port uint16) Explanation {
 }
 
 func (ex *Explanation) fill(e ledger.Entry) {
-	ex.Name, ex.Chain, ex.Rules = e.Name, e.Chain, e.Rules
+	ex.Name, ex.Chain, ex.Rules, ex.Node = e.Name, e.Chain, e.Rules, e.Node
 	ex.Ports = make([]string, len(e.Ports))
 	for i, p := range e.Ports {
 		ex.Ports[i] = p.String()

@@ -416,6 +416,7 @@ function viewExplain(root, stops, params) {
     if (x.rules) rows.push(['Rules', x.rules.join(', ')]);
     if (x.ports) rows.push(['Allowed ports', x.ports.join(' ')]);
     if (x.learnt_by) rows.push(['Learnt by', clientLink(x.learnt_by)]);
+    if (x.node) rows.push(['Answered by', x.node]);
     if (x.expires) rows.push(['Expires', new Date(x.expires).toLocaleString()]);
     put(answer, el('p', { class: 'sentence', id: 'explain-sentence', text: x.message }),
       el('table', { class: 'kv' }, el('tbody', {}, rows.map(([k, v]) => el('tr', {}, el('th', { text: k }), el('td', {}, v))))));
