@@ -76,6 +76,7 @@ type HANode struct {
 	// not running.
 	Keepalived, Conntrackd, Gate *Proc
 	peer                         *HANode
+	tokenFile                    string
 }
 
 // HA is the HA lab: the fake internet, the device network's switch, two
@@ -170,9 +171,6 @@ func UpHA(opt HAOptions) (h *HA, err error) {
 		add(ns, "ip", "addr", "add", fmt.Sprintf("%s/%d", p.wan, HAWanNet.Bits()), "dev", HAWanIf)
 		add(ns, "ip", "route", "add", "default", "via", HAInetAddr.String())
 		add(ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-		// fqdngate listens on the LAN VIP on both nodes, also on the one
-		// that does not hold it (yet).
-		add(ns, "sysctl", "-qw", "net.ipv4.ip_nonlocal_bind=1")
 	}
 	h.Nodes[0].peer, h.Nodes[1].peer = h.Nodes[1], h.Nodes[0]
 	if err := Veth(h.Nodes[0].NS, HASyncIf, h.Nodes[1].NS, HASyncIf); err != nil {
@@ -184,12 +182,45 @@ func UpHA(opt HAOptions) (h *HA, err error) {
 	if err := runSteps(h.all, steps); err != nil {
 		return nil, err
 	}
+	token := filepath.Join(h.Dir, "nats.token")
+	if err := os.WriteFile(token, []byte(HAToken+"\n"), 0o600); err != nil {
+		return nil, err
+	}
 	for _, n := range h.Nodes {
+		n.tokenFile = token
 		if err := n.render(); err != nil {
 			return nil, err
 		}
 	}
 	return h, nil
+}
+
+// HASite is the HA lab's cluster name and HAToken the nodes' shared NATS
+// secret (a lab has nothing to protect).
+const (
+	HASite  = "lab"
+	HAToken = "fqdnlab-ha-shared-token"
+)
+
+// ListenYAML is the node's listen section: DNS on its own LAN address and
+// on the LAN VIP (bound on both nodes with the cluster's free bind, so the
+// node that does not hold the VIP answers the moment it arrives), the API
+// on loopback.
+func (n *HANode) ListenYAML() string {
+	return fmt.Sprintf("listen:\n  dns: [\"%s:53\", \"%s:53\"]\n  api: \"%s\"\n", n.LanAddr, HALanVIP, HAAPI)
+}
+
+// ClusterYAML is the node's cluster section: the embedded NATS server on
+// the sync link, routed to the other node.
+func (n *HANode) ClusterYAML() string {
+	return fmt.Sprintf(`cluster:
+  name: %s
+  node: %s
+  nats: embedded
+  listen: %s
+  routes: ["nats://%s"]
+  token_file: %s
+`, HASite, n.Name, n.SyncAddr, n.peer.SyncAddr, n.tokenFile)
 }
 
 func runSteps(all []*NS, steps [][]string) error {
