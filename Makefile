@@ -58,6 +58,7 @@ fuzz:
 	$(GO) test ./internal/feeds -run '^$$' -fuzz '^FuzzParseFortigate$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/verify -run '^$$' -fuzz '^FuzzClientHello$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/verify -run '^$$' -fuzz '^FuzzRequestHost$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/cluster -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 
 # The Debian package (bin/fqdngate_VERSION_ARCH.deb): the binary, the
 # systemd unit, the example configuration as /etc/fqdngate/fqdngate.yaml,

@@ -64,6 +64,9 @@ type Deps struct {
 	// Feeds, if not nil, serves /feeds/ (the firewall feeds); it
 	// authenticates its requests itself, with the feeds' own tokens.
 	Feeds http.Handler
+	// Cluster, if not nil, is this node's view of its site, for
+	// GET /api/v1/status.
+	Cluster func() any
 }
 
 // Handler builds the API's routes.

@@ -68,6 +68,8 @@ type StatusResponse struct {
 	Upstreams   []UpstreamStatus `json:"upstreams"`
 	Ready       bool             `json:"ready"`
 	NotReady    string           `json:"not_ready,omitempty"`
+	// Cluster is the node's site and peers (cluster:).
+	Cluster any `json:"cluster,omitempty"`
 }
 
 func (d Deps) status(w http.ResponseWriter, _ *http.Request) {
@@ -91,6 +93,9 @@ func (d Deps) status(w http.ResponseWriter, _ *http.Request) {
 	resp.Ready, resp.NotReady = true, ""
 	if d.Ready != nil {
 		resp.Ready, resp.NotReady = d.Ready()
+	}
+	if d.Cluster != nil {
+		resp.Cluster = d.Cluster()
 	}
 	upstreams := make(map[string]*UpstreamStatus)
 	for _, u := range d.Upstreams {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/fqdngate/fqdngate/internal/api"
 	"github.com/fqdngate/fqdngate/internal/clientlimit"
+	"github.com/fqdngate/fqdngate/internal/cluster"
 	"github.com/fqdngate/fqdngate/internal/config"
 	"github.com/fqdngate/fqdngate/internal/dnsproxy"
 	"github.com/fqdngate/fqdngate/internal/enforce"
@@ -125,7 +126,16 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 			Global: e.Scope == "global", Cache: cache, ServeStale: c.ServeStale, Limits: limits,
 			StripECH: e.Verify != enforce.VerifyOff, Node: clusterNode(c),
 		}, log, nil)
-	h.SetObserver(observers{mon, met, feeds.NewObserver(push)})
+	node, pub, err := joinCluster(ctx, c, led, enf, h, mon, met.Registry, log)
+	if err != nil {
+		return err
+	}
+	obs := observers{mon, met, feeds.NewObserver(push)}
+	if node != nil {
+		defer node.Close() // after the listeners: the last answers are published
+		obs = append(obs, pub)
+	}
+	h.SetObserver(obs)
 	pushCtx, stopPush := context.WithCancel(context.Background())
 	defer runPush(pushCtx, push)() // stopped after the listeners finished the last queries
 	defer stopPush()
@@ -162,10 +172,10 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger, o Options) err
 	apiReload := make(chan chan error)
 	apiSrv, err := api.Listen(c.Derived.API, api.Handler(api.Deps{
 		Ledger: led, Monitor: mon, Registry: met.Registry, Log: log, Pprof: os.Getenv("FQDNGATE_PPROF") == "1",
-		Ready:  func() (bool, string) { return tableReady(enf) },
+		Ready:  func() (bool, string) { return ready(enf, node) },
 		Reload: func(ctx context.Context) error { return requestReload(ctx, apiReload) },
 		Mode:   c.Mode, Started: started, Upstreams: upstreamNames(c), Policy: view.get, Security: sec,
-		Feeds: feedsH,
+		Feeds: feedsH, Cluster: clusterStatus(node),
 	}), sec.TLSConfig())
 	if err != nil {
 		_ = srv.Shutdown(context.Background())
@@ -262,6 +272,18 @@ func (o observers) Query(out dnsproxy.Outcome) {
 	for _, x := range o {
 		x.Query(out)
 	}
+}
+
+// ready: the kernel table is in place and, in a cluster, the node has
+// caught up with its site.
+func ready(enf enforce.Enforcer, node *cluster.Node) (bool, string) {
+	if ok, why := tableReady(enf); !ok {
+		return false, why
+	}
+	if node != nil {
+		return node.Ready()
+	}
+	return true, ""
 }
 
 // tableReady: DNS is served once Run reaches the API, so readiness is the

@@ -3,6 +3,7 @@ package monitor
 import (
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -36,6 +37,8 @@ type Ring struct {
 	mu   sync.Mutex
 	buf  []Event
 	next uint64 // sequence number of the next event; the first is 1
+	// dropSink, if set, hears every drop event (SetDropSink).
+	dropSink atomic.Pointer[func(Event)]
 }
 
 // NewRing makes a ring holding up to capacity events.
@@ -46,6 +49,19 @@ func NewRing(capacity int) *Ring {
 // Add appends e, dropping the oldest event when full, and returns its
 // sequence number.
 func (r *Ring) Add(e Event) uint64 {
+	seq := r.add(e)
+	if sink := r.dropSink.Load(); sink != nil && e.Kind == KindDrop {
+		e.Seq = seq
+		(*sink)(e)
+	}
+	return seq
+}
+
+// SetDropSink hands every drop event added from now on to fn as well (a
+// cluster's drops subject); fn must not block.
+func (r *Ring) SetDropSink(fn func(Event)) { r.dropSink.Store(&fn) }
+
+func (r *Ring) add(e Event) uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e.Seq = r.next

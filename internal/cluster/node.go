@@ -1,0 +1,479 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config is a node's place in its site.
+type Config struct {
+	Site, Node string
+	// Embedded runs a JetStream server in the process, at Listen, and
+	// reads the peers' streams from their servers at Routes. Otherwise
+	// URLs are an existing NATS system all nodes share.
+	Embedded bool
+	Listen   netip.AddrPort
+	Routes   []string
+	URLs     []string
+	// Token is the shared secret of the site's NATS connections.
+	Token string
+	// StoreDir keeps the node's stream on disk (embedded); empty keeps it
+	// in memory.
+	StoreDir string
+	// MaxLife is the longest lifetime a node grants an answer:
+	// max(max_ttl, min_ttl) + grace. A record that lives longer is refused.
+	MaxLife time.Duration
+	// MaxEntries bounds the node's stream, as it bounds the ledger.
+	MaxEntries int
+	// CatchupTimeout is how long a starting node waits for a peer it
+	// cannot reach before it reports ready without it.
+	CatchupTimeout time.Duration
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+}
+
+// Verdict is what became of a record another node sent.
+type Verdict uint8
+
+const (
+	// Applied: in this node's kernel and ledger.
+	Applied Verdict = iota
+	// Denied: this node's policy does not grant it (another client
+	// group, another rule, a name it denies).
+	Denied
+	// Failed: the kernel did not take it.
+	Failed
+)
+
+// Applier installs records. Apply is called from one goroutine with a
+// batch and returns a verdict per record.
+type Applier interface {
+	Apply(ctx context.Context, recs []Record) []Verdict
+}
+
+// Bounds of the queues between the query path, NATS and the kernel.
+const (
+	publishQueue = 16384
+	applyQueue   = 4096
+	batchMax     = 512
+	// clockSkew is how far in the future a record's expiry may lie beyond
+	// MaxLife: the nodes' clocks are NTP-synced, not equal.
+	clockSkew = 5 * time.Second
+	// maxStreams bounds the other nodes' streams a node follows.
+	maxStreams = 64
+	// discoverEvery is how often a node looks for new nodes' streams.
+	discoverEvery = 2 * time.Second
+)
+
+// Node is one node of a site: it publishes this node's answers and
+// applies the others'.
+type Node struct {
+	cfg Config
+	log *slog.Logger
+	app Applier
+	m   *metrics
+	now func() time.Time
+
+	emb   *embedded
+	local *nats.Conn
+	js    jetstream.JetStream
+
+	pub   chan Record
+	apply chan item
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	started time.Time
+	own     *follower // this node's stream, read back once at start
+	mu      sync.Mutex
+	sources []*source
+	ready   atomic.Bool
+}
+
+// item is a record on its way to the applier, with the follower that read
+// it (for catch-up accounting).
+type item struct {
+	rec Record
+	f   *follower
+}
+
+// Start joins the site. It returns once this node can publish (embedded)
+// or is trying to reach the shared NATS system (URLs); catch-up goes on
+// behind and Ready reports it.
+func Start(ctx context.Context, c Config, app Applier, log *slog.Logger) (*Node, error) {
+	if !ValidToken(c.Site) || !ValidToken(c.Node) {
+		return nil, fmt.Errorf("cluster: site %q and node %q must be names of letters, digits, '-' and '_'", c.Site, c.Node)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.CatchupTimeout <= 0 {
+		c.CatchupTimeout = 10 * time.Second
+	}
+	if c.MaxEntries <= 0 {
+		c.MaxEntries = 100000
+	}
+	n := &Node{cfg: c, log: log.With("part", "cluster", "node", c.Node), app: app, m: newMetrics(), now: c.Now,
+		pub: make(chan Record, publishQueue), apply: make(chan item, applyQueue)}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.started = n.now()
+	var err error
+	if c.Embedded {
+		if n.emb, err = startEmbedded(c, n.log); err != nil {
+			return nil, err
+		}
+		n.local, err = nats.Connect("", nats.InProcessServer(n.emb.srv), nats.UserInfo(localUser, n.emb.localPass),
+			nats.Name("fqdngate "+c.Node+" local"), nats.MaxReconnects(-1))
+	} else {
+		n.local, err = nats.Connect(strings.Join(c.URLs, ","), n.connOpts("fqdngate "+c.Node)...)
+	}
+	if err != nil {
+		n.closeConns()
+		return nil, fmt.Errorf("cluster: connect: %w", err)
+	}
+	if n.js, err = jetstream.New(n.local, jetstream.WithPublishAsyncMaxPending(4096)); err != nil {
+		n.closeConns()
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	if c.Embedded {
+		// The node's own server: its stream can always be written.
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := n.ensureStream(sctx); err != nil {
+			n.closeConns()
+			return nil, err
+		}
+		for _, r := range c.Routes {
+			if n.isSelf(r) {
+				continue
+			}
+			nc, err := nats.Connect(r, append(n.connOpts("fqdngate "+c.Node+" from "+r), nats.UserInfo(peerUser, c.Token))...)
+			if err != nil {
+				n.closeConns()
+				return nil, fmt.Errorf("cluster: route %s: %w", r, err)
+			}
+			n.addSource(r, nc, false)
+		}
+	} else {
+		n.addSource(strings.Join(c.URLs, ","), n.local, true)
+	}
+	n.own = &follower{n: n, stream: StreamName(c.Site, c.Node), node: c.Node, self: true}
+	n.wg.Add(3)
+	go n.publishLoop()
+	go n.applyLoop()
+	go n.readOwn()
+	for _, s := range n.sources {
+		n.wg.Add(1)
+		go s.run()
+	}
+	n.m.peers = n.peerStates
+	return n, nil
+}
+
+// connOpts are those of every connection to a NATS server on the network:
+// it keeps trying, forever, and buffers little while it is away (what it
+// would buffer is counted as dropped instead).
+func (n *Node) connOpts(name string) []nats.Option {
+	o := []nats.Option{nats.Name(name), nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond), nats.ReconnectJitter(100*time.Millisecond, 100*time.Millisecond),
+		nats.ReconnectBufSize(1 << 20), nats.PingInterval(2 * time.Second), nats.MaxPingsOutstanding(2),
+		nats.Timeout(2 * time.Second),
+		// A peer with another token is an operator's mistake being fixed:
+		// keep trying, and say so in the log.
+		nats.IgnoreAuthErrorAbort(),
+		nats.DisconnectErrHandler(func(c *nats.Conn, err error) {
+			n.log.Warn("nats connection lost", "server", c.ConnectedUrlRedacted(), "err", err)
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { n.log.Info("nats connection back", "server", c.ConnectedUrlRedacted()) }),
+	}
+	if !n.cfg.Embedded && n.cfg.Token != "" {
+		o = append(o, nats.Token(n.cfg.Token))
+	}
+	return o
+}
+
+// isSelf: a route to this node's own listen address is skipped (every
+// node may carry the same list).
+func (n *Node) isSelf(route string) bool {
+	ap, err := routeAddr(route)
+	return err == nil && ap == n.cfg.Listen
+}
+
+func routeAddr(route string) (netip.AddrPort, error) {
+	hp := strings.TrimPrefix(strings.TrimPrefix(route, "nats://"), "tls://")
+	if i := strings.LastIndex(hp, "@"); i >= 0 {
+		hp = hp[i+1:]
+	}
+	return netip.ParseAddrPort(hp)
+}
+
+func (n *Node) ensureStream(ctx context.Context) error {
+	cfg := jetstream.StreamConfig{
+		Name:              StreamName(n.cfg.Site, n.cfg.Node),
+		Description:       "fqdngate answers of node " + n.cfg.Node + " of site " + n.cfg.Site,
+		Subjects:          []string{AnswersSubject(n.cfg.Site, n.cfg.Node) + ".>"},
+		Storage:           jetstream.MemoryStorage,
+		Replicas:          1,
+		MaxAge:            n.cfg.MaxLife + clockSkew,
+		MaxMsgs:           int64(2 * n.cfg.MaxEntries),
+		MaxBytes:          int64(2*n.cfg.MaxEntries) * 1024,
+		MaxMsgsPerSubject: 1,
+		Discard:           jetstream.DiscardOld,
+		AllowMsgTTL:       true,
+		DenyDelete:        true,
+		DenyPurge:         true,
+	}
+	if n.cfg.StoreDir != "" || !n.cfg.Embedded {
+		cfg.Storage = jetstream.FileStorage
+	}
+	if n.cfg.Embedded {
+		if _, err := n.js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("cluster: stream %s: %w", cfg.Name, err)
+		}
+		return nil
+	}
+	// A shared system's stream may have been tuned by its operators
+	// (replicas, placement): it is created when missing, never changed.
+	if _, err := n.js.Stream(ctx, cfg.Name); err == nil {
+		return nil
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("cluster: stream %s: %w", cfg.Name, err)
+	}
+	if _, err := n.js.CreateStream(ctx, cfg); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return fmt.Errorf("cluster: stream %s: %w", cfg.Name, err)
+	}
+	return nil
+}
+
+// Publish hands this node's records to the publisher. It never blocks: a
+// full queue drops them and counts it (the answers are served; a peer
+// that took over would not have them).
+func (n *Node) Publish(recs ...Record) {
+	for _, r := range recs {
+		select {
+		case n.pub <- r:
+		default:
+			n.m.publishDropped.WithLabelValues("queue-full").Inc()
+		}
+	}
+}
+
+// PublishDrop sends an explained drop on the node's drops subject (core
+// NATS, not kept), for a fleet's view of what was blocked.
+func (n *Node) PublishDrop(body []byte) {
+	if err := n.local.Publish(DropsSubject(n.cfg.Site, n.cfg.Node), body); err != nil {
+		n.m.dropsDropped.Inc()
+		return
+	}
+	n.m.dropsPublished.Inc()
+}
+
+func (n *Node) publishLoop() {
+	defer n.wg.Done()
+	batch := make([]Record, 0, batchMax)
+	streamOK := n.cfg.Embedded
+	for {
+		batch = batch[:0]
+		select {
+		case <-n.ctx.Done():
+			return
+		case r := <-n.pub:
+			batch = append(batch, r)
+		}
+	fill:
+		for len(batch) < batchMax {
+			select {
+			case r := <-n.pub:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		if !streamOK {
+			ctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
+			err := n.ensureStream(ctx)
+			cancel()
+			if err != nil {
+				n.m.publishDropped.WithLabelValues("unreachable").Add(float64(len(batch)))
+				n.log.Debug("answers not published: nats unreachable", "n", len(batch), "err", err)
+				continue
+			}
+			streamOK = true
+		}
+		n.publishBatch(batch)
+	}
+}
+
+// publishBatch sends a batch and waits for the server's acks, so that
+// what is counted published is stored.
+func (n *Node) publishBatch(batch []Record) {
+	now := n.now()
+	var futs []jetstream.PubAckFuture
+	for _, r := range batch {
+		left := r.Expires.Sub(now)
+		if left < time.Second {
+			continue // about to expire: no peer needs it
+		}
+		body, err := Encode(r)
+		if err != nil {
+			n.m.publishDropped.WithLabelValues("error").Inc()
+			continue
+		}
+		msg := &nats.Msg{Subject: subject(n.cfg.Site, r), Data: body}
+		f, err := n.js.PublishMsgAsync(msg, jetstream.WithMsgTTL(left.Round(time.Second)+clockSkew))
+		if err != nil {
+			n.m.publishDropped.WithLabelValues("error").Inc()
+			continue
+		}
+		futs = append(futs, f)
+	}
+	timeout := time.NewTimer(5 * time.Second)
+	defer timeout.Stop()
+	for _, f := range futs {
+		select {
+		case <-f.Ok():
+			n.m.published.Inc()
+		case <-f.Err():
+			n.m.publishDropped.WithLabelValues("error").Inc()
+		case <-timeout.C:
+			n.m.publishDropped.WithLabelValues("timeout").Inc()
+		case <-n.ctx.Done():
+			return
+		}
+	}
+}
+
+// applyLoop judges what the followers read and hands it, in batches, to
+// the Applier.
+func (n *Node) applyLoop() {
+	defer n.wg.Done()
+	items := make([]item, 0, batchMax)
+	recs := make([]Record, 0, batchMax)
+	for {
+		items, recs = items[:0], recs[:0]
+		select {
+		case <-n.ctx.Done():
+			return
+		case it := <-n.apply:
+			items = append(items, it)
+		}
+	fill:
+		for len(items) < batchMax {
+			select {
+			case it := <-n.apply:
+				items = append(items, it)
+			default:
+				break fill
+			}
+		}
+		now := n.now()
+		kept := items[:0]
+		for _, it := range items {
+			switch r := it.rec; {
+			case r.Node != it.f.node:
+				n.m.refused.WithLabelValues("wrong-node").Inc()
+			case !r.Expires.After(now):
+				n.m.refused.WithLabelValues("expired").Inc()
+			case r.Expires.After(now.Add(n.cfg.MaxLife + clockSkew)):
+				n.m.refused.WithLabelValues("future").Inc()
+			default:
+				kept = append(kept, it)
+				recs = append(recs, r)
+				continue
+			}
+			it.f.done(1)
+		}
+		if len(recs) == 0 {
+			continue
+		}
+		verdicts := n.app.Apply(n.ctx, recs)
+		done := n.now()
+		for i, it := range kept {
+			v := Failed
+			if i < len(verdicts) {
+				v = verdicts[i]
+			}
+			switch v {
+			case Applied:
+				n.m.applied.Inc()
+				if it.f.live() {
+					n.m.lag.Observe(max(0, done.Sub(it.rec.Learnt).Seconds()))
+				}
+			case Denied:
+				n.m.refused.WithLabelValues("policy").Inc()
+			default:
+				n.m.refused.WithLabelValues("kernel").Inc()
+			}
+			it.f.done(1)
+		}
+	}
+}
+
+// Ready reports whether the node has caught up: it read back its own
+// stream and every peer's, or gave up on the peers it could not reach
+// within CatchupTimeout. Once ready it stays ready: a partition later
+// must not take the VIP from the node that serves.
+func (n *Node) Ready() (bool, string) {
+	if n.ready.Load() {
+		return true, ""
+	}
+	waitOver := n.now().Sub(n.started) >= n.cfg.CatchupTimeout
+	if !n.own.caughtUp() && (!waitOver || n.local.IsConnected()) {
+		return false, "cluster: reading back this node's own stream"
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, s := range n.sources {
+		if ok, why := s.caughtUp(); !ok {
+			if waitOver && !s.conn.IsConnected() {
+				continue // unreachable: serve alone
+			}
+			return false, "cluster: catching up from " + s.name + ": " + why
+		}
+	}
+	n.ready.Store(true)
+	n.m.caughtUp.Set(1)
+	n.log.Info("caught up", "peers", len(n.sources))
+	return true, ""
+}
+
+// Close leaves the site: publishing stops, and the embedded server, if
+// any, shuts down.
+func (n *Node) Close() {
+	n.cancel()
+	n.mu.Lock()
+	for _, s := range n.sources {
+		s.stop()
+	}
+	n.mu.Unlock()
+	n.wg.Wait()
+	n.closeConns()
+}
+
+func (n *Node) closeConns() {
+	n.mu.Lock()
+	for _, s := range n.sources {
+		if !s.shared {
+			s.conn.Close()
+		}
+	}
+	n.mu.Unlock()
+	if n.local != nil {
+		n.local.Close()
+	}
+	if n.emb != nil {
+		n.emb.close()
+	}
+}

@@ -1,0 +1,92 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/fqdngate/fqdngate/internal/cluster"
+	"github.com/fqdngate/fqdngate/internal/config"
+	"github.com/fqdngate/fqdngate/internal/dnsproxy"
+	"github.com/fqdngate/fqdngate/internal/enforce"
+	"github.com/fqdngate/fqdngate/internal/ledger"
+	"github.com/fqdngate/fqdngate/internal/policy"
+)
+
+// TestApplierJudgesByItsOwnPolicy: another node's record becomes an
+// element here only as this node would have granted the answer itself:
+// its client groups, its rules' ports, its private_answers.
+func TestApplierJudgesByItsOwnPolicy(t *testing.T) {
+	y := `mode: enforce
+listen: {dns: ["192.0.2.1:53"]}
+upstreams: ["198.51.100.53"]
+clients:
+  - name: devices
+    cidrs: ["192.0.2.0/26"]
+    rules:
+      - name: hub
+        fqdn: ["*.azure-devices.net"]
+        ports: ["tcp/443", "tcp/8883"]
+`
+	c, err := config.Parse("t.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	led := ledger.New(ledger.Options{MaxPerName: 16, MaxEntries: 1000, MaxPerClient: 1000})
+	fake := enforce.NewFake()
+	h := dnsproxy.NewHandler(c.Derived.Policy, nil, led, fake, dnsproxy.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	a := &applier{led: led, enf: fake, h: h, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+
+	now := time.Now()
+	exp := now.Add(2 * time.Minute).Truncate(time.Millisecond)
+	device := netip.MustParseAddr("192.0.2.10")
+	outsider := netip.MustParseAddr("192.0.2.200")
+	cdn := netip.MustParseAddr("203.0.113.7")
+	rec := func(client netip.Addr, name string, addr netip.Addr) cluster.Record {
+		return cluster.Record{Node: "gw1", Client: client, Group: "devices", Name: name, Addr: addr,
+			TTL: time.Minute, Learnt: now, Expires: exp}
+	}
+	tests := []struct {
+		name string
+		rec  cluster.Record
+		want cluster.Verdict
+	}{
+		{"granted here too", rec(device, "hub1.azure-devices.net", cdn), cluster.Applied},
+		{"a name this node denies", rec(device, "evil.example", cdn), cluster.Denied},
+		{"a client in no group here", rec(outsider, "hub1.azure-devices.net", cdn), cluster.Denied},
+		{"a private address, withheld here", rec(device, "hub2.azure-devices.net", netip.MustParseAddr("10.1.2.3")), cluster.Denied},
+	}
+	recs := make([]cluster.Record, len(tests))
+	for i, tc := range tests {
+		recs[i] = tc.rec
+	}
+	got := a.Apply(context.Background(), recs)
+	for i, tc := range tests {
+		if got[i] != tc.want {
+			t.Errorf("%s: verdict %d, want %d", tc.name, got[i], tc.want)
+		}
+	}
+	for _, port := range []string{"tcp/443", "tcp/8883"} {
+		p, _ := policy.ParsePort(port)
+		if !fake.Has(ledger.Elem{Client: device, Addr: cdn, Port: p}, now) {
+			t.Errorf("no element for %s on %s", cdn, port)
+		}
+	}
+	if len(fake.Elems) != 2 {
+		t.Errorf("%d elements in the kernel, want the granted answer's 2: %v", len(fake.Elems), fake.Elems)
+	}
+	es := led.Lookup(cdn, device)
+	if len(es) != 1 || es[0].Node != "gw1" || es[0].Group != "devices" || !es[0].Expires.Equal(exp) {
+		t.Fatalf("ledger holds %+v, want one entry answered by gw1 until %v", es, exp)
+	}
+
+	// The kernel refusing the batch: nothing is recorded as applied.
+	fake.Set(context.DeadlineExceeded, false)
+	got = a.Apply(context.Background(), []cluster.Record{rec(device, "hub3.azure-devices.net", cdn)})
+	if got[0] != cluster.Failed {
+		t.Fatalf("verdict %d with the kernel failing, want Failed", got[0])
+	}
+}
