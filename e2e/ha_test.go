@@ -30,14 +30,15 @@ type haTopo struct {
 // The HA tests' names: www.example.com (TTL 20 s) is what devices keep
 // cached across a failover; short.example.com (TTL 1 s) opens the long
 // 8883 session, whose element has expired long before the failover, so
-// that only the conntrack entry carries the session.
+// that only the conntrack entry carries the session; long.example.com
+// (TTL 60 s, added by the partition test) is answered by both nodes.
 const haClients = `cache_size: 0
 clients:
   - name: devices
     cidrs: ["192.0.2.0/25"]
     rules:
       - name: hub
-        fqdn: ["www.example.com", "short.example.com", "rot.example.com"]
+        fqdn: ["www.example.com", "short.example.com", "rot.example.com", "long.example.com"]
         ports: ["tcp/443", "tcp/8883"]
 `
 
@@ -68,14 +69,11 @@ func newHA(t *testing.T) *haTopo {
 	return ht
 }
 
-// gatewayConfig is node n's fqdngate.yaml: DNS on its own address and on
-// the LAN VIP (bound on both nodes), the test's clients.
+// gatewayConfig is node n's fqdngate.yaml: the lab's listen and cluster
+// sections, the test's clients.
 func (ht *haTopo) gatewayConfig(n *lab.HANode) string {
 	return fmt.Sprintf(`mode: enforce
-listen:
-  dns: ["%s:53", "%s:53"]
-  api: "%s"
-upstreams: ["%s"]
+%supstreams: ["%s"]
 enforcer:
   min_ttl: 0s
   grace: 1s
@@ -84,7 +82,7 @@ enforcer:
 state_dir: %s/state
 log:
   level: debug
-`, n.LanAddr, lab.HALanVIP, lab.HAAPI, upstreamAddr, haClients, n.Dir)
+%s`, n.ListenYAML(), upstreamAddr, haClients, n.Dir, n.ClusterYAML())
 }
 
 // start runs conntrackd, fqdngate and keepalived on node n.
@@ -213,6 +211,13 @@ func (s *session) state() (int, time.Duration, error) {
 	return s.sent, s.longest, s.err
 }
 
+// restart forgets the longest wait so far.
+func (s *session) restart() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.longest = 0
+}
+
 // waitMore waits until n more messages went through, or the session failed.
 func (s *session) waitMore(t *testing.T, n int, timeout time.Duration) {
 	t.Helper()
@@ -305,29 +310,144 @@ func waitCond(t *testing.T, what string, timeout time.Duration, ok func() bool) 
 	}
 }
 
-// dnsGap queries name through the VIP from ns until it gets an answer and
-// returns how long that took from start.
-func dnsGap(t *testing.T, ns *lab.NS, name string, start time.Time, limit time.Duration) time.Duration {
+// prober asks the VIP for name every 50 ms and records the longest time
+// between two answers: the DNS gap a device sees.
+type prober struct {
+	mu       sync.Mutex
+	last     time.Time
+	gap      time.Duration
+	answers  int
+	stop     chan struct{}
+	finished chan struct{}
+}
+
+func startProber(t *testing.T, ns *lab.NS, name string) *prober {
+	p := &prober{stop: make(chan struct{}), finished: make(chan struct{}), last: time.Now()}
+	go func() {
+		defer close(p.finished)
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			r, err := query(ns, name, lab.HALanVIP, 250*time.Millisecond)
+			if err != nil || r.Rcode != dns.RcodeSuccess || len(r.Answer) == 0 {
+				continue
+			}
+			now := time.Now()
+			p.mu.Lock()
+			p.gap = max(p.gap, now.Sub(p.last))
+			p.last = now
+			p.answers++
+			p.mu.Unlock()
+		}
+	}()
+	t.Cleanup(p.end)
+	return p
+}
+
+// reset starts a new measurement.
+func (p *prober) reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.gap, p.answers = 0, 0
+}
+
+// result is the longest gap so far, including the one still open, and the
+// number of answers.
+func (p *prober) result() (time.Duration, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return max(p.gap, time.Since(p.last)), p.answers
+}
+
+// waitAnswers waits until the VIP answered n more times.
+func (p *prober) waitAnswers(t *testing.T, n int, timeout time.Duration) {
 	t.Helper()
-	for {
-		r, err := query(ns, name, lab.HALanVIP, 200*time.Millisecond)
-		if err == nil && r.Rcode == dns.RcodeSuccess && len(r.Answer) > 0 {
-			return time.Since(start)
+	_, start := p.result()
+	waitCond(t, "DNS answers through the VIP", timeout, func() bool { _, got := p.result(); return got >= start+n })
+}
+
+func (p *prober) end() {
+	select {
+	case <-p.stop:
+	default:
+		close(p.stop)
+	}
+	<-p.finished
+}
+
+// liveElements is node n's allow4 set without the elements that expire
+// within margin (they may be gone by the time another node is compared).
+func liveElements(t *testing.T, n *lab.HANode, margin time.Duration) []string {
+	t.Helper()
+	var keys []string
+	for k, left := range setElements(t, n, "allow4") {
+		if left > margin {
+			keys = append(keys, k)
 		}
-		if time.Since(start) > limit {
-			t.Fatalf("no DNS answer through the VIP within %s of the failure (last: %v %v)", limit, r, err)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// missingOn lists the elements of want that node n's allow4 set lacks.
+func missingOn(t *testing.T, n *lab.HANode, want []string) []string {
+	t.Helper()
+	have := setElements(t, n, "allow4")
+	var missing []string
+	for _, k := range want {
+		if _, ok := have[k]; !ok {
+			missing = append(missing, k)
 		}
+	}
+	return missing
+}
+
+// connect443 opens a connection to addr:443 from ns and exchanges a line.
+func connect443(ns *lab.NS, addr netip.Addr) error {
+	c, err := lab.DialFrom(ns, netip.AddrPortFrom(addr, 443), 2*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return echo(c, "hello")
+}
+
+// counter reads one of fqdngate's named counters in node n's kernel.
+func (ht *haTopo) counter(n *lab.HANode, name string) int {
+	ht.t.Helper()
+	out, err := n.NS.Run("nft", "list", "counter", "inet", "fqdngate", name)
+	if err != nil {
+		ht.t.Fatal(err)
+	}
+	var packets int
+	if i := strings.Index(out, "packets "); i >= 0 {
+		fmt.Sscanf(out[i:], "packets %d", &packets)
+	}
+	return packets
+}
+
+// crash kills node n: fqdngate, keepalived and conntrackd with SIGKILL,
+// every link down.
+func (ht *haTopo) crash(n *lab.HANode) {
+	ht.t.Helper()
+	if err := n.Crash(); err != nil {
+		ht.t.Fatal(err)
 	}
 }
 
 // TestHAFailover: the primary gateway dies under a device that holds a
 // long 8883 session and cached answers. The VIP moves to the secondary;
 // the session keeps exchanging (conntrackd carried its flow, whose answer
-// expired long ago), DNS answers again within 5 s, and the answers the
-// device has cached connect through the secondary without a new query.
-// Then the primary returns, catches up and takes the VIP back
-// (keepalived preempts once its /readyz check passes), with the session
-// still going.
+// expired long ago), DNS answers again within 5 s, the secondary's kernel
+// holds every element the primary had that is still live, and the answer
+// the device has cached connects through the secondary without a new
+// query. Then the primary returns: it reports ready only once it holds
+// what the secondary learnt meanwhile, takes the VIP back (keepalived
+// preempts once the /readyz check passes), and the session, the cached
+// answers and DNS go on through it.
 func TestHAFailover(t *testing.T) {
 	ht := newHA(t)
 	gw1, gw2 := ht.ha.Nodes[0], ht.ha.Nodes[1]
@@ -346,24 +466,179 @@ func TestHAFailover(t *testing.T) {
 	sess.waitMore(t, 3, 5*time.Second)
 	waitCond(t, "the session's element expires on gw1", 10*time.Second, func() bool { return !hasElementFor(t, gw1, mqtt) })
 	sess.waitMore(t, 3, 5*time.Second)
-	waitCond(t, "gw2's conntrackd holds the session's flow in its external cache", 10*time.Second, func() bool {
-		out, err := gw2.Ctd("-e")
-		return err == nil && strings.Contains(out, mqtt.String()) && strings.Contains(out, "dport=8883")
+	waitCond(t, "gw2's kernel holds the session's flow (conntrackd)", 10*time.Second, func() bool {
+		out, err := gw2.NS.Run("conntrack", "-L", "-p", "tcp", "--dport", "8883")
+		return err == nil && strings.Contains(out, "dst="+mqtt.String()) && strings.Contains(out, "ESTABLISHED")
 	})
 
+	// The cached answer: resolved once on gw1 (TTL 20 s), used again
+	// after the failover without asking.
+	web := resolveA(t, dev, "www.example.com", lab.HALanVIP)
+	if err := connect443(dev, web); err != nil {
+		t.Fatalf("443 to %s through gw1: %v", web, err)
+	}
+	asked := ht.auth.count("www.example.com")
+	waitCond(t, "gw2 holds gw1's elements before the failover", 10*time.Second, func() bool {
+		return len(missingOn(t, gw2, liveElements(t, gw1, 0))) == 0
+	})
+
+	probe := startProber(t, dev, "rot.example.com")
+	probe.waitAnswers(t, 3, 5*time.Second)
+	before := liveElements(t, gw1, 3*time.Second)
+	drops2 := ht.counter(gw2, "drops")
+	probe.reset()
+	sess.restart()
 	ht.crash(gw1)
 	ht.waitMaster(gw2, 10*time.Second)
-	sess.waitMore(t, 5, 15*time.Second)
-	_, stall, _ := sess.state()
-	t.Logf("8883 session: longest wait for an echo %s (across the failover)", stall)
-}
-
-// crash kills node n and measures nothing itself.
-func (ht *haTopo) crash(n *lab.HANode) {
-	ht.t.Helper()
-	if err := n.Crash(); err != nil {
-		ht.t.Fatal(err)
+	probe.waitAnswers(t, 3, 10*time.Second)
+	gap, _ := probe.result()
+	t.Logf("failover: DNS gap %s (longest time between two answers through the VIP)", gap)
+	if gap > 5*time.Second {
+		t.Errorf("DNS through the VIP did not answer for %s, want at most 5 s", gap)
 	}
+	sess.waitMore(t, 5, 15*time.Second)
+	if missing := missingOn(t, gw2, before); len(missing) > 0 {
+		t.Errorf("gw2 lacks %d of the %d live elements gw1 had: %v", len(missing), len(before), missing)
+	}
+	if err := connect443(dev, web); err != nil {
+		t.Errorf("the cached answer %s does not connect through gw2: %v", web, err)
+	}
+	if n := ht.auth.count("www.example.com"); n != asked {
+		t.Errorf("www.example.com was asked again (%d → %d): the test did not use the cached answer", asked, n)
+	}
+	if log := gw2.NotifyLog(); !strings.Contains(log, "state primary") || strings.Contains(log, "failed") {
+		t.Errorf("gw2's notify script did not run cleanly:\n%s", log)
+	}
+	_, stall, _ := sess.state()
+	t.Logf("failover: 8883 session unbroken, longest wait for an echo %s; packets gw2 dropped: %d", stall, ht.counter(gw2, "drops")-drops2)
+
+	// While gw1 is down, the device learns an answer on gw2 alone.
+	late := resolveA(t, dev, "rot.example.com", lab.HALanVIP)
+	if err := gw1.Reboot(); err != nil {
+		t.Fatal(err)
+	}
+	if err := gw1.StartConntrackd(); err != nil {
+		t.Fatal(err)
+	}
+	if err := gw1.StartGateway(context.Background(), binary, ht.gatewayConfig(gw1), 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// Ready means caught up: what gw2 learnt while gw1 was down is in
+	// gw1's kernel the moment /readyz says 200.
+	if !hasElementFor(t, gw1, late) {
+		t.Errorf("gw1 reports ready without the element for %s that gw2 installed while it was down", late)
+	}
+	drops1 := ht.counter(gw1, "drops")
+	probe.reset()
+	sess.restart()
+	if err := gw1.StartKeepalived(); err != nil {
+		t.Fatal(err)
+	}
+	ht.waitMaster(gw1, 20*time.Second)
+	probe.waitAnswers(t, 3, 10*time.Second)
+	gap, _ = probe.result()
+	t.Logf("failback: DNS gap %s", gap)
+	if gap > 5*time.Second {
+		t.Errorf("DNS through the VIP did not answer for %s when gw1 took over again, want at most 5 s", gap)
+	}
+	sess.waitMore(t, 5, 15*time.Second)
+	for _, a := range []netip.Addr{web, late} {
+		if err := connect443(dev, a); err != nil {
+			t.Errorf("%s does not connect through gw1 after it took over again: %v", a, err)
+		}
+	}
+	_, stall, _ = sess.state()
+	t.Logf("failback: 8883 session unbroken, longest wait for an echo %s; packets gw1 dropped: %d", stall, ht.counter(gw1, "drops")-drops1)
 }
 
-var _ = slices.Sort[[]string]
+// elementFor is the allow4 element of node n for client → addr:443 and
+// its remaining lifetime.
+func elementFor(t *testing.T, n *lab.HANode, client, addr netip.Addr) (time.Duration, bool) {
+	t.Helper()
+	for k, left := range setElements(t, n, "allow4") {
+		if strings.Contains(k, `"`+client.String()+`"`) && strings.Contains(k, `"`+addr.String()+`"`) && strings.Contains(k, "443") && !strings.Contains(k, "8883") {
+			return left, true
+		}
+	}
+	return 0, false
+}
+
+// TestHAPartition: the sync link between the nodes is cut; each node
+// keeps serving its own devices (a device per node, using that node's own
+// address) and installing their answers, while the other node does not
+// get them. When the link returns, both converge: each kernel holds the
+// other's elements, and for an answer both gave, the later expiry.
+func TestHAPartition(t *testing.T) {
+	ht := newHA(t)
+	ht.auth.records = map[string][]string{"long.example.com.|A": {"long.example.com. 60 IN A 203.0.113.7"}}
+	gw1, gw2 := ht.ha.Nodes[0], ht.ha.Nodes[1]
+	a, b := netip.MustParseAddr("192.0.2.20"), netip.MustParseAddr("192.0.2.21")
+	devA, err := ht.ha.AddDevice("hadeva", a, gw1.LanAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	devB, err := ht.ha.AddDevice("hadevb", b, gw2.LanAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ht.start(gw1)
+	ht.start(gw2)
+
+	if err := ht.ha.SetSyncLink(false); err != nil {
+		t.Fatal(err)
+	}
+	// Each node alone answers, installs and serves its own device.
+	webA := resolveA(t, devA, "www.example.com", gw1.LanAddr)
+	rotB := resolveA(t, devB, "rot.example.com", gw2.LanAddr)
+	if err := connect443(devA, webA); err != nil {
+		t.Errorf("device A through gw1 during the partition: %v", err)
+	}
+	if err := connect443(devB, rotB); err != nil {
+		t.Errorf("device B through gw2 during the partition: %v", err)
+	}
+	// The same answer from both nodes, gw2's later: device A asks gw1,
+	// then gw2 (its address is on the same network).
+	long := resolveA(t, devA, "long.example.com", gw1.LanAddr)
+	first, ok := elementFor(t, gw1, a, long)
+	firstAt := time.Now()
+	if !ok {
+		t.Fatalf("gw1 has no element for %s → %s", a, long)
+	}
+	waitCond(t, "a later answer", 10*time.Second, func() bool {
+		left, _ := elementFor(t, gw1, a, long)
+		return left <= first-3*time.Second
+	})
+	resolveA(t, devA, "long.example.com", gw2.LanAddr)
+	later, ok := elementFor(t, gw2, a, long)
+	laterAt := time.Now()
+	if !ok {
+		t.Fatalf("gw2 has no element for %s → %s", a, long)
+	}
+	// The link is really cut: neither node has the other's answers.
+	if _, ok := elementFor(t, gw2, a, webA); ok {
+		t.Fatalf("gw2 got gw1's answer for %s during the partition: the link was not cut", webA)
+	}
+	if _, ok := elementFor(t, gw1, b, rotB); ok {
+		t.Fatalf("gw1 got gw2's answer for %s during the partition: the link was not cut", rotB)
+	}
+
+	if err := ht.ha.SetSyncLink(true); err != nil {
+		t.Fatal(err)
+	}
+	waitCond(t, "both kernels hold the other node's elements", 30*time.Second, func() bool {
+		_, ok1 := elementFor(t, gw2, a, webA)
+		_, ok2 := elementFor(t, gw1, b, rotB)
+		return ok1 && ok2
+	})
+	// Newest expiry wins on both: gw1 takes gw2's later one, gw2 keeps it.
+	olderEnd, laterEnd := firstAt.Add(first), laterAt.Add(later)
+	if laterEnd.Sub(olderEnd) < 2*time.Second {
+		t.Fatalf("the two answers expire %s apart, too close to tell", laterEnd.Sub(olderEnd))
+	}
+	waitCond(t, "both nodes hold gw2's later expiry for long.example.com", 30*time.Second, func() bool {
+		l1, ok1 := elementFor(t, gw1, a, long)
+		l2, ok2 := elementFor(t, gw2, a, long)
+		now := time.Now()
+		return ok1 && ok2 && now.Add(l1).After(olderEnd.Add(time.Second)) && now.Add(l2).After(olderEnd.Add(time.Second))
+	})
+}
