@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,6 +50,7 @@ type options struct {
 	qpsRun   time.Duration
 	rounds   int
 	workers  int
+	pin      bool
 }
 
 func main() {
@@ -59,6 +61,7 @@ func main() {
 	flag.DurationVar(&o.qpsRun, "qps-run", 5*time.Second, "how long each maximum-rate run lasts")
 	flag.IntVar(&o.rounds, "rounds", 2, "maximum-rate runs with and without the cluster, alternated")
 	flag.IntVar(&o.workers, "workers", 32, "concurrent queries in the maximum-rate runs")
+	flag.BoolVar(&o.pin, "pin", true, "gw1's fqdngate on CPU 0, gw2's and this process (the load, the upstream) on CPU 1, so gw2's work does not count against gw1")
 	flag.Parse()
 	if !lab.IsRoot() {
 		fmt.Fprintln(os.Stderr, "cluster: needs root (network namespaces, nftables)")
@@ -78,9 +81,19 @@ func run(o options) error {
 	}
 	defer b.close()
 	gw1, gw2 := b.ha.Nodes[0], b.ha.Nodes[1]
-	for _, n := range b.ha.Nodes {
+	if o.pin {
+		if err := pin(os.Getpid(), 1); err != nil {
+			return err
+		}
+	}
+	for i, n := range b.ha.Nodes {
 		if err := n.StartGateway(ctx, o.bin, b.config(n, true), 30*time.Second); err != nil {
 			return err
+		}
+		if o.pin {
+			if err := pin(n.Gate.Pid(), i); err != nil {
+				return err
+			}
 		}
 	}
 	fmt.Fprintf(os.Stderr, "lag run: %d answers/s on gw1 for %s\n", o.rate, o.duration)
@@ -94,18 +107,29 @@ func run(o options) error {
 	}
 
 	// The answering node's maximum rate, cluster on and off, alternated
-	// (gw1 restarted with or without its cluster section, gw2 running).
-	var on, off []float64
+	// (gw1 restarted with or without its cluster section, gw2 running);
+	// then with the cluster and gw2 stopped: gw1 publishing with no peer
+	// applying, which leaves only gw1's own share of the cost.
+	restart := func(cluster bool) error {
+		if err := gw1.Gate.Stop(10 * time.Second); err != nil {
+			return err
+		}
+		// Each run starts from an empty ledger, so that runs compare.
+		if err := os.RemoveAll(gw1.Dir + "/state"); err != nil {
+			return err
+		}
+		if err := gw1.StartGateway(ctx, o.bin, b.config(gw1, cluster), 60*time.Second); err != nil {
+			return err
+		}
+		if o.pin {
+			return pin(gw1.Gate.Pid(), 0)
+		}
+		return nil
+	}
+	var on, off, alone []float64
 	for r := 0; r < o.rounds; r++ {
 		for _, cluster := range []bool{true, false} {
-			if err := gw1.Gate.Stop(10 * time.Second); err != nil {
-				return err
-			}
-			// Each run starts from an empty ledger, so that runs compare.
-			if err := os.RemoveAll(gw1.Dir + "/state"); err != nil {
-				return err
-			}
-			if err := gw1.StartGateway(ctx, o.bin, b.config(gw1, cluster), 60*time.Second); err != nil {
+			if err := restart(cluster); err != nil {
 				return err
 			}
 			qps, failed := b.maxRate(o)
@@ -117,6 +141,18 @@ func run(o options) error {
 			}
 		}
 	}
+	if err := gw2.Gate.Stop(10 * time.Second); err != nil {
+		return err
+	}
+	gw2.Gate = nil
+	for r := 0; r < o.rounds; r++ {
+		if err := restart(true); err != nil {
+			return err
+		}
+		qps, failed := b.maxRate(o)
+		fmt.Fprintf(os.Stderr, "max rate, cluster true, gw2 down: %.0f answers/s (%d failed)\n", qps, failed)
+		alone = append(alone, qps)
+	}
 
 	fmt.Printf("# fqdngate cluster: replication lag and the answering node's cost, HA lab, one run\n\n")
 	fmt.Printf("Lag run: %d answers/s on gw1 for %s, every answer a new name and a new element; %d answered, %d failed, %d seen in gw2's kernel.\n\n",
@@ -124,9 +160,14 @@ func run(o options) error {
 	fmt.Printf("| answer on gw1 → element in gw2's kernel | p50 | p99 | max |\n|---|---|---|---|\n")
 	fmt.Printf("| measured outside (netlink monitor of gw2's set) | %s | %s | %s |\n", pct(lag.lags, 50), pct(lag.lags, 99), pct(lag.lags, 100))
 	fmt.Printf("| gw2's fqdngate_cluster_replication_lag_seconds (%.0f samples, bucket-interpolated) | %s | %s | |\n\n", hist.count, hist.quantile(0.5), hist.quantile(0.99))
-	fmt.Printf("| gw1 maximum answers/s (%d concurrent, %s each) | runs | median |\n|---|---|---|\n", o.workers, o.qpsRun)
-	fmt.Printf("| with the cluster | %s | %.0f |\n| without | %s | %.0f |\n\n", joinF(on), median(on), joinF(off), median(off))
-	fmt.Printf("with / without: %.2f× (medians)\n", median(on)/median(off))
+	where := "gw1 on CPU 0, gw2 and the load on CPU 1"
+	if !o.pin {
+		where = "not pinned"
+	}
+	fmt.Printf("| gw1 maximum answers/s (%d concurrent, %s each; %s) | runs | median |\n|---|---|---|\n", o.workers, o.qpsRun, where)
+	fmt.Printf("| with the cluster, gw2 applying | %s | %.0f |\n| with the cluster, gw2 down | %s | %.0f |\n| without | %s | %.0f |\n\n",
+		joinF(on), median(on), joinF(alone), median(alone), joinF(off), median(off))
+	fmt.Printf("with / without: %.2f× with gw2 applying, %.2f× with gw2 down (medians)\n", median(on)/median(off), median(alone)/median(off))
 	return nil
 }
 
@@ -226,8 +267,9 @@ cache_size: 0
 enforcer:
   min_ttl: 0s
   grace: 5s
-  max_entries: 1000000
-  max_entries_per_client: 1000000
+  # The most the cluster's stream can hold in the embedded server's store.
+  max_entries: 500000
+  max_entries_per_client: 500000
 clients:
   - name: bench
     cidrs: ["%s", "2001:db8:1::/64"]
@@ -553,6 +595,15 @@ func joinF(v []float64) string {
 		parts = append(parts, strconv.FormatFloat(x, 'f', 0, 64))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// pin puts every thread of process pid on one CPU (taskset from
+// util-linux; threads started later inherit it).
+func pin(pid, cpu int) error {
+	if out, err := exec.Command("taskset", "-a", "-cp", strconv.Itoa(cpu), strconv.Itoa(pid)).CombinedOutput(); err != nil {
+		return fmt.Errorf("taskset %d to CPU %d: %w: %s", pid, cpu, err, out)
+	}
+	return nil
 }
 
 func (b *bench) close() {
