@@ -642,3 +642,47 @@ func TestHAPartition(t *testing.T) {
 		return ok1 && ok2 && now.Add(l1).After(olderEnd.Add(time.Second)) && now.Add(l2).After(olderEnd.Add(time.Second))
 	})
 }
+
+// TestHADaemonDown: only fqdngate dies on the master (kill -9), the host
+// and its keepalived live on. keepalived's /readyz check fails, the
+// master gives up the VIPs, and DNS through the VIP answers again from
+// gw2 within 5 s, while the 8883 session goes on. When fqdngate is back
+// and ready, gw1 takes the VIPs back.
+func TestHADaemonDown(t *testing.T) {
+	ht := newHA(t)
+	gw1, gw2 := ht.ha.Nodes[0], ht.ha.Nodes[1]
+	dev, err := ht.ha.AddDevice("hadev", netip.MustParseAddr("192.0.2.10"), lab.HALanVIP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ht.start(gw1)
+	ht.start(gw2)
+	ht.waitMaster(gw1, 15*time.Second)
+	mqtt := resolveA(t, dev, "short.example.com", lab.HALanVIP)
+	sess := startSession(t, dev, mqtt, 100*time.Millisecond, 15*time.Second)
+	sess.waitMore(t, 3, 5*time.Second)
+
+	probe := startProber(t, dev, "rot.example.com")
+	probe.waitAnswers(t, 3, 5*time.Second)
+	probe.reset()
+	gw1.Gate.Kill()
+	gw1.Gate = nil
+	ht.waitMaster(gw2, 15*time.Second)
+	probe.waitAnswers(t, 3, 10*time.Second)
+	gap, _ := probe.result()
+	t.Logf("fqdngate killed on the master: DNS gap %s", gap)
+	if gap > 5*time.Second {
+		t.Errorf("DNS through the VIP did not answer for %s after gw1's fqdngate died, want at most 5 s", gap)
+	}
+	sess.waitMore(t, 5, 15*time.Second)
+	if !strings.Contains(gw1.Keepalived.Log.String(), "FAULT") {
+		t.Errorf("gw1's keepalived did not go to FAULT:\n%s", gw1.Keepalived.Log.String())
+	}
+
+	if err := gw1.StartGateway(context.Background(), binary, ht.gatewayConfig(gw1), 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	ht.waitMaster(gw1, 20*time.Second)
+	probe.waitAnswers(t, 3, 10*time.Second)
+	sess.waitMore(t, 5, 15*time.Second)
+}
