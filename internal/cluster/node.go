@@ -219,6 +219,16 @@ func routeAddr(route string) (netip.AddrPort, error) {
 	return netip.ParseAddrPort(hp)
 }
 
+// The stream holds a message per live entry (the newest of each subject)
+// and the expired ones its per-message TTL has not removed yet: a quarter
+// more than the ledger's bound, of at most msgBytes each (a record is
+// about 300 bytes of JSON, its subject 100, the TTL header and the
+// store's own framing the rest).
+const msgBytes = 512
+
+func streamMsgs(maxEntries int) int64  { return int64(maxEntries + maxEntries/4) }
+func streamBytes(maxEntries int) int64 { return streamMsgs(maxEntries) * msgBytes }
+
 func (n *Node) ensureStream(ctx context.Context) error {
 	cfg := jetstream.StreamConfig{
 		Name:              StreamName(n.cfg.Site, n.cfg.Node),
@@ -227,8 +237,8 @@ func (n *Node) ensureStream(ctx context.Context) error {
 		Storage:           jetstream.MemoryStorage,
 		Replicas:          1,
 		MaxAge:            n.cfg.MaxLife + clockSkew,
-		MaxMsgs:           int64(2 * n.cfg.MaxEntries),
-		MaxBytes:          int64(2*n.cfg.MaxEntries) * 1024,
+		MaxMsgs:           streamMsgs(n.cfg.MaxEntries),
+		MaxBytes:          streamBytes(n.cfg.MaxEntries),
 		MaxMsgsPerSubject: 1,
 		Discard:           jetstream.DiscardOld,
 		AllowMsgTTL:       true,

@@ -54,13 +54,14 @@ func startEmbedded(c Config, log *slog.Logger) (*embedded, error) {
 		listen = netip.AddrPortFrom(netip.IPv6Loopback(), DefaultPort)
 	}
 	opts := &server.Options{
-		ServerName:             c.Node,
-		Host:                   listen.Addr().String(),
-		Port:                   int(listen.Port()),
-		JetStream:              true,
-		StoreDir:               filepath.Clean(store),
-		JetStreamMaxMemory:     256 << 20,
-		JetStreamMaxStore:      1 << 30,
+		ServerName: c.Node,
+		Host:       listen.Addr().String(),
+		Port:       int(listen.Port()),
+		JetStream:  true,
+		StoreDir:   filepath.Clean(store),
+		// Room for this node's one stream and the consumers' state.
+		JetStreamMaxMemory:     streamBytes(c.MaxEntries) + 64<<20,
+		JetStreamMaxStore:      streamBytes(c.MaxEntries) + 64<<20,
 		NoSigs:                 true,
 		NoLog:                  true,
 		DisableJetStreamBanner: true,
