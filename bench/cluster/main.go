@@ -267,7 +267,7 @@ cache_size: 0
 enforcer:
   min_ttl: 0s
   grace: 5s
-  # The most the cluster's stream can hold in the embedded server's store.
+  # Room for every answer of the run: no eviction in the measurement.
   max_entries: 500000
   max_entries_per_client: 500000
 clients:
