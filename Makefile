@@ -5,9 +5,10 @@ GO ?= go
 BIN := bin
 # What the lab and the gateway run: nft, ip, sysctl/pgrep; the tests also
 # dig (the EDNS compliance cases), chromium (the console in a browser),
-# lintian (the Debian package), curl and openssl (clients of the verified flows).
+# lintian (the Debian package), curl and openssl (clients of the verified flows),
+# keepalived, conntrackd and conntrack (the HA lab and its failover tests).
 DEBS := nftables iproute2 procps ca-certificates
-TEST_DEBS := $(DEBS) dnsutils chromium lintian curl openssl
+TEST_DEBS := $(DEBS) dnsutils chromium lintian curl openssl keepalived conntrackd conntrack
 
 .PHONY: build deps test-deps demo test bench fuzz lint clean deb
 
@@ -21,7 +22,8 @@ deps:
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBS); }
 
 test-deps: deps
-	@command -v dig >/dev/null && command -v chromium >/dev/null && command -v lintian >/dev/null && command -v curl >/dev/null && command -v openssl >/dev/null || \
+	@command -v dig >/dev/null && command -v chromium >/dev/null && command -v lintian >/dev/null && command -v curl >/dev/null && command -v openssl >/dev/null && \
+	  command -v keepalived >/dev/null && command -v conntrackd >/dev/null && command -v conntrack >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_DEBS); }
 
 # The lab demo: about 70 s, root, no network.

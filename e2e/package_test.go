@@ -71,6 +71,8 @@ func TestDebianPackage(t *testing.T) {
 		"/usr/share/zsh/vendor-completions/_fqdngate",
 		"/usr/share/fish/vendor_completions.d/fqdngate.fish",
 		"/usr/share/doc/fqdngate/copyright",
+		"/usr/share/doc/fqdngate/examples/keepalived.conf", "/usr/share/doc/fqdngate/examples/conntrackd.conf",
+		"/usr/libexec/fqdngate/fqdngate-ha-notify",
 	} {
 		if _, err := os.Stat(f); err != nil {
 			t.Errorf("not installed: %v", err)

@@ -38,8 +38,9 @@ Usage:
   fqdnlab demo [--fqdngate PATH] [--duration D] [--ttl D]
                  run the Azure Sphere device behind the classic FQDN firewall and
                  behind fqdngate side by side, print what each could reach
-  fqdnlab up   [--fqdngate PATH] [--ttl D]
-                 build the lab and keep it until Ctrl-C (explore with ip netns exec)
+  fqdnlab up   [--fqdngate PATH] [--ttl D] [--ha]
+                 build the lab and keep it until Ctrl-C (explore with ip netns exec);
+                 --ha: two fqdngate gateways with keepalived and conntrackd, a VIP
   fqdnlab down   remove every lab namespace left behind (with its links and tables)
 
 Exit codes: 0 ok, 1 runtime failure, 2 bad usage, 3 demo verdict failed.
@@ -74,6 +75,8 @@ type labFlags struct {
 	binary   *string
 	duration *time.Duration
 	ttl      *time.Duration
+	// ha is up's --ha; nil for demo.
+	ha *bool
 }
 
 func newFlags(name string, stderr io.Writer, withDuration bool) labFlags {
@@ -86,6 +89,8 @@ func newFlags(name string, stderr io.Writer, withDuration bool) labFlags {
 	}
 	if withDuration {
 		f.duration = fs.Duration("duration", d.Duration, "how long the devices run")
+	} else {
+		f.ha = fs.Bool("ha", false, "the HA lab: two gateways with keepalived and conntrackd, a VIP, one device")
 	}
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: fqdnlab %s [flags]\n\nFlags:\n", name)
@@ -165,25 +170,32 @@ func preflight() error {
 
 // prepare parses a lab command's flags and checks the machine; stop is
 // true, with the exit code, when the command should end here.
-func prepare(name string, args []string, stderr io.Writer, withDuration bool) (opt scenario.Options, code int, stop bool) {
+func prepare(name string, args []string, stderr io.Writer, withDuration bool) (opt scenario.Options, ha bool, code int, stop bool) {
 	f := newFlags(name, stderr, withDuration)
 	if code, stop := f.parse(args); stop {
-		return opt, code, true
+		return opt, false, code, true
+	}
+	ha = f.ha != nil && *f.ha
+	if ha {
+		if err := preflightHA(); err != nil {
+			fmt.Fprintln(stderr, "fqdnlab:", err)
+			return opt, ha, exitRuntime, true
+		}
 	}
 	opt, err := f.options(stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "fqdnlab:", err)
-		return opt, exitUsage, true
+		return opt, ha, exitUsage, true
 	}
 	if err := preflight(); err != nil {
 		fmt.Fprintln(stderr, "fqdnlab:", err)
-		return opt, exitRuntime, true
+		return opt, ha, exitRuntime, true
 	}
-	return opt, 0, false
+	return opt, ha, 0, false
 }
 
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
-	opt, code, quit := prepare("demo", args, stderr, true)
+	opt, _, code, quit := prepare("demo", args, stderr, true)
 	if quit {
 		return code
 	}
@@ -211,9 +223,12 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdUp(args []string, stdout, stderr io.Writer) int {
-	opt, code, quit := prepare("up", args, stderr, false)
+	opt, ha, code, quit := prepare("up", args, stderr, false)
 	if quit {
 		return code
+	}
+	if ha {
+		return cmdUpHA(opt, stdout, stderr)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -278,6 +293,15 @@ func cmdDown(args []string, stdout, stderr io.Writer) int {
 	if err != nil || len(left) > 0 {
 		fmt.Fprintf(stderr, "fqdnlab: still there: %v %v\n", left, err)
 		return exitRuntime
+	}
+	// The HA lab's files (its daemons' configurations, sockets and logs).
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), lab.LabPrefix+"ha-*"))
+	for _, d := range dirs {
+		if err := os.RemoveAll(d); err != nil {
+			fmt.Fprintln(stderr, "fqdnlab:", err)
+			return exitRuntime
+		}
+		fmt.Fprintln(stdout, "removed", d)
 	}
 	fmt.Fprintf(stdout, "no lab namespace left (%d removed)\n", len(removed))
 	return exitOK

@@ -21,6 +21,9 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{[]string{"demo", "--duration", "2h"}, exitUsage, "", "--duration 2h0m0s is outside 5s..1h"},
 		{[]string{"up", "--duration", "5s"}, exitUsage, "", "flag provided but not defined: -duration"},
 		{[]string{"demo", "extra"}, exitUsage, "", `unexpected argument "extra"`},
+		{[]string{"demo", "--ha"}, exitUsage, "", "flag provided but not defined: -ha"},
+		{[]string{"up", "--help"}, exitOK, "", "-ha"},
+		{[]string{"help"}, exitOK, "--ha: two fqdngate gateways", ""},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
