@@ -199,7 +199,7 @@ func Open(spec Spec, opts ...Option) (*NFT, error) {
 	}
 	if n.cc == nil {
 		cc, err := nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(n.netns),
-			nftables.WithSockOptions(n.ports.setWriter))
+			nftables.WithSockOptions(n.ports.setWriter, bigBuffers))
 		if err != nil {
 			return nil, fmt.Errorf("enforce: open netlink: %w", err)
 		}

@@ -619,7 +619,7 @@ func (n *NFT) redial() error {
 	}
 	var port uint32
 	cc, err := nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(n.netns),
-		nftables.WithSockOptions(func(c *netlink.Conn) error { port = c.PID(); return nil }))
+		nftables.WithSockOptions(func(c *netlink.Conn) error { port = c.PID(); return nil }, bigBuffers))
 	if err != nil {
 		return fmt.Errorf("enforce: open netlink: %w", err)
 	}
