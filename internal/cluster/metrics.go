@@ -6,6 +6,8 @@ import (
 
 type metrics struct {
 	published      prometheus.Counter
+	messages       prometheus.Counter
+	publishSkipped prometheus.Counter
 	publishDropped *prometheus.CounterVec
 	applied        prometheus.Counter
 	refused        *prometheus.CounterVec
@@ -20,6 +22,10 @@ func newMetrics() *metrics {
 	return &metrics{
 		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "fqdngate_cluster_published_total",
 			Help: "Ledger entries of this node stored in its stream."}),
+		messages: prometheus.NewCounter(prometheus.CounterOpts{Name: "fqdngate_cluster_messages_published_total",
+			Help: "JetStream messages this node stored: its published entries, in batches."}),
+		publishSkipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "fqdngate_cluster_publish_skipped_total",
+			Help: "Answers not published because they only refreshed an entry published moments before (by less than min(30s, a quarter of its life))."}),
 		publishDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fqdngate_cluster_publish_dropped_total",
 			Help: "Ledger entries of this node not published, by reason: queue-full, unreachable, timeout, error."}, []string{"reason"}),
 		applied: prometheus.NewCounter(prometheus.CounterOpts{Name: "fqdngate_cluster_applied_total",
@@ -43,7 +49,7 @@ var descPeerUp = prometheus.NewDesc("fqdngate_cluster_peer_up", "1 while the con
 // Collectors are the node's metrics, for the gateway's registry.
 func (n *Node) Collectors() []prometheus.Collector {
 	m := n.m
-	return []prometheus.Collector{m.published, m.publishDropped, m.applied, m.refused, m.lag, m.caughtUp,
+	return []prometheus.Collector{m.published, m.messages, m.publishSkipped, m.publishDropped, m.applied, m.refused, m.lag, m.caughtUp,
 		m.dropsPublished, m.dropsDropped, peerCollector{n}}
 }
 

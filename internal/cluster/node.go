@@ -219,31 +219,30 @@ func routeAddr(route string) (netip.AddrPort, error) {
 	return netip.ParseAddrPort(hp)
 }
 
-// The stream holds a message per live entry (the newest of each subject)
-// and the expired ones its per-message TTL has not removed yet: a quarter
-// more than the ledger's bound, of at most msgBytes each (a record is
-// about 300 bytes of JSON, its subject 100, the TTL header and the
-// store's own framing the rest).
+// The stream holds the batches of the last MaxLife, each until its
+// longest record expired (a per-message TTL), within a bound in bytes:
+// past it the oldest batches go first, and they hold the entries closest
+// to their end. The bound is a quarter more than the ledger's entries at
+// msgBytes each (a record is about 200 bytes of JSON), which leaves room
+// for the refreshes freshness lets through.
 const msgBytes = 512
 
-func streamMsgs(maxEntries int) int64  { return int64(maxEntries + maxEntries/4) }
-func streamBytes(maxEntries int) int64 { return streamMsgs(maxEntries) * msgBytes }
+func streamBytes(maxEntries int) int64 { return int64(maxEntries+maxEntries/4) * msgBytes }
 
 func (n *Node) ensureStream(ctx context.Context) error {
 	cfg := jetstream.StreamConfig{
-		Name:              StreamName(n.cfg.Site, n.cfg.Node),
-		Description:       "fqdngate answers of node " + n.cfg.Node + " of site " + n.cfg.Site,
-		Subjects:          []string{AnswersSubject(n.cfg.Site, n.cfg.Node) + ".>"},
-		Storage:           jetstream.MemoryStorage,
-		Replicas:          1,
-		MaxAge:            n.cfg.MaxLife + clockSkew,
-		MaxMsgs:           streamMsgs(n.cfg.MaxEntries),
-		MaxBytes:          streamBytes(n.cfg.MaxEntries),
-		MaxMsgsPerSubject: 1,
-		Discard:           jetstream.DiscardOld,
-		AllowMsgTTL:       true,
-		DenyDelete:        true,
-		DenyPurge:         true,
+		Name:        StreamName(n.cfg.Site, n.cfg.Node),
+		Description: "fqdngate answers of node " + n.cfg.Node + " of site " + n.cfg.Site,
+		Subjects:    []string{AnswersSubject(n.cfg.Site, n.cfg.Node)},
+		Storage:     jetstream.MemoryStorage,
+		Replicas:    1,
+		MaxAge:      n.cfg.MaxLife + clockSkew,
+		MaxMsgs:     -1,
+		MaxBytes:    streamBytes(n.cfg.MaxEntries),
+		Discard:     jetstream.DiscardOld,
+		AllowMsgTTL: true,
+		DenyDelete:  true,
+		DenyPurge:   true,
 	}
 	if n.cfg.StoreDir != "" || !n.cfg.Embedded {
 		cfg.Storage = jetstream.FileStorage
@@ -294,6 +293,7 @@ func (n *Node) publishLoop() {
 	defer n.wg.Done()
 	batch := make([]Record, 0, batchMax)
 	streamOK := n.cfg.Embedded
+	fresh := &freshness{max: n.cfg.MaxEntries, last: make(map[freshKey]int64)}
 	for {
 		batch = batch[:0]
 		select {
@@ -322,47 +322,124 @@ func (n *Node) publishLoop() {
 			}
 			streamOK = true
 		}
-		n.publishBatch(batch)
+		n.publishBatch(batch, fresh)
 	}
 }
 
-// publishBatch sends a batch and waits for the server's acks, so that
-// what is counted published is stored.
-func (n *Node) publishBatch(batch []Record) {
+// publishBatch sends a batch as few messages as fit, and waits for the
+// server's acks, so that what is counted published is stored. A record
+// that only refreshes one published a moment ago is left out (fresh).
+func (n *Node) publishBatch(batch []Record, fresh *freshness) {
 	now := n.now()
-	var futs []jetstream.PubAckFuture
+	keep := batch[:0]
 	for _, r := range batch {
-		left := r.Expires.Sub(now)
-		if left < time.Second {
+		if r.Expires.Sub(now) < time.Second {
 			continue // about to expire: no peer needs it
 		}
-		body, err := Encode(r)
-		if err != nil {
-			n.m.publishDropped.WithLabelValues("error").Inc()
+		if !fresh.worthPublishing(r, now) {
+			n.m.publishSkipped.Inc()
 			continue
 		}
-		msg := &nats.Msg{Subject: subject(n.cfg.Site, r), Data: body}
-		f, err := n.js.PublishMsgAsync(msg, jetstream.WithMsgTTL(left.Round(time.Second)+clockSkew))
+		keep = append(keep, r)
+	}
+	type pending struct {
+		f jetstream.PubAckFuture
+		n int
+	}
+	var futs []pending
+	for len(keep) > 0 {
+		chunk := keep[:chunkLen(keep)]
+		keep = keep[len(chunk):]
+		body, err := Encode(n.cfg.Node, chunk)
 		if err != nil {
-			n.m.publishDropped.WithLabelValues("error").Inc()
+			n.m.publishDropped.WithLabelValues("error").Add(float64(len(chunk)))
 			continue
 		}
-		futs = append(futs, f)
+		var longest time.Time
+		for _, r := range chunk {
+			if r.Expires.After(longest) {
+				longest = r.Expires
+			}
+		}
+		// The stream forgets the message once its longest record expired.
+		ttl := longest.Sub(now).Round(time.Second) + clockSkew
+		msg := &nats.Msg{Subject: AnswersSubject(n.cfg.Site, n.cfg.Node), Data: body}
+		f, err := n.js.PublishMsgAsync(msg, jetstream.WithMsgTTL(ttl))
+		if err != nil {
+			n.m.publishDropped.WithLabelValues("error").Add(float64(len(chunk)))
+			continue
+		}
+		futs = append(futs, pending{f, len(chunk)})
 	}
 	timeout := time.NewTimer(5 * time.Second)
 	defer timeout.Stop()
-	for _, f := range futs {
+	for _, p := range futs {
 		select {
-		case <-f.Ok():
-			n.m.published.Inc()
-		case <-f.Err():
-			n.m.publishDropped.WithLabelValues("error").Inc()
+		case <-p.f.Ok():
+			n.m.published.Add(float64(p.n))
+			n.m.messages.Inc()
+		case <-p.f.Err():
+			n.m.publishDropped.WithLabelValues("error").Add(float64(p.n))
 		case <-timeout.C:
-			n.m.publishDropped.WithLabelValues("timeout").Inc()
+			n.m.publishDropped.WithLabelValues("timeout").Add(float64(p.n))
 		case <-n.ctx.Done():
 			return
 		}
 	}
+}
+
+// chunkBytes bounds a message's body well below maxMessageBytes (a record
+// is at most about 4.5 KiB: a 253-byte name and a chain of 16).
+const chunkBytes = 192 << 10
+
+// chunkLen is how many of recs go in the next message.
+func chunkLen(recs []Record) int {
+	size := 0
+	for i, r := range recs {
+		size += 160 + len(r.Name) + len(r.Group)
+		for _, c := range r.Chain {
+			size += 3 + len(c)
+		}
+		if i == batchMax || size > chunkBytes {
+			return max(i, 1)
+		}
+	}
+	return len(recs)
+}
+
+// freshness remembers when each entry was last published, so that the
+// stream is not filled with refreshes: a device asking the same name
+// every TTL gives the same entry a slightly later expiry each time. Only
+// the publisher's goroutine uses it; it is cleared when it reaches its
+// bound, which costs one more publication of each entry.
+type freshness struct {
+	max  int
+	last map[freshKey]int64 // expiry published, Unix ms
+}
+
+type freshKey struct {
+	client, addr netip.Addr
+	name         string
+}
+
+// refreshSlack is how much later than the published expiry a refresh
+// must reach to be published again; never more than a quarter of what is
+// left of its lifetime, so that a peer's element lives at least three
+// quarters of the origin's.
+const refreshSlack = 30 * time.Second
+
+func (f *freshness) worthPublishing(r Record, now time.Time) bool {
+	k := freshKey{r.Client, r.Addr, r.Name}
+	exp := r.Expires.UnixMilli()
+	slack := min(refreshSlack, r.Expires.Sub(now)/4).Milliseconds()
+	if last, ok := f.last[k]; ok && exp <= last+slack {
+		return false
+	}
+	if len(f.last) >= f.max {
+		clear(f.last)
+	}
+	f.last[k] = exp
+	return true
 }
 
 // applyLoop judges what the followers read and hands it, in batches, to

@@ -226,13 +226,13 @@ func TestRefusesWhatANodeCouldNotHaveSent(t *testing.T) {
 	denied := rec("gw1", "denied.example", "198.51.100.9", now.Add(time.Minute))
 	good := rec("gw1", "good.example", "198.51.100.9", now.Add(time.Minute))
 	for _, r := range []Record{forged, future, denied, good} {
-		body, _ := Encode(r)
+		body, _ := Encode(r.Node, []Record{r})
 		// Straight into gw1's stream, as a faulty node would write it.
-		if _, err := n1.js.Publish(context.Background(), subject("lab", rec("gw1", r.Name, "198.51.100.9", now)), body); err != nil {
+		if _, err := n1.js.Publish(context.Background(), AnswersSubject("lab", "gw1"), body); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := n1.js.Publish(context.Background(), AnswersSubject("lab", "gw1")+".x", []byte(`{"v":1,"evil":true}`)); err != nil {
+	if _, err := n1.js.Publish(context.Background(), AnswersSubject("lab", "gw1"), []byte(`{"v":1,"evil":true}`)); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the good record", func() bool { _, ok := k2.get(good); return ok })
@@ -262,10 +262,10 @@ func TestPeerCannotWrite(t *testing.T) {
 	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	body, _ := Encode(rec("gw1", "evil.example", "198.51.100.66", time.Now().Add(time.Minute)))
+	body, _ := Encode("gw1", []Record{rec("gw1", "evil.example", "198.51.100.66", time.Now().Add(time.Minute))})
 	pctx, pcancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer pcancel()
-	if _, err := js.Publish(pctx, AnswersSubject("lab", "gw1")+".evil", body); err == nil {
+	if _, err := js.Publish(pctx, AnswersSubject("lab", "gw1"), body); err == nil {
 		t.Fatal("a peer wrote into gw1's stream")
 	}
 	dctx, dcancel := context.WithTimeout(ctx, 500*time.Millisecond)

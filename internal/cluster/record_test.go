@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"errors"
 	"net/netip"
 	"strings"
@@ -17,14 +18,15 @@ func sampleRecord() Record {
 
 func TestRecordRoundTrip(t *testing.T) {
 	r := sampleRecord()
-	b, err := Encode(r)
+	b, err := Encode(r.Node, []Record{r, r})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := Decode(b)
-	if err != nil {
-		t.Fatal(err)
+	recs, err := Decode(b)
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("Decode: %d records, %v", len(recs), err)
 	}
+	got := recs[1]
 	if got.Node != r.Node || got.Client != r.Client || got.Addr != r.Addr || got.Name != r.Name || got.Group != r.Group ||
 		len(got.Chain) != 1 || got.Chain[0] != r.Chain[0] || got.TTL != r.TTL || !got.Learnt.Equal(r.Learnt) || !got.Expires.Equal(r.Expires) {
 		t.Fatalf("round trip: got %+v, want %+v", got, r)
@@ -32,7 +34,7 @@ func TestRecordRoundTrip(t *testing.T) {
 }
 
 func TestDecodeRefuses(t *testing.T) {
-	good, _ := Encode(sampleRecord())
+	good, _ := Encode("gw1", []Record{sampleRecord()})
 	for _, tc := range []struct {
 		name, old, new, want string
 	}{
@@ -46,6 +48,7 @@ func TestDecodeRefuses(t *testing.T) {
 		{"unknown field", `"v":1`, `"v":1,"x":2`, "unknown field"},
 		{"lifetime", `"expires_ms":1790000050000`, `"expires_ms":1`, "not a lifetime"},
 		{"negative ttl", `"ttl_ms":20000`, `"ttl_ms":-1`, "not a lifetime"},
+		{"no records", `"records":[{`, `"records":[],"x":[{`, "unknown field"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := strings.Replace(string(good), tc.old, tc.new, 1)
@@ -58,42 +61,114 @@ func TestDecodeRefuses(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Decode([]byte(strings.Repeat(" ", maxRecordBytes+1))); !errors.Is(err, ErrMalformed) {
-		t.Fatalf("an oversized record: %v", err)
+	if _, err := Decode([]byte(strings.Repeat(" ", maxMessageBytes+1))); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("an oversized message: %v", err)
+	}
+	many := make([]Record, maxRecords+1)
+	for i := range many {
+		many[i] = sampleRecord()
+	}
+	b, _ := Encode("gw1", many)
+	if _, err := Decode(b); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "records") {
+		t.Fatalf("%d records in one message: %v", len(many), err)
+	}
+	if _, err := Decode([]byte(`{"v":1,"node":"gw1","records":[]}`)); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("a message without records: %v", err)
 	}
 }
 
-func TestSubject(t *testing.T) {
-	r := sampleRecord()
-	s := subject("site-a", r)
-	want := "fqdngate.site-a.gw1.answers.192-0-2-10.2001-db8--7."
-	if !strings.HasPrefix(s, want) || strings.ContainsAny(s[len("fqdngate."):], ":* >") {
-		t.Fatalf("subject %q, want prefix %q and no ':', '*', '>' or space", s, want)
+func TestChunks(t *testing.T) {
+	small := make([]Record, 2000)
+	for i := range small {
+		small[i] = sampleRecord()
 	}
-	r2 := r
-	r2.Name = "other.example"
-	if subject("site-a", r2) == s {
-		t.Fatal("two names share a subject: the stream would keep only one")
+	if n := chunkLen(small); n != batchMax {
+		t.Fatalf("chunk of %d small records, want %d", n, batchMax)
+	}
+	big := make([]Record, 100)
+	for i := range big {
+		big[i] = sampleRecord()
+		big[i].Name = strings.Repeat("a", 60) + "." + strings.Repeat("b", 60) + "." + strings.Repeat("c", 60) + ".example"
+		big[i].Chain = nil
+		for range maxChain {
+			big[i].Chain = append(big[i].Chain, big[i].Name)
+		}
+	}
+	n := chunkLen(big)
+	body, _ := Encode("gw1", big[:n])
+	if n == 0 || n == len(big) || len(body) > maxMessageBytes {
+		t.Fatalf("chunk of %d large records, %d bytes; want fewer than %d and at most %d bytes", n, len(body), len(big), maxMessageBytes)
+	}
+	if _, err := Decode(body); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFreshness(t *testing.T) {
+	now := time.Now()
+	f := &freshness{max: 3, last: map[freshKey]int64{}}
+	r := sampleRecord()
+	r.Expires = now.Add(7 * time.Minute)
+	steps := []struct {
+		name    string
+		expires time.Duration
+		want    bool
+	}{
+		{"first", 7 * time.Minute, true},
+		{"a refresh 10s later", 7*time.Minute + 10*time.Second, false},
+		{"a refresh past the slack", 7*time.Minute + 31*time.Second, true},
+		{"an earlier expiry", 6 * time.Minute, false},
+	}
+	for _, s := range steps {
+		r.Expires = now.Add(s.expires)
+		if got := f.worthPublishing(r, now); got != s.want {
+			t.Fatalf("%s: publish %v, want %v", s.name, got, s.want)
+		}
+	}
+	// A short life: the slack is a quarter of it.
+	short := sampleRecord()
+	short.Name = "short.example"
+	short.Expires = now.Add(20 * time.Second)
+	f.worthPublishing(short, now)
+	short.Expires = now.Add(28 * time.Second)
+	if !f.worthPublishing(short, now) {
+		t.Fatal("a refresh of a 20 s life by 8 s was left out: the slack is a quarter of the life (7 s)")
+	}
+	// At its bound the memory starts again.
+	for i := range 5 {
+		o := sampleRecord()
+		o.Name = fmt.Sprintf("o%d.example", i)
+		o.Expires = now.Add(time.Minute)
+		f.worthPublishing(o, now)
+	}
+	if len(f.last) > 3 {
+		t.Fatalf("freshness holds %d entries, bound 3", len(f.last))
 	}
 }
 
 func FuzzDecode(f *testing.F) {
-	good, _ := Encode(sampleRecord())
+	good, _ := Encode("gw1", []Record{sampleRecord()})
 	f.Add(good)
 	f.Add([]byte(`{"v":1}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		r, err := Decode(b)
+		recs, err := Decode(b)
 		if err != nil {
 			return
 		}
-		// What decodes encodes and decodes to the same record.
-		b2, err := Encode(r)
+		// What decodes encodes and decodes to the same records.
+		b2, err := Encode(recs[0].Node, recs)
 		if err != nil {
 			t.Fatal(err)
 		}
-		r2, err := Decode(b2)
-		if err != nil || r2.Name != r.Name || r2.Addr != r.Addr || r2.Client != r.Client || !r2.Expires.Equal(r.Expires) {
-			t.Fatalf("re-decode: %+v %v, want %+v", r2, err, r)
+		again, err := Decode(b2)
+		if err != nil || len(again) != len(recs) {
+			t.Fatalf("re-decode: %d records, %v; want %d", len(again), err, len(recs))
+		}
+		for i, r := range recs {
+			r2 := again[i]
+			if r2.Node != r.Node || r2.Name != r.Name || r2.Addr != r.Addr || r2.Client != r.Client || !r2.Expires.Equal(r.Expires) {
+				t.Fatalf("re-decode: %+v, want %+v", r2, r)
+			}
 		}
 	})
 }

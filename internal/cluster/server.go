@@ -65,7 +65,7 @@ func startEmbedded(c Config, log *slog.Logger) (*embedded, error) {
 		NoSigs:                 true,
 		NoLog:                  true,
 		DisableJetStreamBanner: true,
-		MaxPayload:             64 << 10,
+		MaxPayload:             2 * maxMessageBytes,
 		Users: []*server.User{
 			{Username: localUser, Password: e.localPass},
 			{Username: peerUser, Password: c.Token, Permissions: peerPermissions()},

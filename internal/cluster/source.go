@@ -55,7 +55,7 @@ func (s *source) discover() {
 	ctx, cancel := context.WithTimeout(s.n.ctx, 2*time.Second)
 	defer cancel()
 	site, own := s.n.cfg.Site, StreamName(s.n.cfg.Site, s.n.cfg.Node)
-	names := s.js.StreamNames(ctx, jetstream.WithStreamListSubject("fqdngate."+site+".*.answers.>"))
+	names := s.js.StreamNames(ctx, jetstream.WithStreamListSubject("fqdngate."+site+".*.answers"))
 	var found []string
 	for name := range names.Name() {
 		found = append(found, name)
@@ -198,11 +198,13 @@ func (f *follower) follow(ctx context.Context) error {
 				return
 			}
 		}
-		rec, err := Decode(msg.Data())
+		recs, err := Decode(msg.Data())
 		if err != nil {
 			f.n.m.refused.WithLabelValues("malformed").Inc()
-		} else {
-			f.delivered.Add(1)
+			f.n.log.Debug("a message refused", "stream", f.stream, "err", err)
+		}
+		f.delivered.Add(uint64(len(recs)))
+		for _, rec := range recs {
 			select {
 			case f.n.apply <- item{rec: rec, f: f}:
 			case <-ctx.Done():
