@@ -11,12 +11,15 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -51,6 +54,7 @@ type options struct {
 	rounds   int
 	workers  int
 	pin      bool
+	profile  string
 }
 
 func main() {
@@ -62,7 +66,11 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 2, "maximum-rate runs with and without the cluster, alternated")
 	flag.IntVar(&o.workers, "workers", 32, "concurrent queries in the maximum-rate runs")
 	flag.BoolVar(&o.pin, "pin", true, "gw1's fqdngate on CPU 0, gw2's and this process (the load, the upstream) on CPU 1, so gw2's work does not count against gw1")
+	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of gw1 (cluster on, gw2 down) to this file")
 	flag.Parse()
+	if o.profile != "" {
+		os.Setenv("FQDNGATE_PPROF", "1") // gw1 serves /debug/pprof on its API
+	}
 	if !lab.IsRoot() {
 		fmt.Fprintln(os.Stderr, "cluster: needs root (network namespaces, nftables)")
 		os.Exit(2)
@@ -127,17 +135,30 @@ func run(o options) error {
 		return nil
 	}
 	var on, off, alone []float64
+	// Answers per second of gw1's own CPU time: on two cores gw2's work
+	// shares CPU 1 with the load, so gw1's rate alone would count it.
+	var onCPU, offCPU, aloneCPU []float64
+	measure := func() (qps, perCPU float64, failed int64) {
+		before, _ := procCPU(gw1.Gate.Pid())
+		start := time.Now()
+		qps, failed = b.maxRate(o)
+		after, _ := procCPU(gw1.Gate.Pid())
+		if used := (after - before).Seconds(); used > 0 {
+			perCPU = qps * time.Since(start).Seconds() / used
+		}
+		return qps, perCPU, failed
+	}
 	for r := 0; r < o.rounds; r++ {
 		for _, cluster := range []bool{true, false} {
 			if err := restart(cluster); err != nil {
 				return err
 			}
-			qps, failed := b.maxRate(o)
-			fmt.Fprintf(os.Stderr, "max rate, cluster %v: %.0f answers/s (%d failed)\n", cluster, qps, failed)
+			qps, perCPU, failed := measure()
+			fmt.Fprintf(os.Stderr, "max rate, cluster %v: %.0f answers/s, %.0f per CPU-second of gw1 (%d failed)\n", cluster, qps, perCPU, failed)
 			if cluster {
-				on = append(on, qps)
+				on, onCPU = append(on, qps), append(onCPU, perCPU)
 			} else {
-				off = append(off, qps)
+				off, offCPU = append(off, qps), append(offCPU, perCPU)
 			}
 		}
 	}
@@ -149,9 +170,19 @@ func run(o options) error {
 		if err := restart(true); err != nil {
 			return err
 		}
-		qps, failed := b.maxRate(o)
-		fmt.Fprintf(os.Stderr, "max rate, cluster true, gw2 down: %.0f answers/s (%d failed)\n", qps, failed)
-		alone = append(alone, qps)
+		var prof chan error
+		if o.profile != "" && r == 0 {
+			prof = make(chan error, 1)
+			go func() { prof <- cpuProfile(gw1, o.qpsRun-time.Second, o.profile) }()
+		}
+		qps, perCPU, failed := measure()
+		if prof != nil {
+			if err := <-prof; err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(os.Stderr, "max rate, cluster true, gw2 down: %.0f answers/s, %.0f per CPU-second of gw1 (%d failed)\n", qps, perCPU, failed)
+		alone, aloneCPU = append(alone, qps), append(aloneCPU, perCPU)
 	}
 
 	fmt.Printf("# fqdngate cluster: replication lag and the answering node's cost, HA lab, one run\n\n")
@@ -164,10 +195,13 @@ func run(o options) error {
 	if !o.pin {
 		where = "not pinned"
 	}
-	fmt.Printf("| gw1 maximum answers/s (%d concurrent, %s each; %s) | runs | median |\n|---|---|---|\n", o.workers, o.qpsRun, where)
-	fmt.Printf("| with the cluster, gw2 applying | %s | %.0f |\n| with the cluster, gw2 down | %s | %.0f |\n| without | %s | %.0f |\n\n",
-		joinF(on), median(on), joinF(alone), median(alone), joinF(off), median(off))
-	fmt.Printf("with / without: %.2f× with gw2 applying, %.2f× with gw2 down (medians)\n", median(on)/median(off), median(alone)/median(off))
+	fmt.Printf("| gw1 maximum answers/s (%d concurrent, %s each; %s) | runs | median | per CPU-second of gw1 | median |\n|---|---|---|---|---|\n", o.workers, o.qpsRun, where)
+	fmt.Printf("| with the cluster, gw2 applying | %s | %.0f | %s | %.0f |\n", joinF(on), median(on), joinF(onCPU), median(onCPU))
+	fmt.Printf("| with the cluster, gw2 down | %s | %.0f | %s | %.0f |\n", joinF(alone), median(alone), joinF(aloneCPU), median(aloneCPU))
+	fmt.Printf("| without | %s | %.0f | %s | %.0f |\n\n", joinF(off), median(off), joinF(offCPU), median(offCPU))
+	fmt.Printf("with / without, answers/s: %.2f× with gw2 applying, %.2f× with gw2 down (medians)\n", median(on)/median(off), median(alone)/median(off))
+	fmt.Printf("with / without, answers per CPU-second of gw1: %.2f× with gw2 applying, %.2f× with gw2 down (medians)\n",
+		median(onCPU)/median(offCPU), median(aloneCPU)/median(offCPU))
 	return nil
 }
 
@@ -613,4 +647,45 @@ func (b *bench) close() {
 	if b.ha != nil {
 		_ = b.ha.Close()
 	}
+}
+
+// cpuProfile fetches a CPU profile of the node's fqdngate for d.
+func cpuProfile(n *lab.HANode, d time.Duration, file string) error {
+	c := n.APIClient()
+	c.Timeout = d + 10*time.Second
+	resp, err := c.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", lab.HAAPI, int(d.Seconds())))
+	if err != nil {
+		return fmt.Errorf("profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("profile: %s", resp.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
+}
+
+// procCPU is a process's user and system time (/proc/PID/stat fields 14
+// and 15, in USER_HZ, 100 a second on Linux).
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command may hold spaces: fields count from after its ')'.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	u, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %v %v", pid, err1, err2)
+	}
+	return time.Duration(u+st) * 10 * time.Millisecond, nil
 }

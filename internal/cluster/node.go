@@ -71,6 +71,9 @@ const (
 	clockSkew = 5 * time.Second
 	// maxStreams bounds the other nodes' streams a node follows.
 	maxStreams = 64
+	// publishLinger is how long the publisher waits for more records
+	// before it sends what it has: a share of the replication lag.
+	publishLinger = 10 * time.Millisecond
 	// discoverEvery is how often a node looks for new nodes' streams.
 	discoverEvery = 2 * time.Second
 )
@@ -302,15 +305,23 @@ func (n *Node) publishLoop() {
 		case r := <-n.pub:
 			batch = append(batch, r)
 		}
+		// Lingering a moment fills the batch under load: a message costs
+		// the embedded server and every peer's consumer about as much
+		// as the answer did, whatever it carries.
+		linger := time.NewTimer(publishLinger)
 	fill:
 		for len(batch) < batchMax {
 			select {
 			case r := <-n.pub:
 				batch = append(batch, r)
-			default:
+			case <-linger.C:
 				break fill
+			case <-n.ctx.Done():
+				linger.Stop()
+				return
 			}
 		}
+		linger.Stop()
 		if !streamOK {
 			ctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
 			err := n.ensureStream(ctx)
