@@ -101,6 +101,20 @@ func (ht *haTopo) start(n *lab.HANode) {
 }
 
 // waitMaster waits until n holds the VIP and the other node does not.
+// upWithDevice starts both nodes, waits for gw1 to hold the VIPs, and
+// adds a device that uses the VIP.
+func (ht *haTopo) upWithDevice() *lab.NS {
+	ht.t.Helper()
+	dev, err := ht.ha.AddDevice("hadev", netip.MustParseAddr("192.0.2.10"), lab.HALanVIP)
+	if err != nil {
+		ht.t.Fatal(err)
+	}
+	ht.start(ht.ha.Nodes[0])
+	ht.start(ht.ha.Nodes[1])
+	ht.waitMaster(ht.ha.Nodes[0], 15*time.Second)
+	return dev
+}
+
 func (ht *haTopo) waitMaster(n *lab.HANode, timeout time.Duration) {
 	ht.t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -451,13 +465,7 @@ func (ht *haTopo) crash(n *lab.HANode) {
 func TestHAFailover(t *testing.T) {
 	ht := newHA(t)
 	gw1, gw2 := ht.ha.Nodes[0], ht.ha.Nodes[1]
-	dev, err := ht.ha.AddDevice("hadev", netip.MustParseAddr("192.0.2.10"), lab.HALanVIP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ht.start(gw1)
-	ht.start(gw2)
-	ht.waitMaster(gw1, 15*time.Second)
+	dev := ht.upWithDevice()
 
 	// The session's answer lives 1 s + 1 s grace; it is gone from gw1's
 	// kernel before the failover, the flow is not.
@@ -651,13 +659,7 @@ func TestHAPartition(t *testing.T) {
 func TestHADaemonDown(t *testing.T) {
 	ht := newHA(t)
 	gw1, gw2 := ht.ha.Nodes[0], ht.ha.Nodes[1]
-	dev, err := ht.ha.AddDevice("hadev", netip.MustParseAddr("192.0.2.10"), lab.HALanVIP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ht.start(gw1)
-	ht.start(gw2)
-	ht.waitMaster(gw1, 15*time.Second)
+	dev := ht.upWithDevice()
 	mqtt := resolveA(t, dev, "short.example.com", lab.HALanVIP)
 	sess := startSession(t, dev, mqtt, 100*time.Millisecond, 15*time.Second)
 	sess.waitMore(t, 3, 5*time.Second)

@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"bufio"
-	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -24,45 +22,11 @@ func TestFqdnlabUpHA(t *testing.T) {
 	const namespaces = 5 // inet, lan, gw1, gw2, the device
 	up := func() (*exec.Cmd, string) {
 		t.Helper()
-		cmd := exec.Command(labBinary, "up", "--ha", "--ttl", "4s")
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
+		cmd, dir := startFqdnlab(t, "HA lab is up; Ctrl-C removes it. Files (configurations, logs): ", 90*time.Second, "up", "--ha", "--ttl", "4s")
+		if n, _ := lab.Namespaces(lab.LabPrefix); len(n) != namespaces {
+			t.Fatalf("HA lab namespaces while up: %v", n)
 		}
-		var stderr lab.SyncBuffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		dirc := make(chan string, 1)
-		go func() {
-			sc := bufio.NewScanner(stdout)
-			found := false
-			for sc.Scan() {
-				if dir, ok := strings.CutPrefix(sc.Text(), "HA lab is up; Ctrl-C removes it. Files (configurations, logs): "); ok && !found {
-					found = true
-					dirc <- dir
-				}
-			}
-			if !found {
-				dirc <- ""
-			}
-			_, _ = io.Copy(io.Discard, stdout)
-		}()
-		select {
-		case dir := <-dirc:
-			if dir == "" {
-				t.Fatalf("fqdnlab up --ha ended before the lab was up:\n%s", stderr.String())
-			}
-			if n, _ := lab.Namespaces(lab.LabPrefix); len(n) != namespaces {
-				t.Fatalf("HA lab namespaces while up: %v", n)
-			}
-			return cmd, dir
-		case <-time.After(90 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Fatalf("fqdnlab up --ha: not up after 90s:\n%s", stderr.String())
-		}
-		return nil, ""
+		return cmd, dir
 	}
 	gone := func(when, dir string) {
 		t.Helper()

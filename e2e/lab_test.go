@@ -142,40 +142,7 @@ func TestFqdnlabUpDown(t *testing.T) {
 	t.Cleanup(func() { _, _ = lab.Sweep(lab.LabPrefix) })
 	up := func() *exec.Cmd {
 		t.Helper()
-		cmd := exec.Command(labBinary, "up", "--ttl", "4s")
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr lab.SyncBuffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		ready := make(chan bool, 1)
-		go func() {
-			sc := bufio.NewScanner(stdout)
-			found := false
-			for sc.Scan() {
-				if strings.HasPrefix(sc.Text(), "lab is up") && !found {
-					found = true
-					ready <- true
-				}
-			}
-			if !found {
-				ready <- false
-			}
-			_, _ = io.Copy(io.Discard, stdout)
-		}()
-		select {
-		case ok := <-ready:
-			if !ok {
-				t.Fatalf("fqdnlab up ended before the lab was up:\n%s", stderr.String())
-			}
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Fatalf("fqdnlab up: no 'lab is up' after 30s:\n%s", stderr.String())
-		}
+		cmd, _ := startFqdnlab(t, "lab is up", 30*time.Second, "up", "--ttl", "4s")
 		if n, _ := lab.Namespaces(lab.LabPrefix); len(n) != 5 {
 			t.Fatalf("lab namespaces while up: %v", n)
 		}
@@ -221,4 +188,52 @@ func TestFqdnlabUpDown(t *testing.T) {
 	if out, err := exec.Command("pgrep", "-f", binary+" run").Output(); err == nil && len(out) > 0 {
 		t.Errorf("fqdngate still running after down: pids %s", out)
 	}
+}
+
+// startFqdnlab runs fqdnlab with args and waits, up to timeout, for the
+// line of its output that starts with prefix; it returns the command and
+// the rest of that line.
+func startFqdnlab(t *testing.T, prefix string, timeout time.Duration, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(labBinary, args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr lab.SyncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	type line struct {
+		rest  string
+		found bool
+	}
+	got := make(chan line, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		found := false
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(sc.Text(), prefix); ok && !found {
+				found = true
+				got <- line{rest, true}
+			}
+		}
+		if !found {
+			got <- line{}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	what := "fqdnlab " + strings.Join(args, " ")
+	select {
+	case l := <-got:
+		if !l.found {
+			t.Fatalf("%s ended before %q:\n%s", what, prefix, stderr.String())
+		}
+		return cmd, l.rest
+	case <-time.After(timeout):
+		_ = cmd.Process.Kill()
+		t.Fatalf("%s: no %q after %s:\n%s", what, prefix, timeout, stderr.String())
+	}
+	return nil, ""
 }

@@ -19,10 +19,14 @@ func TestReadToken(t *testing.T) {
 	}{
 		{"owner only", tok + "\n", 0o600, tok, true},
 		{"group may read", tok, 0o640, tok, true},
+		{"CRLF", tok + "\r\n", 0o400, tok, true},
 		{"world-readable", tok, 0o644, "mode 0644", false},
+		{"others may write", tok, 0o602, "mode 0602", false},
 		{"group may write", tok, 0o660, "mode 0660", false},
 		{"too short", "short", 0o600, "5 bytes", false},
-		{"two lines", tok + "\nmore", 0o600, "one line", false},
+		{"two lines", tok + "\nmore-of-it", 0o600, "one line", false},
+		{"space", "s3cret token 0123456789", 0o600, "one line", false},
+		{"empty", "", 0o600, "0 bytes", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -44,6 +48,9 @@ func TestReadToken(t *testing.T) {
 				t.Fatalf("ReadToken = %q, %v; want an error naming the file with %q", got, err, tc.want)
 			}
 		})
+	}
+	if _, err := ReadToken(t.TempDir()); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("directory: %v", err)
 	}
 	if _, err := ReadToken(filepath.Join(t.TempDir(), "missing")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v", err)
