@@ -4,10 +4,10 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"github.com/fqdngate/fqdngate/internal/secret"
 	"log/slog"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,23 +19,15 @@ import (
 	"github.com/fqdngate/fqdngate/internal/policy"
 )
 
-// maxSecretFile bounds what is read of a token or key file.
-const maxSecretFile = 4096
-
-// readSecret reads a token or key file: its first line, trimmed.
+// readSecret reads a feed token or a firewall's API key: a file with the
+// checks of every secret fqdngate reads (internal/secret: a regular file
+// that others cannot read, one line of 16 to 4096 printable bytes).
 func readSecret(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	b, err := secret.ReadToken(path)
 	if err != nil {
-		return "", fmt.Errorf("read secret: %w", err)
+		return "", fmt.Errorf("secret file: %w", err)
 	}
-	if len(b) > maxSecretFile {
-		return "", fmt.Errorf("secret file %s: longer than %d bytes", path, maxSecretFile)
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	if line = strings.TrimSpace(line); line == "" {
-		return "", fmt.Errorf("secret file %s: empty", path)
-	}
-	return line, nil
+	return string(b), nil
 }
 
 // pullFeeds builds the /feeds/ handler; nil when no token is configured

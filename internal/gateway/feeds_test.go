@@ -7,11 +7,13 @@ import (
 	"testing"
 )
 
+// TestReadSecret: feed tokens and API keys are read with the checks of
+// every secret (internal/secret has the whole table).
 func TestReadSecret(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, s string) string {
+	write := func(name, s string, mode os.FileMode) string {
 		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+		if err := os.WriteFile(p, []byte(s), mode); err != nil {
 			t.Fatal(err)
 		}
 		return p
@@ -19,10 +21,10 @@ func TestReadSecret(t *testing.T) {
 	tests := []struct {
 		name, path, want, err string
 	}{
-		{"first line, trimmed", write("a", "  s3cret \nsecond line\n"), "s3cret", ""},
-		{"no newline", write("b", "k"), "k", ""},
-		{"empty", write("c", "\n\n"), "", "empty"},
-		{"too long", write("d", strings.Repeat("x", maxSecretFile+1)), "", "longer than"},
+		{"one line", write("a", "pan-key-0123456789\n", 0o600), "pan-key-0123456789", ""},
+		{"world-readable", write("b", "pan-key-0123456789", 0o644), "", "mode 0644"},
+		{"two lines", write("c", "pan-key-0123456789\nsecond line\n", 0o600), "", "one line"},
+		{"too short", write("d", "k", 0o600), "", "1 bytes"},
 		{"missing", filepath.Join(dir, "nope"), "", "no such file"},
 	}
 	for _, tc := range tests {
