@@ -66,7 +66,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 2, "maximum-rate runs with and without the cluster, alternated")
 	flag.IntVar(&o.workers, "workers", 32, "concurrent queries in the maximum-rate runs")
 	flag.BoolVar(&o.pin, "pin", true, "gw1's fqdngate on CPU 0, gw2's and this process (the load, the upstream) on CPU 1, so gw2's work does not count against gw1")
-	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of gw1 (cluster on, gw2 down) to this file")
+	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of gw1 (cluster on, gw2 applying) to this file")
 	flag.Parse()
 	if o.profile != "" {
 		os.Setenv("FQDNGATE_PPROF", "1") // gw1 serves /debug/pprof on its API
@@ -153,7 +153,17 @@ func run(o options) error {
 			if err := restart(cluster); err != nil {
 				return err
 			}
+			var prof chan error
+			if o.profile != "" && r == 0 && cluster {
+				prof = make(chan error, 1)
+				go func() { prof <- cpuProfile(gw1, o.qpsRun-time.Second, o.profile) }()
+			}
 			qps, perCPU, failed := measure()
+			if prof != nil {
+				if err := <-prof; err != nil {
+					return err
+				}
+			}
 			fmt.Fprintf(os.Stderr, "max rate, cluster %v: %.0f answers/s, %.0f per CPU-second of gw1 (%d failed)\n", cluster, qps, perCPU, failed)
 			if cluster {
 				on, onCPU = append(on, qps), append(onCPU, perCPU)
@@ -170,17 +180,7 @@ func run(o options) error {
 		if err := restart(true); err != nil {
 			return err
 		}
-		var prof chan error
-		if o.profile != "" && r == 0 {
-			prof = make(chan error, 1)
-			go func() { prof <- cpuProfile(gw1, o.qpsRun-time.Second, o.profile) }()
-		}
 		qps, perCPU, failed := measure()
-		if prof != nil {
-			if err := <-prof; err != nil {
-				return err
-			}
-		}
 		fmt.Fprintf(os.Stderr, "max rate, cluster true, gw2 down: %.0f answers/s, %.0f per CPU-second of gw1 (%d failed)\n", qps, perCPU, failed)
 		alone, aloneCPU = append(alone, qps), append(aloneCPU, perCPU)
 	}

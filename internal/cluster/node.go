@@ -297,6 +297,7 @@ func (n *Node) publishLoop() {
 	batch := make([]Record, 0, batchMax)
 	streamOK := n.cfg.Embedded
 	fresh := &freshness{max: n.cfg.MaxEntries, last: make(map[freshKey]int64)}
+	var load rate
 	for {
 		batch = batch[:0]
 		select {
@@ -305,23 +306,18 @@ func (n *Node) publishLoop() {
 		case r := <-n.pub:
 			batch = append(batch, r)
 		}
-		// Lingering a moment fills the batch under load: a message costs
-		// the embedded server and every peer's consumer about as much
-		// as the answer did, whatever it carries.
-		linger := time.NewTimer(publishLinger)
-	fill:
+	drain:
 		for len(batch) < batchMax {
 			select {
 			case r := <-n.pub:
 				batch = append(batch, r)
-			case <-linger.C:
-				break fill
-			case <-n.ctx.Done():
-				linger.Stop()
-				return
+			default:
+				break drain
 			}
 		}
-		linger.Stop()
+		if load.busy(n.now(), len(batch)) && !n.linger(&batch) {
+			return
+		}
 		if !streamOK {
 			ctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
 			err := n.ensureStream(ctx)
@@ -335,6 +331,58 @@ func (n *Node) publishLoop() {
 		}
 		n.publishBatch(batch, fresh)
 	}
+}
+
+// rate tells a busy node from a quiet one by the records it published in
+// the last window. Under load, lingering a moment fills the batch: a
+// message costs the embedded server and every peer's consumer about as
+// much as an answer costs, whatever it carries. A quiet node publishes
+// each answer at once, so that the peers have it within a millisecond.
+type rate struct {
+	start      time.Time
+	now, prior int
+}
+
+// Load above busyRate records a second (in windows of rateWindow) is busy.
+const (
+	rateWindow = 100 * time.Millisecond
+	busyRate   = 1000
+)
+
+func (r *rate) busy(now time.Time, n int) bool {
+	if d := now.Sub(r.start); d >= rateWindow {
+		r.prior = r.now
+		if d >= 2*rateWindow {
+			r.prior = 0 // the window before this one was silent
+		}
+		r.now, r.start = 0, now
+	}
+	r.now += n
+	per := int(busyRate * rateWindow / time.Second)
+	return r.prior >= per || r.now >= per
+}
+
+// linger waits publishLinger, then adds to batch what was queued
+// meanwhile, up to batchMax; false when the node is closing. It sleeps
+// rather than receive, so that the answers queued meanwhile do not each
+// wake the publisher.
+func (n *Node) linger(batch *[]Record) bool {
+	t := time.NewTimer(publishLinger)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-n.ctx.Done():
+		return false
+	}
+	for len(*batch) < batchMax {
+		select {
+		case r := <-n.pub:
+			*batch = append(*batch, r)
+		default:
+			return true
+		}
+	}
+	return true
 }
 
 // publishBatch sends a batch as few messages as fit, and waits for the

@@ -172,3 +172,28 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestRate: a quiet node publishes at once, a busy one lingers, and a
+// burst followed by silence is quiet again.
+func TestRate(t *testing.T) {
+	var r rate
+	t0 := time.Unix(1_790_000_000, 0)
+	steps := []struct {
+		name string
+		at   time.Duration
+		n    int
+		want bool
+	}{
+		{"a first answer", 0, 1, false},
+		{"a few more", 50 * time.Millisecond, 10, false},
+		{"a hundred in the window", 90 * time.Millisecond, 89, true},
+		{"the next window, after a busy one", 150 * time.Millisecond, 1, true},
+		{"two windows later, quiet", 260 * time.Millisecond, 1, false},
+		{"after a long silence", 5 * time.Second, 1, false},
+	}
+	for _, s := range steps {
+		if got := r.busy(t0.Add(s.at), s.n); got != s.want {
+			t.Fatalf("%s: busy %v, want %v", s.name, got, s.want)
+		}
+	}
+}
