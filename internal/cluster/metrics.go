@@ -25,7 +25,7 @@ func newMetrics() *metrics {
 		messages: prometheus.NewCounter(prometheus.CounterOpts{Name: "fqdngate_cluster_messages_published_total",
 			Help: "JetStream messages this node stored: its published entries, in batches."}),
 		publishSkipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "fqdngate_cluster_publish_skipped_total",
-			Help: "Answers not published because they only refreshed an entry published moments before (by less than min(30s, a quarter of its life))."}),
+			Help: "Answers not published because an entry was published with at least their expiry already."}),
 		publishDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fqdngate_cluster_publish_dropped_total",
 			Help: "Ledger entries of this node not published, by reason: queue-full, unreachable, timeout, error."}, []string{"reason"}),
 		applied: prometheus.NewCounter(prometheus.CounterOpts{Name: "fqdngate_cluster_applied_total",

@@ -395,7 +395,7 @@ func (n *Node) publishBatch(batch []Record, fresh *freshness) {
 		if r.Expires.Sub(now) < time.Second {
 			continue // about to expire: no peer needs it
 		}
-		if !fresh.worthPublishing(r, now) {
+		if !fresh.worthPublishing(r) {
 			n.m.publishSkipped.Inc()
 			continue
 		}
@@ -466,11 +466,15 @@ func chunkLen(recs []Record) int {
 	return len(recs)
 }
 
-// freshness remembers when each entry was last published, so that the
-// stream is not filled with refreshes: a device asking the same name
-// every TTL gives the same entry a slightly later expiry each time. Only
-// the publisher's goroutine uses it; it is cleared when it reaches its
-// bound, which costs one more publication of each entry.
+// freshness remembers the expiry each entry was last published with, so
+// that an answer that does not extend it (a cached answer served again
+// without min_ttl: the same expiry) is not published again. A refresh
+// that extends it, by however little, is: the other nodes must hold every
+// element as long as this node does (a slack here would let a peer's
+// element end before this node's, and a device's connection after a
+// failover with it). Only the publisher's goroutine uses it; it is
+// cleared when it reaches its bound, which costs one more publication of
+// each entry.
 type freshness struct {
 	max  int
 	last map[freshKey]int64 // expiry published, Unix ms
@@ -481,17 +485,10 @@ type freshKey struct {
 	name         string
 }
 
-// refreshSlack is how much later than the published expiry a refresh
-// must reach to be published again; never more than a quarter of what is
-// left of its lifetime, so that a peer's element lives at least three
-// quarters of the origin's.
-const refreshSlack = 30 * time.Second
-
-func (f *freshness) worthPublishing(r Record, now time.Time) bool {
+func (f *freshness) worthPublishing(r Record) bool {
 	k := freshKey{r.Client, r.Addr, r.Name}
 	exp := r.Expires.UnixMilli()
-	slack := min(refreshSlack, r.Expires.Sub(now)/4).Milliseconds()
-	if last, ok := f.last[k]; ok && exp <= last+slack {
+	if last, ok := f.last[k]; ok && exp <= last {
 		return false
 	}
 	if len(f.last) >= f.max {
