@@ -15,7 +15,6 @@ type metrics struct {
 	caughtUp       prometheus.Gauge
 	dropsPublished prometheus.Counter
 	dropsDropped   prometheus.Counter
-	peers          func() []PeerState
 }
 
 func newMetrics() *metrics {

@@ -132,10 +132,15 @@ func Start(ctx context.Context, c Config, app Applier, log *slog.Logger) (*Node,
 		pub: make(chan Record, publishQueue), apply: make(chan item, applyQueue)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.started = n.now()
+	fail := func(err error) (*Node, error) {
+		n.cancel()
+		n.closeConns()
+		return nil, err
+	}
 	var err error
 	if c.Embedded {
 		if n.emb, err = startEmbedded(c, n.log); err != nil {
-			return nil, err
+			return fail(err)
 		}
 		n.local, err = nats.Connect("", nats.InProcessServer(n.emb.srv), nats.UserInfo(localUser, n.emb.localPass),
 			nats.Name("fqdngate "+c.Node+" local"), nats.MaxReconnects(-1))
@@ -143,20 +148,17 @@ func Start(ctx context.Context, c Config, app Applier, log *slog.Logger) (*Node,
 		n.local, err = nats.Connect(strings.Join(c.URLs, ","), n.connOpts("fqdngate "+c.Node)...)
 	}
 	if err != nil {
-		n.closeConns()
-		return nil, fmt.Errorf("cluster: connect: %w", err)
+		return fail(fmt.Errorf("cluster: connect: %w", err))
 	}
 	if n.js, err = jetstream.New(n.local, jetstream.WithPublishAsyncMaxPending(4096)); err != nil {
-		n.closeConns()
-		return nil, fmt.Errorf("cluster: %w", err)
+		return fail(fmt.Errorf("cluster: %w", err))
 	}
 	if c.Embedded {
 		// The node's own server: its stream can always be written.
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		if err := n.ensureStream(sctx); err != nil {
-			n.closeConns()
-			return nil, err
+			return fail(err)
 		}
 		for _, r := range c.Routes {
 			if n.isSelf(r) {
@@ -164,8 +166,7 @@ func Start(ctx context.Context, c Config, app Applier, log *slog.Logger) (*Node,
 			}
 			nc, err := nats.Connect(r, append(n.connOpts("fqdngate "+c.Node+" from "+r), nats.UserInfo(peerUser, c.Token))...)
 			if err != nil {
-				n.closeConns()
-				return nil, fmt.Errorf("cluster: route %s: %w", r, err)
+				return fail(fmt.Errorf("cluster: route %s: %w", r, err))
 			}
 			n.addSource(r, nc, false)
 		}
@@ -181,7 +182,6 @@ func Start(ctx context.Context, c Config, app Applier, log *slog.Logger) (*Node,
 		n.wg.Add(1)
 		go s.run()
 	}
-	n.m.peers = n.peerStates
 	return n, nil
 }
 
