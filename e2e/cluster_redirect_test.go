@@ -53,6 +53,19 @@ func TestClusterStandbyServesWithoutVIP(t *testing.T) {
 		!strings.Contains(out, "  name:   www.example.com (answered by gw1)\n") {
 		t.Errorf("fqdngate explain (%v):\n%s\nwant the name line to say answered by gw1", err, out)
 	}
+	// The status page shows the node's site: a node without routes has
+	// caught up at once.
+	var st struct {
+		Ready   bool `json:"ready"`
+		Cluster struct {
+			Site, Node string
+			CaughtUp   bool `json:"caught_up"`
+		} `json:"cluster"`
+	}
+	tp.apiGet(t, "/api/v1/status", &st)
+	if !st.Ready || st.Cluster.Site != "site1" || st.Cluster.Node != "gw1" || !st.Cluster.CaughtUp {
+		t.Errorf("GET /api/v1/status: %+v, want ready, site1/gw1 caught up", st)
+	}
 	if r, err := tp.resolve(tp.devA, "www.example.com.", dns.TypeA, vip4); err == nil {
 		t.Fatalf("the VIP answered before the node holds it: %v", r)
 	}
