@@ -97,6 +97,10 @@ type Node struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// closing asks the publisher to send what is queued and stop;
+	// pubDone is closed when it has.
+	closing, pubDone chan struct{}
+	closeOnce        sync.Once
 
 	started time.Time
 	own     *follower // this node's stream, read back once at start
@@ -129,7 +133,8 @@ func Start(ctx context.Context, c Config, app Applier, log *slog.Logger) (*Node,
 		c.MaxEntries = 100000
 	}
 	n := &Node{cfg: c, log: log.With("part", "cluster", "node", c.Node), app: app, m: newMetrics(), now: c.Now,
-		pub: make(chan Record, publishQueue), apply: make(chan item, applyQueue)}
+		pub: make(chan Record, publishQueue), apply: make(chan item, applyQueue),
+		closing: make(chan struct{}), pubDone: make(chan struct{})}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.started = n.now()
 	fail := func(err error) (*Node, error) {
@@ -143,6 +148,7 @@ func Start(ctx context.Context, c Config, app Applier, log *slog.Logger) (*Node,
 			return fail(err)
 		}
 		n.local, err = nats.Connect("", nats.InProcessServer(n.emb.srv), nats.UserInfo(localUser, n.emb.localPass),
+			nats.CustomInboxPrefix(localInbox),
 			nats.Name("fqdngate "+c.Node+" local"), nats.MaxReconnects(-1))
 	} else {
 		n.local, err = nats.Connect(strings.Join(c.URLs, ","), n.connOpts("fqdngate "+c.Node)...)
@@ -150,7 +156,10 @@ func Start(ctx context.Context, c Config, app Applier, log *slog.Logger) (*Node,
 	if err != nil {
 		return fail(fmt.Errorf("cluster: connect: %w", err))
 	}
-	if n.js, err = jetstream.New(n.local, jetstream.WithPublishAsyncMaxPending(4096)); err != nil {
+	if n.js, err = jetstream.New(n.local, jetstream.WithPublishAsyncMaxPending(4096),
+		// An ack that never comes (lost in a leader election of a
+		// replicated stream) must not hold its slot for good.
+		jetstream.WithPublishAsyncTimeout(publishAckWait)); err != nil {
 		return fail(fmt.Errorf("cluster: %w", err))
 	}
 	if c.Embedded {
@@ -174,7 +183,7 @@ func Start(ctx context.Context, c Config, app Applier, log *slog.Logger) (*Node,
 		n.addSource(strings.Join(c.URLs, ","), n.local, true)
 	}
 	n.own = &follower{n: n, stream: StreamName(c.Site, c.Node), node: c.Node, self: true}
-	n.wg.Add(3)
+	n.wg.Add(2)
 	go n.publishLoop()
 	go n.applyLoop()
 	go n.readOwn()
@@ -293,16 +302,20 @@ func (n *Node) PublishDrop(body []byte) {
 }
 
 func (n *Node) publishLoop() {
-	defer n.wg.Done()
+	defer close(n.pubDone)
 	batch := make([]Record, 0, batchMax)
 	streamOK := n.cfg.Embedded
 	fresh := &freshness{max: n.cfg.MaxEntries, last: make(map[freshKey]int64)}
 	var load rate
 	for {
 		batch = batch[:0]
+		closing := false
 		select {
 		case <-n.ctx.Done():
 			return
+		case <-n.closing:
+			// The last answers are sent before the node leaves.
+			closing = true
 		case r := <-n.pub:
 			batch = append(batch, r)
 		}
@@ -315,7 +328,11 @@ func (n *Node) publishLoop() {
 				break drain
 			}
 		}
-		if load.busy(n.now(), len(batch)) && !n.linger(&batch) {
+		if closing {
+			if len(batch) == 0 {
+				return
+			}
+		} else if load.busy(n.now(), len(batch)) && !n.linger(&batch) {
 			return
 		}
 		if !streamOK {
@@ -371,6 +388,7 @@ func (n *Node) linger(batch *[]Record) bool {
 	defer t.Stop()
 	select {
 	case <-t.C:
+	case <-n.closing:
 	case <-n.ctx.Done():
 		return false
 	}
@@ -402,8 +420,8 @@ func (n *Node) publishBatch(batch []Record, fresh *freshness) {
 		keep = append(keep, r)
 	}
 	type pending struct {
-		f jetstream.PubAckFuture
-		n int
+		f     jetstream.PubAckFuture
+		chunk []Record
 	}
 	var futs []pending
 	for len(keep) > 0 {
@@ -412,6 +430,7 @@ func (n *Node) publishBatch(batch []Record, fresh *freshness) {
 		body, err := Encode(n.cfg.Node, chunk)
 		if err != nil {
 			n.m.publishDropped.WithLabelValues("error").Add(float64(len(chunk)))
+			fresh.unpublished(chunk)
 			continue
 		}
 		var longest time.Time
@@ -426,26 +445,51 @@ func (n *Node) publishBatch(batch []Record, fresh *freshness) {
 		f, err := n.js.PublishMsgAsync(msg, jetstream.WithMsgTTL(ttl))
 		if err != nil {
 			n.m.publishDropped.WithLabelValues("error").Add(float64(len(chunk)))
+			fresh.unpublished(chunk)
 			continue
 		}
-		futs = append(futs, pending{f, len(chunk)})
+		futs = append(futs, pending{f, chunk})
 	}
-	timeout := time.NewTimer(5 * time.Second)
+	// One deadline for all the acks: once it has passed, every ack not in
+	// yet counts as timed out. A record not stored is not remembered as
+	// published, so the next answer for it is published again.
+	timeout := time.NewTimer(publishAckWait)
 	defer timeout.Stop()
+	expired := false
 	for _, p := range futs {
+		if !expired {
+			select {
+			case <-p.f.Ok():
+				n.m.published.Add(float64(len(p.chunk)))
+				n.m.messages.Inc()
+				continue
+			case <-p.f.Err():
+				n.m.publishDropped.WithLabelValues("error").Add(float64(len(p.chunk)))
+				fresh.unpublished(p.chunk)
+				continue
+			case <-timeout.C:
+				expired = true
+			case <-n.ctx.Done():
+				return
+			}
+		}
 		select {
 		case <-p.f.Ok():
-			n.m.published.Add(float64(p.n))
+			n.m.published.Add(float64(len(p.chunk)))
 			n.m.messages.Inc()
-		case <-p.f.Err():
-			n.m.publishDropped.WithLabelValues("error").Add(float64(p.n))
-		case <-timeout.C:
-			n.m.publishDropped.WithLabelValues("timeout").Add(float64(p.n))
-		case <-n.ctx.Done():
-			return
+		default:
+			n.m.publishDropped.WithLabelValues("timeout").Add(float64(len(p.chunk)))
+			fresh.unpublished(p.chunk)
 		}
 	}
 }
+
+// publishAckWait bounds the wait for the server's acks of one batch;
+// closeWait the publication of what is queued when the node closes.
+const (
+	publishAckWait = 5 * time.Second
+	closeWait      = 2 * time.Second
+)
 
 // chunkBytes bounds a message's body well below maxMessageBytes (a record
 // is at most about 4.5 KiB: a 253-byte name and a chain of 16).
@@ -496,6 +540,17 @@ func (f *freshness) worthPublishing(r Record) bool {
 	}
 	f.last[k] = exp
 	return true
+}
+
+// unpublished forgets what recs were remembered as published with: they
+// were not stored.
+func (f *freshness) unpublished(recs []Record) {
+	for _, r := range recs {
+		k := freshKey{r.Client, r.Addr, r.Name}
+		if f.last[k] == r.Expires.UnixMilli() {
+			delete(f.last, k)
+		}
+	}
 }
 
 // applyLoop judges what the followers read and hands it, in batches, to
@@ -592,10 +647,20 @@ func (n *Node) Ready() (bool, string) {
 	return true, ""
 }
 
-// Close leaves the site: publishing stops, and the embedded server, if
-// any, shuts down.
-func (n *Node) Close() {
+// Close leaves the site: the answers queued are published (within
+// closeWait), publishing stops, and the embedded server, if any, shuts
+// down. A peer has what it read by then; a planned stop of a node that
+// peers read from at once loses nothing.
+func (n *Node) Close() { n.closeOnce.Do(n.close) }
+
+func (n *Node) close() {
+	close(n.closing)
+	select {
+	case <-n.pubDone:
+	case <-time.After(closeWait):
+	}
 	n.cancel()
+	<-n.pubDone
 	n.mu.Lock()
 	for _, s := range n.sources {
 		s.stop()

@@ -276,6 +276,35 @@ func TestPeerCannotWrite(t *testing.T) {
 	if _, err := js.Stream(context.Background(), StreamName("lab", "gw1")); err != nil {
 		t.Fatalf("a peer cannot read gw1's stream info: %v", err)
 	}
+	// Nor put a message into an inbox, where a consumer would take it as
+	// the stream's, nor listen on the node's own.
+	violations := make(chan error, 8)
+	nc2, err := nats.Connect("nats://"+s.addrs["gw1"].String(), nats.UserInfo(peerUser, "s3cret"),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc2.Close()
+	for _, try := range []struct {
+		what string
+		do   func() error
+	}{
+		{"Publish to \"_INBOX.forged\"", func() error { return nc2.Publish("_INBOX.forged", body) }},
+		{"Subscription to \"" + localInbox + ".>\"", func() error { _, err := nc2.SubscribeSync(localInbox + ".>"); return err }},
+	} {
+		if err := try.do(); err != nil {
+			t.Fatal(err)
+		}
+		_ = nc2.Flush()
+		select {
+		case err := <-violations:
+			if !strings.Contains(err.Error(), "Permissions Violation for "+try.what) {
+				t.Errorf("%s: %v, want a permissions violation", try.what, err)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s: a peer was let do it", try.what)
+		}
+	}
 	if _, err := nats.Connect("nats://"+s.addrs["gw1"].String(), nats.UserInfo(peerUser, "wrong")); err == nil {
 		t.Fatal("a wrong token was let in")
 	}

@@ -124,6 +124,12 @@ func TestFreshness(t *testing.T) {
 			t.Fatalf("%s: publish %v, want %v", s.name, got, s.want)
 		}
 	}
+	// A publication the server did not store is forgotten: the same
+	// answer served again is published.
+	f.unpublished([]Record{r})
+	if !f.worthPublishing(r) {
+		t.Fatal("an answer whose publication failed is not published again")
+	}
 	// At its bound the memory starts again.
 	for i := range 5 {
 		o := sampleRecord()

@@ -97,16 +97,23 @@ func (e *embedded) close() {
 
 // peerPermissions let a peer run ordered consumers on this server's
 // streams (the JetStream API of consumers and stream info, flow control
-// and acks, its own inbox), and nothing more.
+// and acks, replies on its inbox), and nothing more. A peer publishes
+// into no inbox: a message it put there would reach another consumer as
+// if the stream had delivered it. The node's own connection takes its
+// inboxes under localInbox, where peers cannot listen.
 func peerPermissions() *server.Permissions {
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{
 			Allow: []string{"$JS.API.INFO", "$JS.API.STREAM.INFO.>", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST",
-				"$JS.API.CONSUMER.>", "$JS.FC.>", "$JS.ACK.>", "_INBOX.>"},
+				"$JS.API.CONSUMER.>", "$JS.FC.>", "$JS.ACK.>"},
 		},
 		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
 	}
 }
+
+// localInbox is the inbox prefix of the node's own connection to its
+// embedded server.
+const localInbox = "_FQDNGATE_LOCAL"
 
 // natsLog puts the embedded server's own lines into fqdngate's log.
 type natsLog struct{ l *slog.Logger }

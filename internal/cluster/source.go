@@ -189,21 +189,29 @@ func (f *follower) follow(ctx context.Context) error {
 	var lastSeq atomic.Uint64
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
 		md, err := msg.Metadata()
-		if err == nil {
+		if err != nil {
+			md = nil
+		}
+		if md != nil && f.self && md.Sequence.Stream > until {
 			lastSeq.Store(md.Sequence.Stream)
-			if f.self && md.Sequence.Stream >= until {
-				f.sawEnd.Store(true)
-			}
-			if f.self && md.Sequence.Stream > until {
-				return
-			}
+			f.sawEnd.Store(true)
+			return
 		}
 		recs, err := Decode(msg.Data())
 		if err != nil {
 			f.n.m.refused.WithLabelValues("malformed").Inc()
 			f.n.log.Debug("a message refused", "stream", f.stream, "err", err)
 		}
+		// Counted delivered before the end is marked seen: Ready must not
+		// find everything delivered applied while this message's records
+		// are not yet counted.
 		f.delivered.Add(uint64(len(recs)))
+		if md != nil {
+			lastSeq.Store(md.Sequence.Stream)
+			if f.self && md.Sequence.Stream >= until {
+				f.sawEnd.Store(true)
+			}
+		}
 		for _, rec := range recs {
 			select {
 			case f.n.apply <- item{rec: rec, f: f}:

@@ -100,8 +100,15 @@ func (a *applier) Apply(ctx context.Context, recs []cluster.Record) []cluster.Ve
 		grants = append(grants, a.led.GrantsOf(ans)...)
 	}
 	if len(grants) > 0 {
+		// The writer's queue may be busy (a catch-up of many batches):
+		// Allow gives up after the query hold budget, so it is asked
+		// again within applyWait. Grants the kernel already holds cost
+		// it nothing.
 		ctx, cancel := context.WithTimeout(ctx, applyWait)
 		err := a.enf.Allow(ctx, grants)
+		for errors.Is(err, enforce.ErrHoldTimeout) && ctx.Err() == nil {
+			err = a.enf.Allow(ctx, grants)
+		}
 		cancel()
 		// A lost table is rebuilt from what the ledger holds: recorded,
 		// the entries come back with it.
@@ -120,6 +127,10 @@ func (a *applier) Apply(ctx context.Context, recs []cluster.Record) []cluster.Ve
 	for _, ans := range answers {
 		revoke = append(revoke, a.led.Record(now, ans)...)
 	}
+	// An entry that one record of the batch evicted may cover an element
+	// that a later record of the same batch holds (installed above):
+	// that element stays.
+	revoke = a.led.Uncovered(now, revoke)
 	if len(revoke) > 0 {
 		if lr, ok := a.enf.(interface{ RevokeLater([]ledger.Elem) bool }); ok {
 			lr.RevokeLater(revoke)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -88,5 +89,81 @@ clients:
 	got = a.Apply(context.Background(), []cluster.Record{rec(device, "hub3.azure-devices.net", cdn)})
 	if got[0] != cluster.Failed {
 		t.Fatalf("verdict %d with the kernel failing, want Failed", got[0])
+	}
+}
+
+// laterFake revokes at once what RevokeLater is given, and fails Allow
+// with a hold timeout the first busy times, as a busy writer does.
+type laterFake struct {
+	*enforce.Fake
+	busy int
+}
+
+func (f *laterFake) RevokeLater(elems []ledger.Elem) bool {
+	_ = f.Revoke(context.Background(), elems)
+	return true
+}
+
+func (f *laterFake) Allow(ctx context.Context, grants []enforce.Grant) error {
+	if f.busy > 0 {
+		f.busy--
+		return fmt.Errorf("%w: no acknowledgement within 1s", enforce.ErrHoldTimeout)
+	}
+	return f.Fake.Allow(ctx, grants)
+}
+
+// TestApplierBatch: what one record of a batch evicts from the ledger is
+// not taken from the kernel when a later record of the batch holds it,
+// and a busy kernel writer is asked again rather than the batch lost.
+func TestApplierBatch(t *testing.T) {
+	y := `mode: enforce
+listen: {dns: ["192.0.2.1:53"]}
+upstreams: ["198.51.100.53"]
+clients:
+  - name: devices
+    cidrs: ["192.0.2.0/26"]
+    rules:
+      - name: hub
+        fqdn: ["*.azure-devices.net"]
+        ports: ["tcp/443"]
+`
+	c, err := config.Parse("t.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One entry a client: each answer evicts the one before.
+	led := ledger.New(ledger.Options{MaxPerName: 16, MaxEntries: 1000, MaxPerClient: 1})
+	fake := &laterFake{Fake: enforce.NewFake()}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	h := dnsproxy.NewHandler(c.Derived.Policy, nil, led, fake, dnsproxy.Options{}, log, nil)
+	a := &applier{led: led, enf: fake, h: h, log: log}
+
+	now := time.Now()
+	exp := now.Add(2 * time.Minute).Truncate(time.Millisecond)
+	device := netip.MustParseAddr("192.0.2.10")
+	y1, z := netip.MustParseAddr("203.0.113.7"), netip.MustParseAddr("203.0.113.8")
+	rec := func(name string, addr netip.Addr) cluster.Record {
+		return cluster.Record{Node: "gw1", Client: device, Group: "devices", Name: name, Addr: addr,
+			TTL: time.Minute, Learnt: now, Expires: exp}
+	}
+	p443, _ := policy.ParsePort("tcp/443")
+	elem := func(addr netip.Addr) ledger.Elem { return ledger.Elem{Client: device, Addr: addr, Port: p443} }
+
+	if got := a.Apply(context.Background(), []cluster.Record{rec("a.azure-devices.net", y1)}); got[0] != cluster.Applied {
+		t.Fatalf("first record: verdict %d", got[0])
+	}
+	// b evicts a (y1 no longer covered), c evicts b and covers y1 again.
+	fake.busy = 2
+	got := a.Apply(context.Background(), []cluster.Record{rec("b.azure-devices.net", z), rec("c.azure-devices.net", y1)})
+	for i, v := range got {
+		if v != cluster.Applied {
+			t.Errorf("record %d: verdict %d with a busy writer, want Applied", i, v)
+		}
+	}
+	if !fake.Has(elem(y1), now) {
+		t.Errorf("%s was taken from the kernel though the ledger holds c.azure-devices.net for it: %v", y1, led.Lookup(y1, device))
+	}
+	if fake.Has(elem(z), now) {
+		t.Errorf("%s is still in the kernel though its entry was evicted", z)
 	}
 }

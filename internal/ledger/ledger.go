@@ -275,6 +275,18 @@ func (l *Ledger) Record(now time.Time, a Answer) (revoke []Elem) {
 	return l.uncoveredLocked(nowNS, revoke)
 }
 
+// Uncovered keeps of elems those that no live entry covers: of what
+// several Record calls returned, an element that a later call's entry
+// holds again must stay in the kernel.
+func (l *Ledger) Uncovered(now time.Time, elems []Elem) []Elem {
+	if len(elems) == 0 {
+		return elems
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.uncoveredLocked(now.UnixNano(), elems)
+}
+
 // uncoveredLocked keeps the elements that no live entry covers.
 func (l *Ledger) uncoveredLocked(now int64, elems []Elem) []Elem {
 	out := elems[:0]
