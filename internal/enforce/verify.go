@@ -40,6 +40,7 @@ const (
 	setVerifyBare6 = "verify_bare6"
 	ctrVerifyRST   = "verify_resets"
 	ctrQUICDrops   = "quic_drops"
+	ctrInvalid     = "verify_invalid"
 )
 
 // VerifySpec is the kernel side of verification.
@@ -71,10 +72,17 @@ func buildVerifyFilter(cc *nftables.Conn, t *nftables.Table, filter *nftables.Ch
 	}
 	cc.AddObj(&nftables.CounterObj{Table: t, Name: ctrVerifyRST})
 	rule := func(exprs ...expr.Any) { cc.AddRule(&nftables.Rule{Table: t, Chain: filter, Exprs: exprs}) }
-	// A verdict coming back: its packet mark becomes the flow's.
-	rule(append(append(markIs(expr.MetaKeyMARK, CtVerified), ctMarkSet(CtVerified)...), accept_())...)
-	rule(append(append(markIs(expr.MetaKeyMARK, CtRejected), ctMarkSet(CtRejected)...),
+	// A verdict coming back: its packet mark becomes the flow's, only
+	// while the flow waits for one (a mark that some other tool set on a
+	// packet of another flow opens nothing).
+	pending := markIs(expr.CtKeyMARK, CtPending)
+	rule(append(append(append(markIs(expr.MetaKeyMARK, CtVerified), pending...), ctMarkSet(CtVerified)...), accept_())...)
+	rule(append(append(append(markIs(expr.MetaKeyMARK, CtRejected), pending...), ctMarkSet(CtRejected)...),
 		counterRef(ctrVerifyRST), &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})...)
+	// A verdict for a flow already decided (a packet that was queued
+	// before the first verdict took effect) only takes its bits off the
+	// packet; the flow's mark says the rest below.
+	rule(append(markNot(expr.MetaKeyMARK, 0), clearPacketMark()...)...)
 	// Every later client packet of a rejected flow is reset too. Only
 	// the client's direction: the reset itself belongs to the flow, and
 	// on hook output it passes this chain.
@@ -86,7 +94,65 @@ func buildVerifyFilter(cc *nftables.Conn, t *nftables.Table, filter *nftables.Ch
 		_ = cc.AddSet(set, bareElems(v6))
 		rule(append(append(append(markIs(expr.CtKeyMARK, CtPending), ctOriginal()...), bare(v6, set.Name)...), accept_())...)
 	}
+	// The bytes judged must be those the server reads: a segment whose
+	// TTL (hop limit) would end it between the gateway and the server
+	// would be judged and never arrive. The client's packets of a pending
+	// flow leave with at least minTTL.
+	for _, v6 := range []bool{false, true} {
+		rule(append(append(append(markIs(expr.CtKeyMARK, CtPending), ctOriginal()...), nfproto(v6)...), raiseTTL(v6)...)...)
+	}
 	rule(append(append(markIs(expr.CtKeyMARK, CtPending), ctOriginal()...), nfqueue(s.Verify.Queue, s.Verify.bypass(s)))...)
+}
+
+// minTTL is the TTL (hop limit) the client's packets of a pending flow
+// leave with at least.
+const minTTL = 64
+
+// raiseTTL sets the IPv4 TTL (fixing the header checksum) or the IPv6
+// hop limit to minTTL when it is lower.
+func raiseTTL(v6 bool) []expr.Any {
+	off, csum := uint32(8), expr.CsumTypeInet // IPv4 TTL; checksum at 10
+	if v6 {
+		off, csum = 7, expr.CsumTypeNone // IPv6 hop limit
+	}
+	w := &expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: 1, CsumType: csum}
+	if !v6 {
+		w.CsumOffset = 10
+	}
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: 1},
+		&expr.Cmp{Op: expr.CmpOpLt, Register: 1, Data: []byte{minTTL}},
+		&expr.Immediate{Register: 1, Data: []byte{minTTL}},
+		w,
+	}
+}
+
+// markNot matches a packet mark (or flow mark) whose CtMask bits are not
+// v.
+func markNot[K expr.MetaKey | expr.CtKey](key K, v uint32) []expr.Any {
+	m := markIs(key, v)
+	m[len(m)-1].(*expr.Cmp).Op = expr.CmpOpNeq
+	return m
+}
+
+// clearPacketMark takes the CtMask bits off the packet's mark.
+func clearPacketMark() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binary.NativeEndian.AppendUint32(nil, ^CtMask), Xor: make([]byte, 4)},
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1, SourceRegister: true},
+	}
+}
+
+// tagPacket sets the packet mark's CtMask bits to v.
+func tagPacket(v uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binary.NativeEndian.AppendUint32(nil, ^CtMask), Xor: binary.NativeEndian.AppendUint32(nil, v)},
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1, SourceRegister: true},
+	}
 }
 
 // A client segment of a pending flow that carries no byte and is not a
@@ -227,6 +293,19 @@ func buildVerifyCheck(cc *nftables.Conn, t *nftables.Table, check *nftables.Chai
 	if s.Verify.Mode == VerifyEnforce && !s.Observe {
 		cc.AddObj(&nftables.CounterObj{Table: t, Name: ctrQUICDrops})
 		rule(append(l4Port(unix.IPPROTO_UDP, 443), counterRef(ctrQUICDrops), &expr.Verdict{Kind: expr.VerdictDrop})...)
+		// A packet without a conntrack entry (invalid, or untracked by a
+		// notrack rule) has no flow mark to hold it for a verdict: on a
+		// verified port it would pass the allow list unjudged.
+		cc.AddObj(&nftables.CounterObj{Table: t, Name: ctrInvalid})
+		state := uint32(expr.CtStateBitINVALID | expr.CtStateBitUNTRACKED)
+		rule(append(append(l4proto(unix.IPPROTO_TCP),
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Lookup{SourceRegister: 1, SetName: setVerifyPorts},
+			&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binary.NativeEndian.AppendUint32(nil, state), Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)}),
+			counterRef(ctrInvalid), &expr.Verdict{Kind: expr.VerdictDrop})...)
 	}
 	for _, v6 := range []bool{false, true} {
 		for _, set := range []string{pick(v6, setAllow6, setAllow4), pick(v6, setAllow6R, setAllow4R)} {
@@ -237,11 +316,13 @@ func buildVerifyCheck(cc *nftables.Conn, t *nftables.Table, check *nftables.Chai
 				&expr.Ct{Register: 1, Key: expr.CtKeyMARK},
 				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
 					Mask: binary.NativeEndian.AppendUint32(nil, ^CtMask), Xor: binary.NativeEndian.AppendUint32(nil, CtPending)},
-				&expr.Ct{Register: 1, Key: expr.CtKeyMARK, SourceRegister: true},
-				// The SYN goes to fqdngate too: its sequence number says
-				// where the flow's bytes start, so that segments that
-				// arrive out of order are put together in order.
-				nfqueue(s.Verify.Queue, s.Verify.bypass(s)))
+				&expr.Ct{Register: 1, Key: expr.CtKeyMARK, SourceRegister: true})
+			// The SYN goes to fqdngate too: its sequence number says
+			// where the flow's bytes start, so that segments that arrive
+			// out of order are put together in order. Its packet mark
+			// tells fqdngate that this SYN made the flow (a later SYN
+			// of the flow comes through the filter chain untagged).
+			exprs = append(append(exprs, tagPacket(CtPending)...), nfqueue(s.Verify.Queue, s.Verify.bypass(s)))
 			rule(exprs...)
 		}
 	}

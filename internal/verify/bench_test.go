@@ -44,9 +44,10 @@ func BenchmarkVerdict(b *testing.B) {
 	for b.Loop() {
 		i++
 		k := FlowKey{netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8 % 39), byte(i), 1}), uint16(i)), dst}
+		asm.Start(t0, k, 1000)
 		asm.Add(t0, k, packetID{id: 1}, 1000, hello[:1000])
-		r, ok := asm.Add(t0, k, packetID{id: 2}, 2000, hello[1000:])
-		if !ok {
+		r, out := asm.Add(t0, k, packetID{id: 2}, 2000, hello[1000:])
+		if out != Judged {
 			b.Fatal("not ready")
 		}
 		name, ech, _ := j.Inspect(443, r.Stream)

@@ -1,7 +1,9 @@
 package verify
 
 import (
+	"bytes"
 	"cmp"
+	"errors"
 	"net/netip"
 	"slices"
 	"time"
@@ -15,9 +17,30 @@ const (
 	MaxSegments = 16
 	// MaxWait bounds how long a flow's first packets are held.
 	MaxWait = 3 * time.Second
-	// MaxFlows bounds the flows held at once; a new flow beyond it is
-	// judged on what its first packet holds.
-	MaxFlows = 4096
+	// MaxFlows bounds the flows whose packets are held at once, and
+	// MaxFlowsPerClient those of one client: every held packet takes a
+	// place in the kernel's queue (QueueLen), and one client must not
+	// take them all. A packet beyond them is dropped, unjudged, and TCP
+	// sends it again.
+	MaxFlows          = 4096
+	MaxFlowsPerClient = 64
+	// StartWait bounds how long a flow's start (its SYN) is remembered
+	// before its first byte comes; MaxStarts and MaxStartsPerClient
+	// bound the starts remembered. A SYN beyond them is dropped.
+	StartWait          = 2 * time.Minute
+	MaxStarts          = 65536
+	MaxStartsPerClient = 4096
+)
+
+// Errors of flows judged on what the assembler could not put together.
+var (
+	// ErrNoStart: the flow's SYN was not seen (fqdngate restarted, or
+	// the flow sent nothing for StartWait), so where its bytes start is
+	// not known, and bytes that seem first could be any.
+	ErrNoStart = errors.New("the flow's SYN was not seen, so where its bytes start is not known")
+	// ErrSegmentsDisagree: two segments carry different bytes for the
+	// same place in the stream; the server may keep either.
+	ErrSegmentsDisagree = errors.New("overlapping segments carry different bytes")
 )
 
 // FlowKey is a TCP flow in the client's direction.
@@ -34,25 +57,38 @@ type held struct {
 	since time.Time
 	segs  []segment
 	bytes int
-	// start is the flow's first sequence number, when its SYN was seen:
-	// a segment that arrives before the first is then held
-	// until the first comes.
-	start    uint32
-	hasStart bool
+	// start is the flow's first sequence number (one past its SYN's): a
+	// segment that arrives before the first is held until the first
+	// comes.
+	start uint32
 }
 
+// flowStart is where a flow's bytes begin, from its SYN.
+type flowStart struct {
+	seq uint32
+	at  time.Time
+}
+
+// perClient counts what one client has in the assembler.
+type perClient struct{ starts, held int }
+
 // Assembler holds the first payload packets of flows until their first
-// bytes can be judged. It is not safe for concurrent use: one queue
+// bytes can be judged. Only a flow whose SYN it saw is put together: the
+// SYN says where the bytes start, so a segment sent out of order cannot
+// pass for the first. It is not safe for concurrent use: one queue
 // reader owns it.
 type Assembler struct {
-	flows map[FlowKey]*held
+	flows   map[FlowKey]*held
+	starts  map[FlowKey]flowStart
+	clients map[netip.Addr]*perClient
 	// inspect parses a flow's stream so far; ErrIncomplete asks for more.
 	inspect func(k FlowKey, b []byte) error
 }
 
 // NewAssembler makes an assembler over inspect.
 func NewAssembler(inspect func(k FlowKey, b []byte) error) *Assembler {
-	return &Assembler{flows: make(map[FlowKey]*held), inspect: inspect}
+	return &Assembler{flows: make(map[FlowKey]*held), starts: make(map[FlowKey]flowStart),
+		clients: make(map[netip.Addr]*perClient), inspect: inspect}
 }
 
 // Ready is a flow whose bytes are ready for a verdict: the held packet
@@ -65,67 +101,149 @@ type Ready struct {
 	Err    error
 }
 
+// Outcome is what Add did with a packet.
+type Outcome int
+
+const (
+	// Holding: the packet waits for more of its flow.
+	Holding Outcome = iota
+	// Judged: the flow is ready for a verdict.
+	Judged
+	// NoRoom: the packet was not held (the bounds); drop it unjudged.
+	NoRoom
+)
+
 // Add holds packet id (TCP sequence number seq, payload data) of flow k.
-// It returns the flow when it is ready for a verdict; otherwise the
-// packet waits.
-func (a *Assembler) Add(now time.Time, k FlowKey, id packetID, seq uint32, data []byte) (Ready, bool) {
+// It returns the flow when it is ready for a verdict.
+func (a *Assembler) Add(now time.Time, k FlowKey, id packetID, seq uint32, data []byte) (Ready, Outcome) {
 	h := a.flows[k]
 	if h == nil {
-		if len(a.flows) >= MaxFlows {
+		st, ok := a.starts[k]
+		if !ok {
 			stream := clone(data)
-			return Ready{Key: k, IDs: []packetID{id}, Stream: stream, Err: a.inspect(k, stream)}, true
+			return Ready{Key: k, IDs: []packetID{id}, Stream: stream, Err: ErrNoStart}, Judged
 		}
-		h = &held{since: now}
+		c := a.clients[k.Src.Addr()]
+		if len(a.flows) >= MaxFlows || c.held >= MaxFlowsPerClient {
+			return Ready{}, NoRoom
+		}
+		h = &held{since: now, start: st.seq}
 		a.flows[k] = h
+		c.held++
+	}
+	if !h.agrees(seq, data) {
+		ids := append(h.ids(), id)
+		stream := h.stream()
+		a.Forget(k)
+		return Ready{Key: k, IDs: ids, Stream: stream, Err: ErrSegmentsDisagree}, Judged
 	}
 	h.segs = append(h.segs, segment{id: id, seq: seq, data: clone(data)})
 	h.bytes += len(data)
 	stream := h.stream()
 	err := a.inspect(k, stream)
 	if err == ErrIncomplete && len(h.segs) < MaxSegments && h.bytes < MaxHelloBytes {
-		return Ready{}, false
+		return Ready{}, Holding
 	}
-	delete(a.flows, k)
-	return Ready{Key: k, IDs: h.ids(), Stream: stream, Err: err}, true
+	ids := h.ids()
+	a.Forget(k)
+	return Ready{Key: k, IDs: ids, Stream: stream, Err: err}, Judged
 }
 
 // Start notes where flow k's bytes begin (one past its SYN's sequence
-// number), within MaxFlows.
-func (a *Assembler) Start(now time.Time, k FlowKey, seq uint32) {
-	if _, ok := a.flows[k]; ok || len(a.flows) >= MaxFlows {
-		return
+// number). A flow held on the same 4-tuple before is another flow: the
+// ids of its held packets are returned, for the caller to drop. ok is
+// false when there is no room (MaxStarts, MaxStartsPerClient).
+func (a *Assembler) Start(now time.Time, k FlowKey, seq uint32) (dropped []packetID, ok bool) {
+	dropped = a.Forget(k)
+	c := a.client(k.Src.Addr())
+	if len(a.starts) >= MaxStarts || c.starts >= MaxStartsPerClient {
+		a.release(k.Src.Addr())
+		return dropped, false
 	}
-	a.flows[k] = &held{since: now, start: seq, hasStart: true}
+	a.starts[k] = flowStart{seq: seq, at: now}
+	c.starts++
+	return dropped, true
 }
 
-// Forget drops what is held for k: a SYN on k starts another flow, whose
-// bytes begin elsewhere.
-func (a *Assembler) Forget(k FlowKey) { delete(a.flows, k) }
+// Forget drops what is known of k and returns the ids of its held
+// packets.
+func (a *Assembler) Forget(k FlowKey) []packetID {
+	var ids []packetID
+	c := a.clients[k.Src.Addr()]
+	if h, ok := a.flows[k]; ok {
+		ids = h.ids()
+		delete(a.flows, k)
+		c.held--
+	}
+	if _, ok := a.starts[k]; ok {
+		delete(a.starts, k)
+		c.starts--
+	}
+	a.release(k.Src.Addr())
+	return ids
+}
+
+func (a *Assembler) client(addr netip.Addr) *perClient {
+	c := a.clients[addr]
+	if c == nil {
+		c = &perClient{}
+		a.clients[addr] = c
+	}
+	return c
+}
+
+// release forgets a client that has nothing left here.
+func (a *Assembler) release(addr netip.Addr) {
+	if c := a.clients[addr]; c != nil && c.starts == 0 && c.held == 0 {
+		delete(a.clients, addr)
+	}
+}
 
 // Expire returns the flows held longer than MaxWait, now ready for a
-// verdict on what they sent.
+// verdict on what they sent, and forgets the starts of flows that sent
+// nothing for StartWait.
 func (a *Assembler) Expire(now time.Time) []Ready {
 	var out []Ready
 	for k, h := range a.flows {
 		if now.Sub(h.since) < MaxWait {
 			continue
 		}
-		delete(a.flows, k)
-		if len(h.segs) == 0 {
-			continue // only its start was seen
-		}
 		stream := h.stream()
 		err := a.inspect(k, stream)
 		if err == nil {
 			err = ErrIncomplete
 		}
-		out = append(out, Ready{Key: k, IDs: h.ids(), Stream: stream, Err: err})
+		out = append(out, Ready{Key: k, IDs: a.Forget(k), Stream: stream, Err: err})
+	}
+	for k, st := range a.starts {
+		if _, holding := a.flows[k]; !holding && now.Sub(st.at) >= StartWait {
+			a.Forget(k)
+		}
 	}
 	return out
 }
 
 // Held is the number of flows waiting.
 func (a *Assembler) Held() int { return len(a.flows) }
+
+// Starts is the number of flows whose start is remembered.
+func (a *Assembler) Starts() int { return len(a.starts) }
+
+// agrees reports whether data at seq carries the same bytes as every
+// held segment where they overlap. A receiver keeps one of two
+// different versions (Linux, of segments out of order, the later when
+// it covers the earlier), so the bytes judged could be those it drops.
+func (h *held) agrees(seq uint32, data []byte) bool {
+	off := int64(int32(seq - h.start))
+	for _, s := range h.segs {
+		so := int64(int32(s.seq - h.start))
+		lo, hi := max(off, so), min(off+int64(len(data)), so+int64(len(s.data)))
+		if lo < hi && !bytes.Equal(data[lo-off:hi-off], s.data[lo-so:hi-so]) {
+			return false
+		}
+	}
+	return true
+}
 
 func (h *held) ids() []packetID {
 	ids := make([]packetID, len(h.segs))
@@ -136,23 +254,18 @@ func (h *held) ids() []packetID {
 }
 
 // stream puts the held segments together in sequence order from the
-// lowest, up to the first gap; retransmitted and overlapping bytes are
-// taken once. Sequence numbers are compared relative to the first
-// segment held, so a wrap of the 32-bit space does not reorder them.
+// flow's start, up to the first gap; retransmitted and overlapping bytes
+// are taken once (they agree: agrees), bytes before the start are not
+// taken. Sequence numbers are compared relative to the start, so a wrap
+// of the 32-bit space does not reorder them.
 func (h *held) stream() []byte {
 	base := h.start
-	if !h.hasStart {
-		base = h.segs[0].seq
-	}
 	segs := slices.Clone(h.segs)
 	slices.SortStableFunc(segs, func(x, y segment) int {
 		return cmp.Compare(int32(x.seq-base), int32(y.seq-base))
 	})
 	var out []byte
 	next := base
-	if !h.hasStart {
-		next = segs[0].seq
-	}
 	for _, s := range segs {
 		off := int32(next - s.seq)
 		switch {

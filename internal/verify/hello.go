@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/textproto"
+	"slices"
 	"strings"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -144,12 +146,19 @@ func parseHelloBody(msg []byte) (Hello, error) {
 	if !body.ReadUint16LengthPrefixed(&exts) || !body.Empty() {
 		return h, ErrNotTLS
 	}
+	var seen []uint16
 	for !exts.Empty() {
 		var ext uint16
 		var data cryptobyte.String
 		if !exts.ReadUint16(&ext) || !exts.ReadUint16LengthPrefixed(&data) {
 			return h, ErrNotTLS
 		}
+		// A second extension of a type (RFC 8446 section 4.2 forbids it)
+		// could name another server to a server that reads the last one.
+		if slices.Contains(seen, ext) {
+			return h, ErrNotTLS
+		}
+		seen = append(seen, ext)
 		switch ext {
 		case extServerName:
 			name, err := parseServerName(data)
@@ -172,6 +181,7 @@ func parseServerName(data cryptobyte.String) (string, error) {
 	if !data.ReadUint16LengthPrefixed(&list) || list.Empty() {
 		return "", ErrNotTLS
 	}
+	host, found := "", false
 	for !list.Empty() {
 		var kind uint8
 		var name cryptobyte.String
@@ -179,10 +189,15 @@ func parseServerName(data cryptobyte.String) (string, error) {
 			return "", ErrNotTLS
 		}
 		if kind == sniHostName {
-			return normalName(string(name)), nil
+			// One host_name (RFC 6066 section 3): a second could be the
+			// one the server reads.
+			if found {
+				return "", ErrNotTLS
+			}
+			host, found = normalName(string(name)), true
 		}
 	}
-	return "", nil
+	return host, nil
 }
 
 // ParseRequestHost reads the Host of the HTTP/1.x request head at the
@@ -207,10 +222,34 @@ func ParseRequestHost(b []byte) (string, error) {
 		return "", ErrNotHTTP
 	}
 	host := req.Host
+	// An absolute URI's host wins over the Host header (RFC 9112
+	// section 3.2.2), but not in every server: both must name one host.
+	if req.URL.Host != "" && hostHeader(b[:end+4]) != "" && hostOnly(hostHeader(b[:end+4])) != hostOnly(req.URL.Host) {
+		return "", ErrNotHTTP
+	}
+	return hostOnly(host), nil
+}
+
+// hostHeader is the Host header of a request head (http.ReadRequest
+// takes it out of the header map).
+func hostHeader(head []byte) string {
+	r := textproto.NewReader(bufio.NewReader(bytes.NewReader(head)))
+	if _, err := r.ReadLine(); err != nil {
+		return ""
+	}
+	h, err := r.ReadMIMEHeader()
+	if err != nil {
+		return ""
+	}
+	return h.Get("Host")
+}
+
+// hostOnly is a Host value without its port, in normal form.
+func hostOnly(host string) string {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	return normalName(host), nil
+	return normalName(host)
 }
 
 // isToken reports whether b can start an HTTP method (RFC 9110 token
@@ -224,4 +263,14 @@ func isToken(b []byte) bool {
 	return len(b) > 0
 }
 
-func normalName(s string) string { return strings.TrimSuffix(strings.ToLower(s), ".") }
+// normalName lowers ASCII letters only: a name with other bytes matches
+// no answered name (strings.ToLower would map the Kelvin sign to k).
+func normalName(s string) string {
+	b := []byte(strings.TrimSuffix(s, "."))
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}

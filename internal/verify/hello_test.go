@@ -125,6 +125,12 @@ func TestParseClientHello(t *testing.T) {
 		{"empty record", []byte{22, 3, 1, 0, 0}, Hello{}, ErrNotTLS},
 		{"length beyond the bound", []byte{22, 3, 1, 0, 4, 1, 0xff, 0xff, 0xff}, Hello{}, ErrTooLong},
 		{"bad sni list", synthHello(0, [2]any{extServerName, []byte{0, 5, 0}}), Hello{}, ErrNotTLS},
+		// A server that reads the last of two could see another name.
+		{"two server_name extensions", synthHello(0, sni("good.example"), sni("evil.example")), Hello{}, ErrNotTLS},
+		{"two extensions of one type", synthHello(0, [2]any{0x0017, []byte{}}, sni("a.example"), [2]any{0x0017, []byte{}}), Hello{}, ErrNotTLS},
+		{"two host names in one list", synthHello(0, [2]any{extServerName, []byte{0, 15, 0, 0, 1, 'a', 0, 0, 8, 'e', 'v', 'i', 'l', '.', 'c', 'o', 'm'}}), Hello{}, ErrNotTLS},
+		// Only ASCII letters are lowered: the Kelvin sign is not k.
+		{"a name with a non-ascii letter", synthHello(0, sni("\u212Aey.example")), Hello{ServerName: "\u212Aey.example"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -154,6 +160,11 @@ func TestParseRequestHost(t *testing.T) {
 		{"garbage line", "\x00\x01\x02 x\r\n\r\n", "", ErrNotHTTP},
 		{"bad request line", "GET\r\n\r\n", "", ErrNotHTTP},
 		{"head beyond the bound", "GET / HTTP/1.1\r\nX: " + string(make([]byte, MaxRequestHead)), "", ErrTooLong},
+		{"absolute uri, same host", "GET http://A.example/x HTTP/1.1\r\nHost: a.example:80\r\n\r\n", "a.example", nil},
+		{"absolute uri, no host header", "GET http://a.example/x HTTP/1.1\r\n\r\n", "a.example", nil},
+		// Servers differ on which of the two wins.
+		{"absolute uri naming another host", "GET http://good.example/ HTTP/1.1\r\nHost: evil.example\r\n\r\n", "", ErrNotHTTP},
+		{"two host headers", "GET / HTTP/1.1\r\nHost: good.example\r\nHost: evil.example\r\n\r\n", "", ErrNotHTTP},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -93,6 +93,13 @@ func (j *Judge) Decide(now time.Time, client, addr netip.Addr, port uint16, name
 	}
 	http := j.IsHTTP(port)
 	switch {
+	case errors.Is(parseErr, ErrNoStart) || errors.Is(parseErr, ErrSegmentsDisagree):
+		v.Reason = monitor.NotTLS
+		if http {
+			v.Reason = monitor.HostMismatch
+		}
+		v.Message = fmt.Sprintf("the first bytes on port %d cannot be judged: %v", port, parseErr)
+		return v
 	case parseErr != nil && http:
 		v.Reason = monitor.HostMismatch
 		v.Message = fmt.Sprintf("the first bytes on port %d are not an HTTP request head within %d bytes: %v", port, MaxRequestHead, parseErr)

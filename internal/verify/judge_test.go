@@ -67,6 +67,10 @@ func TestDecide(t *testing.T) {
 		{"not http on 80", t0, client, edge, 80, "", ErrNotHTTP, false, monitor.HostMismatch, []string{"prod.update.sphere.azure.net"}},
 		{"verify false rule passes anything", t0, client, edge2, 443, "www.example.org", errNone, false, monitor.Allowed, []string{"legacy.example"}},
 		{"verify false rule passes not-tls", t0, client, edge2, 443, "", ErrNotTLS, false, monitor.Allowed, []string{"legacy.example"}},
+		// An answered name in bytes that cannot be judged does not pass.
+		{"no syn seen", t0, client, edge, 443, "prod.update.sphere.azure.net", ErrNoStart, false, monitor.NotTLS, []string{"prod.update.sphere.azure.net"}},
+		{"segments disagree", t0, client, edge, 443, "prod.update.sphere.azure.net", ErrSegmentsDisagree, false, monitor.NotTLS, []string{"prod.update.sphere.azure.net"}},
+		{"segments disagree on 80", t0, client, edge, 80, "prod.update.sphere.azure.net", ErrSegmentsDisagree, false, monitor.HostMismatch, []string{"prod.update.sphere.azure.net"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -92,37 +96,51 @@ func TestAssembler(t *testing.T) {
 	const isn = 0xfffffff0 // the sequence numbers wrap inside the hello
 	type seg struct {
 		off, end int
+		// other: the segment carries other bytes than the hello's
+		// (before the hello's start, a segment carries zeros)
+		other bool
 	}
 	tests := []struct {
 		name    string
-		start   bool
 		segs    []seg
 		readyAt int // index of the segment after which the flow is ready; -1 never
 		ids     int
 		wantErr error
 	}{
-		{"one segment", false, []seg{{0, len(hello)}}, 0, 1, nil},
-		{"two segments", false, []seg{{0, 100}, {100, len(hello)}}, 1, 2, nil},
-		{"retransmitted first segment", false, []seg{{0, 100}, {0, 100}, {100, len(hello)}}, 2, 3, nil},
-		{"overlapping", false, []seg{{0, 100}, {50, 200}, {200, len(hello)}}, 2, 3, nil},
-		{"out of order after the handshake ack", true, []seg{{100, len(hello)}, {0, 100}}, 1, 2, nil},
-		{"out of order, no handshake ack seen", false, []seg{{100, len(hello)}, {0, 100}}, 0, 1, ErrNotTLS},
-		{"two segments after the handshake ack", true, []seg{{0, 100}, {100, len(hello)}}, 1, 2, nil},
-		{"three segments", false, []seg{{0, 5}, {5, 10}, {10, len(hello)}}, 2, 3, nil},
-		{"never whole", false, []seg{{0, 10}, {10, 20}}, -1, 0, nil},
+		{"one segment", []seg{{0, len(hello), false}}, 0, 1, nil},
+		{"two segments", []seg{{0, 100, false}, {100, len(hello), false}}, 1, 2, nil},
+		{"retransmitted first segment", []seg{{0, 100, false}, {0, 100, false}, {100, len(hello), false}}, 2, 3, nil},
+		{"overlapping", []seg{{0, 100, false}, {50, 200, false}, {200, len(hello), false}}, 2, 3, nil},
+		{"out of order", []seg{{100, len(hello), false}, {0, 100, false}}, 1, 2, nil},
+		{"three segments", []seg{{0, 5, false}, {5, 10, false}, {10, len(hello), false}}, 2, 3, nil},
+		{"never whole", []seg{{0, 10, false}, {10, 20, false}}, -1, 0, nil},
+		// What the server keeps of two versions is not what was judged:
+		// the flow is judged on the disagreement.
+		{"a retransmission with other bytes", []seg{{0, 100, false}, {0, 100, true}}, 1, 2, ErrSegmentsDisagree},
+		{"a later, longer segment over an earlier one", []seg{{100, 150, false}, {100, 300, true}}, 1, 2, ErrSegmentsDisagree},
+		{"bytes before the flow's start are not the stream's", []seg{{-10, 100, false}, {100, len(hello), false}}, 1, 2, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := NewAssembler(inspect)
-			if tt.start {
-				a.Start(t0, k, isn)
+			if _, ok := a.Start(t0, k, isn); !ok {
+				t.Fatal("no room for a start")
 			}
 			for i, s := range tt.segs {
-				r, ok := a.Add(t0, k, packetID{id: uint32(i + 1)}, isn+uint32(s.off), hello[s.off:s.end])
-				if ok != (i == tt.readyAt) {
-					t.Fatalf("segment %d: ready %v", i, ok)
+				data := make([]byte, s.end-s.off)
+				for j := range data {
+					if o := s.off + j; o >= 0 {
+						data[j] = hello[o]
+					}
+					if s.other {
+						data[j] ^= 0x5a
+					}
 				}
-				if ok && (r.Err != tt.wantErr || len(r.IDs) != tt.ids) {
+				r, out := a.Add(t0, k, packetID{id: uint32(i + 1)}, isn+uint32(s.off), data)
+				if (out == Judged) != (i == tt.readyAt) || out == NoRoom {
+					t.Fatalf("segment %d: %v", i, out)
+				}
+				if out == Judged && (r.Err != tt.wantErr || len(r.IDs) != tt.ids) {
 					t.Fatalf("ready: err %v ids %v", r.Err, r.IDs)
 				}
 			}
@@ -135,7 +153,39 @@ func TestAssembler(t *testing.T) {
 					t.Fatalf("expire: %+v", got)
 				}
 			}
+			if a.Held() != 0 || a.Starts() != 0 {
+				t.Errorf("a judged flow leaves %d held, %d starts", a.Held(), a.Starts())
+			}
 		})
+	}
+}
+
+// TestAssemblerStarts: only a flow whose SYN was seen is put together;
+// its start outlives MaxWait (a client may open a connection and write
+// later), not StartWait; a SYN on a 4-tuple starts another flow and
+// gives back the packets held for the one before.
+func TestAssemblerStarts(t *testing.T) {
+	k := FlowKey{netip.MustParseAddrPort("192.0.2.10:40000"), netip.MustParseAddrPort("203.0.113.80:443")}
+	incomplete := func(FlowKey, []byte) error { return ErrIncomplete }
+	a := NewAssembler(incomplete)
+	if r, out := a.Add(t0, k, packetID{id: 1}, 1000, []byte("\x16\x03\x01")); out != Judged || r.Err != ErrNoStart || len(r.IDs) != 1 {
+		t.Fatalf("no SYN seen: %v %+v, want judged on ErrNoStart", out, r)
+	}
+	a.Start(t0, k, 1000)
+	a.Expire(t0.Add(StartWait - time.Second))
+	if _, out := a.Add(t0.Add(StartWait-time.Second), k, packetID{id: 2}, 1000, []byte{0x16}); out != Holding {
+		t.Fatalf("first bytes %s after the SYN: %v, want held", StartWait-time.Second, out)
+	}
+	held, ok := a.Start(t0.Add(StartWait), k, 5000)
+	if !ok || len(held) != 1 || held[0].id != 2 || a.Held() != 0 || a.Starts() != 1 {
+		t.Fatalf("a new SYN on the 4-tuple: held %v, ok %v; %d held, %d starts", held, ok, a.Held(), a.Starts())
+	}
+	a.Expire(t0.Add(2 * StartWait))
+	if a.Starts() != 0 || len(a.clients) != 0 {
+		t.Fatalf("after StartWait without a byte: %d starts, %d clients", a.Starts(), len(a.clients))
+	}
+	if _, out := a.Add(t0.Add(2*StartWait), k, packetID{id: 3}, 5000, []byte{0x16}); out != Judged {
+		t.Fatalf("bytes after the start was forgotten: %v, want judged (ErrNoStart)", out)
 	}
 }
 
@@ -143,28 +193,64 @@ func TestAssemblerBounds(t *testing.T) {
 	k := FlowKey{netip.MustParseAddrPort("192.0.2.10:40000"), netip.MustParseAddrPort("203.0.113.80:443")}
 	incomplete := func(FlowKey, []byte) error { return ErrIncomplete }
 	a := NewAssembler(incomplete)
+	a.Start(t0, k, 0)
 	for i := range MaxSegments {
-		r, ok := a.Add(t0, k, packetID{id: uint32(i)}, uint32(i), []byte{1})
-		if ok != (i == MaxSegments-1) {
-			t.Fatalf("segment %d: ready %v", i, ok)
+		r, out := a.Add(t0, k, packetID{id: uint32(i)}, uint32(i), []byte{1})
+		if (out == Judged) != (i == MaxSegments-1) {
+			t.Fatalf("segment %d: %v", i, out)
 		}
-		if ok && (r.Err != ErrIncomplete || len(r.IDs) != MaxSegments) {
+		if out == Judged && (r.Err != ErrIncomplete || len(r.IDs) != MaxSegments) {
 			t.Fatalf("%+v", r)
 		}
 	}
 	a = NewAssembler(incomplete)
-	if _, ok := a.Add(t0, k, packetID{id: 1}, 0, make([]byte, MaxHelloBytes)); !ok {
+	a.Start(t0, k, 0)
+	if _, out := a.Add(t0, k, packetID{id: 1}, 0, make([]byte, MaxHelloBytes)); out != Judged {
 		t.Fatal("a flow at the byte bound is held")
 	}
+
+	// One client: MaxFlowsPerClient held, MaxStartsPerClient started.
 	a = NewAssembler(incomplete)
-	for i := range MaxFlows {
-		k := FlowKey{netip.AddrPortFrom(client, uint16(i)), k.Dst}
-		if _, ok := a.Add(t0, k, packetID{id: uint32(i)}, 0, []byte{1}); ok {
-			t.Fatal("ready")
+	flow := func(c netip.Addr, i int) FlowKey {
+		return FlowKey{netip.AddrPortFrom(c, uint16(1024+i)), k.Dst}
+	}
+	for i := range MaxStartsPerClient {
+		if _, ok := a.Start(t0, flow(client, i), 0); !ok {
+			t.Fatalf("start %d refused", i)
 		}
 	}
-	k2 := FlowKey{netip.AddrPortFrom(other, 1), k.Dst}
-	if r, ok := a.Add(t0, k2, packetID{id: 99}, 0, []byte{1}); !ok || len(r.IDs) != 1 || a.Held() != MaxFlows {
-		t.Fatalf("a flow beyond MaxFlows: ready %v %+v, held %d", ok, r, a.Held())
+	if _, ok := a.Start(t0, flow(client, MaxStartsPerClient), 0); ok {
+		t.Fatalf("a start beyond MaxStartsPerClient (%d) taken", MaxStartsPerClient)
+	}
+	if _, ok := a.Start(t0, flow(other, 0), 0); !ok {
+		t.Fatal("another client's start refused")
+	}
+	for i := range MaxFlowsPerClient {
+		if _, out := a.Add(t0, flow(client, i), packetID{id: uint32(i)}, 0, []byte{1}); out != Holding {
+			t.Fatalf("flow %d: %v", i, out)
+		}
+	}
+	if _, out := a.Add(t0, flow(client, MaxFlowsPerClient), packetID{id: 999}, 0, []byte{1}); out != NoRoom {
+		t.Fatalf("a flow beyond MaxFlowsPerClient: %v, want NoRoom", out)
+	}
+	if _, out := a.Add(t0, flow(other, 0), packetID{id: 1000}, 0, []byte{1}); out != Holding {
+		t.Fatalf("another client's flow: %v, want held", out)
+	}
+
+	// All clients: MaxFlows held.
+	a = NewAssembler(incomplete)
+	n := 0
+	for c := 0; n < MaxFlows; c++ {
+		addr := netip.AddrFrom4([4]byte{198, 51, 100, byte(c)})
+		for i := 0; i < MaxFlowsPerClient && n < MaxFlows; i, n = i+1, n+1 {
+			a.Start(t0, flow(addr, i), 0)
+			if _, out := a.Add(t0, flow(addr, i), packetID{id: uint32(n)}, 0, []byte{1}); out != Holding {
+				t.Fatalf("flow %d: %v", n, out)
+			}
+		}
+	}
+	a.Start(t0, flow(other, 0), 0)
+	if _, out := a.Add(t0, flow(other, 0), packetID{id: 99}, 0, []byte{1}); out != NoRoom || a.Held() != MaxFlows {
+		t.Fatalf("a flow beyond MaxFlows: %v, held %d", out, a.Held())
 	}
 }

@@ -44,6 +44,9 @@ type Queue struct {
 	nf      *nfqueue.Nfqueue
 
 	passed, unverified, dropped, errs atomic.Uint64
+	// full counts packets dropped unjudged for want of room (Assembler's
+	// bounds).
+	full atomic.Uint64
 }
 
 // Stats are the queue's counters.
@@ -56,13 +59,13 @@ func (q *Queue) Stats() Stats {
 	return Stats{Passed: q.passed.Load(), Unverified: q.unverified.Load(), Dropped: q.dropped.Load(), Errors: q.errs.Load()}
 }
 
-func (q *Queue) held() int {
+func (q *Queue) held() (held, starts int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.asm == nil {
-		return 0
+		return 0, 0
 	}
-	return q.asm.Held()
+	return q.asm.Held(), q.asm.Starts()
 }
 
 // Start subscribes to the queue and judges packets until ctx ends. It
@@ -148,43 +151,35 @@ func (q *Queue) packet(a nfqueue.Attribute) int {
 	if a.Payload != nil {
 		pkt = *a.Payload
 	}
+	var mark uint32
+	if a.Mark != nil {
+		mark = *a.Mark
+	}
 	t, err := decodeTCP(pkt)
 	if err != nil {
 		// A packet of a flow on a verified port that cannot be read as
 		// TCP (IPv6 extension headers before it, say) could carry the
-		// flow's first bytes: fail closed (observe drops nothing).
-		v := nfqueue.NfDrop
-		if q.Observe {
-			v = nfqueue.NfAccept
-		}
-		q.verdict(id, v, 0)
+		// flow's first bytes: fail closed.
+		q.unjudged(id, mark)
 		return 0
 	}
-	if len(t.data) == 0 && (t.syn || t.ack) {
-		start := t.seq
-		q.mu.Lock()
-		if t.syn && !t.ack {
-			// A new flow, perhaps on the 4-tuple of one just judged (a
-			// client may reuse its port at once after a reset): what was
-			// decided or held for the old one must not carry over, or a
-			// flow with an allowed name would let the next one on the same
-			// port through unjudged.
-			q.decided.forget(t.key)
-			q.asm.Forget(t.key)
-			start++ // the SYN takes one sequence number
-		}
-		q.asm.Start(q.Now(), t.key, start)
-		q.mu.Unlock()
+	if t.syn {
+		q.syn(id, mark, t)
+		return 0
 	}
 	if len(t.data) == 0 {
-		// The SYN, a handshake ACK, a FIN: it carries no first bytes to
+		// A FIN or RST of a pending flow: it carries no first bytes to
 		// judge, so it passes and the flow stays pending.
-		q.verdict(id, nfqueue.NfAccept, 0)
+		q.pass(id, mark)
 		return 0
 	}
-	var mark uint32
-	if a.Mark != nil {
-		mark = *a.Mark
+	if t.rst || t.urg {
+		// Bytes that a receiver does not read as the stream's (an RST's
+		// payload; with URG, Linux takes the urgent byte out of it) must
+		// not be judged as its first bytes. No client sends them in a
+		// ClientHello or a request head.
+		q.unjudged(id, mark)
+		return 0
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -192,10 +187,63 @@ func (q *Queue) packet(a nfqueue.Attribute) int {
 		q.verdict(id, nfqueue.NfRepeat, mark&^enforce.CtMask|m)
 		return 0
 	}
-	if r, ok := q.asm.Add(q.Now(), t.key, packetID{id, mark}, t.seq, t.data); ok {
+	switch r, out := q.asm.Add(q.Now(), t.key, packetID{id, mark}, t.seq, t.data); out {
+	case Judged:
 		q.decide(r)
+	case NoRoom:
+		q.full.Add(1)
+		q.unjudged(id, mark)
 	}
 	return 0
+}
+
+// syn handles a SYN. The one that made the flow's conntrack entry comes
+// from the table's check chain, which tags its packet mark CtPending:
+// it starts a new flow, perhaps on the 4-tuple of one just judged (a
+// client may reuse its port at once after a reset), so what was decided
+// or held for the old one must not carry over, or a flow with an allowed
+// name would let the next one on the same port through unjudged. Any
+// other SYN of a pending flow is not where its bytes start (the server
+// ignores it) and moves nothing. A SYN's own bytes (TCP Fast Open) are
+// not judged: it is dropped, and the client sends its SYN again without
+// them.
+func (q *Queue) syn(id, mark uint32, t tcpPacket) {
+	creating := !t.ack && mark&enforce.CtMask == enforce.CtPending
+	if !creating {
+		if len(t.data) > 0 {
+			q.unjudged(id, mark)
+			return
+		}
+		q.pass(id, mark)
+		return
+	}
+	q.mu.Lock()
+	q.decided.forget(t.key)
+	held, ok := q.asm.Start(q.Now(), t.key, t.seq+1) // the SYN takes one sequence number
+	q.mu.Unlock()
+	for _, p := range held {
+		q.verdict(p.id, nfqueue.NfDrop, 0)
+	}
+	if !ok {
+		q.full.Add(1)
+	}
+	if !ok || len(t.data) > 0 {
+		q.unjudged(id, mark)
+		return
+	}
+	// The tag is taken off the packet; its flow keeps CtPending.
+	q.pass(id, mark)
+}
+
+// unjudged is the verdict of a packet that is not judged: enforcing, it
+// is dropped and TCP sends it again; observing, it goes on (observe
+// drops nothing).
+func (q *Queue) unjudged(id, mark uint32) {
+	if q.Observe {
+		q.pass(id, mark)
+		return
+	}
+	q.verdict(id, nfqueue.NfDrop, 0)
 }
 
 // decide judges a flow that is ready and sets the verdict of each of
@@ -246,12 +294,29 @@ type packetID struct{ id, mark uint32 }
 // which the table copies to the flow's conntrack mark when the packet
 // is repeated through the hook (enforce/verify.go).
 func (q *Queue) verdict(id uint32, verdict int, mark uint32) {
-	var err error
-	if mark == 0 {
-		err = q.nf.SetVerdict(id, verdict)
-	} else {
-		err = q.nf.SetVerdictWithMark(id, verdict, int(mark))
+	if mark != 0 {
+		q.verdictMark(id, verdict, mark)
+		return
 	}
+	q.report(id, q.nf.SetVerdict(id, verdict))
+}
+
+// pass accepts a packet that tells the verdict nothing, taking off the
+// tag of the check chain (enforce/verify.go) if it has one.
+func (q *Queue) pass(id, mark uint32) {
+	if mark&enforce.CtMask != 0 {
+		q.verdictMark(id, nfqueue.NfAccept, mark&^enforce.CtMask)
+		return
+	}
+	q.verdict(id, nfqueue.NfAccept, 0)
+}
+
+// verdictMark sets a packet's verdict and its mark, zero included.
+func (q *Queue) verdictMark(id uint32, verdict int, mark uint32) {
+	q.report(id, q.nf.SetVerdictWithMark(id, verdict, int(mark)))
+}
+
+func (q *Queue) report(id uint32, err error) {
 	if err != nil {
 		q.errs.Add(1)
 		q.Log.Warn("nfqueue verdict", "id", id, "err", err)
@@ -263,9 +328,8 @@ type tcpPacket struct {
 	key  FlowKey
 	seq  uint32
 	data []byte
-	// ack: a bare ACK (no SYN, FIN or RST), such as the handshake's
-	// last; syn: the flow's SYN.
-	ack, syn bool
+	// ack: the ACK flag; syn, rst, urg: those flags.
+	ack, syn, rst, urg bool
 }
 
 var errNotTCP = errors.New("not a TCP packet")
@@ -320,7 +384,6 @@ func decodeTCP(b []byte) (tcpPacket, error) {
 	}
 	p.key = FlowKey{netip.AddrPortFrom(src, sport), netip.AddrPortFrom(dst, dport)}
 	p.data = l4[hl:]
-	p.ack = flags&0x17 == 0x10 // ACK without SYN, RST, FIN
-	p.syn = flags&0x17 == 0x02
+	p.syn, p.rst, p.ack, p.urg = flags&0x02 != 0, flags&0x04 != 0, flags&0x10 != 0, flags&0x20 != 0
 	return p, nil
 }
