@@ -243,7 +243,9 @@ func (tp *topo) launch() {
 			}
 		}
 	})
-	// Ready when it answers: a denied probe name gets NXDOMAIN.
+	// Ready when it answers (a denied probe name gets NXDOMAIN) and says
+	// it serves: the listeners open one after the other, so the first
+	// address can answer before the last is bound.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		server := tp.probeDNS
@@ -251,7 +253,7 @@ func (tp *topo) launch() {
 			server = gwDevAddr4
 		}
 		r, err := tp.resolve(tp.devA, "ready-probe.invalid.", dns.TypeA, server)
-		if err == nil && r.Rcode == dns.RcodeNameError {
+		if err == nil && r.Rcode == dns.RcodeNameError && strings.Contains(stderr.String(), "msg=serving") {
 			return
 		}
 		if time.Now().After(deadline) {
