@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,6 +56,11 @@ type options struct {
 }
 
 func main() {
+	// fqdngate is started with Pdeathsig, which fires when the thread
+	// that forked it ends, not the process: a load thread that locked
+	// the same thread and ended would stop fqdngate in the middle of a
+	// run. The main goroutine, which starts it, keeps the main thread.
+	runtime.LockOSThread()
 	var o options
 	flag.StringVar(&o.bin, "bin", "bin/fqdngate", "the fqdngate binary")
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "how long each mode's rate run lasts")
