@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,40 @@ type source struct {
 	listed    bool
 	followers map[string]*follower
 	wg        sync.WaitGroup
+	failing   failure
+}
+
+// failure is what last went wrong with a source or follower, for the
+// readiness reason; a failure is logged when it begins and when it
+// ends, not at every retry.
+type failure struct {
+	mu  sync.Mutex
+	msg string
+}
+
+func (f *failure) set(log *slog.Logger, what string, err error, args ...any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err == nil {
+		if f.msg != "" {
+			log.Info(what+": works again", args...)
+		}
+		f.msg = ""
+		return
+	}
+	if f.msg == "" {
+		log.Warn(what+": failing, retried", append(args, "err", err)...)
+	}
+	f.msg = err.Error()
+}
+
+func (f *failure) String() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.msg == "" {
+		return ""
+	}
+	return " (last error: " + f.msg + ")"
 }
 
 func (n *Node) addSource(name string, nc *nats.Conn, shared bool) {
@@ -61,9 +96,10 @@ func (s *source) discover() {
 		found = append(found, name)
 	}
 	if err := names.Err(); err != nil {
-		s.n.log.Debug("cannot list streams", "source", s.name, "err", err)
+		s.failing.set(s.n.log, "listing the site's streams", err, "source", s.name)
 		return
 	}
+	s.failing.set(s.n.log, "listing the site's streams", nil, "source", s.name)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, name := range found {
@@ -91,11 +127,11 @@ func (s *source) caughtUp() (bool, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.listed {
-		return false, "not reached yet"
+		return false, "not reached yet" + s.failing.String()
 	}
 	for _, f := range s.followers {
 		if !f.caughtUp() {
-			return false, "reading " + f.node + "'s answers"
+			return false, "reading " + f.node + "'s answers" + f.failing.String()
 		}
 	}
 	return true, ""
@@ -119,6 +155,7 @@ type follower struct {
 	delivered, processed atomic.Uint64
 	sawEnd               atomic.Bool
 	caught               atomic.Bool
+	failing              failure
 }
 
 func (f *follower) done(k int) { f.processed.Add(uint64(k)) }
@@ -158,9 +195,7 @@ func (f *follower) run(ctx context.Context) {
 			f.sawEnd.Store(true) // nothing to read back
 			return
 		}
-		if err != nil {
-			f.n.log.Debug("following again", "stream", f.stream, "err", err)
-		}
+		f.failing.set(f.n.log, "following a stream", err, "stream", f.stream)
 		select {
 		case <-ctx.Done():
 			return
@@ -227,6 +262,7 @@ func (f *follower) follow(ctx context.Context) error {
 		return err
 	}
 	defer cc.Stop()
+	f.failing.set(f.n.log, "following a stream", nil, "stream", f.stream)
 	closed := cc.Closed()
 	t := time.NewTicker(checkEvery)
 	defer t.Stop()
