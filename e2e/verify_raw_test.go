@@ -2,11 +2,9 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/tls"
 	be "encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"strings"
@@ -17,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fqdngate/fqdngate/internal/lab"
+	"github.com/fqdngate/fqdngate/internal/lab/labtest"
 	"github.com/fqdngate/fqdngate/internal/monitor"
 )
 
@@ -165,24 +164,6 @@ func (r *rawTCP) handshake() {
 	r.send(tcpACK, r.isn+1, nil)
 }
 
-// helloFor is the first flight of a Go crypto/tls client for name.
-func helloFor(t *testing.T, name string) []byte {
-	t.Helper()
-	c, s := net.Pipe()
-	defer c.Close()
-	defer s.Close()
-	go func() { _ = tls.Client(c, &tls.Config{ServerName: name}).Handshake() }()
-	hdr := make([]byte, 5)
-	if _, err := io.ReadFull(s, hdr); err != nil {
-		t.Fatal(err)
-	}
-	body := make([]byte, int(hdr[3])<<8|int(hdr[4]))
-	if _, err := io.ReadFull(s, body); err != nil {
-		t.Fatal(err)
-	}
-	return append(hdr, body...)
-}
-
 // byteSink is a TCP server that keeps what each client port sent.
 type byteSink struct {
 	mu  sync.Mutex
@@ -241,7 +222,7 @@ func TestVerifyCraftedSegments(t *testing.T) {
         tls_ports: [9443]`, 1))
 	tp.resolveA(t, "cdn.example.com.", cdnAddr)
 	sink := startByteSink(t, tp.inet, 9443)
-	good, evil := helloFor(t, "cdn.example.com"), helloFor(t, "www.other.example")
+	good, evil := labtest.ClientHello(t, "cdn.example.com"), labtest.ClientHello(t, "www.other.example")
 
 	t.Run("a second SYN does not move where the bytes start", func(t *testing.T) {
 		// After the handshake, a SYN that says the bytes start len(evil)

@@ -17,11 +17,10 @@ import (
 	"github.com/fqdngate/fqdngate/internal/policy"
 )
 
-// TestApplierJudgesByItsOwnPolicy: another node's record becomes an
-// element here only as this node would have granted the answer itself:
-// its client groups, its rules' ports, its private_answers.
-func TestApplierJudgesByItsOwnPolicy(t *testing.T) {
-	y := `mode: enforce
+// hubConfig is a gateway whose devices may reach *.azure-devices.net on
+// ports.
+func hubConfig(ports string) string {
+	return `mode: enforce
 listen: {dns: ["192.0.2.1:53"]}
 upstreams: ["198.51.100.53"]
 clients:
@@ -30,9 +29,15 @@ clients:
     rules:
       - name: hub
         fqdn: ["*.azure-devices.net"]
-        ports: ["tcp/443", "tcp/8883"]
+        ports: [` + ports + `]
 `
-	c, err := config.Parse("t.yaml", []byte(y))
+}
+
+// TestApplierJudgesByItsOwnPolicy: another node's record becomes an
+// element here only as this node would have granted the answer itself:
+// its client groups, its rules' ports, its private_answers.
+func TestApplierJudgesByItsOwnPolicy(t *testing.T) {
+	c, err := config.Parse("t.yaml", []byte(hubConfig(`"tcp/443", "tcp/8883"`)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,18 +121,7 @@ func (f *laterFake) Allow(ctx context.Context, grants []enforce.Grant) error {
 // not taken from the kernel when a later record of the batch holds it,
 // and a busy kernel writer is asked again rather than the batch lost.
 func TestApplierBatch(t *testing.T) {
-	y := `mode: enforce
-listen: {dns: ["192.0.2.1:53"]}
-upstreams: ["198.51.100.53"]
-clients:
-  - name: devices
-    cidrs: ["192.0.2.0/26"]
-    rules:
-      - name: hub
-        fqdn: ["*.azure-devices.net"]
-        ports: ["tcp/443"]
-`
-	c, err := config.Parse("t.yaml", []byte(y))
+	c, err := config.Parse("t.yaml", []byte(hubConfig(`"tcp/443"`)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,35 +1,18 @@
 package verify
 
 import (
-	"crypto/tls"
 	"errors"
-	"io"
-	"net"
 	"os"
 	"testing"
 
 	"golang.org/x/crypto/cryptobyte"
+
+	"github.com/fqdngate/fqdngate/internal/lab/labtest"
 )
 
 // goClientHello is the first flight of a Go crypto/tls client for
-// serverName (empty: none), read off a pipe.
-func goClientHello(t testing.TB, serverName string) []byte {
-	t.Helper()
-	c, s := net.Pipe()
-	defer c.Close()
-	defer s.Close()
-	cfg := &tls.Config{ServerName: serverName, InsecureSkipVerify: serverName == ""}
-	go func() { _ = tls.Client(c, cfg).Handshake() }()
-	hdr := make([]byte, 5)
-	if _, err := io.ReadFull(s, hdr); err != nil {
-		t.Fatal(err)
-	}
-	body := make([]byte, int(hdr[3])<<8|int(hdr[4]))
-	if _, err := io.ReadFull(s, body); err != nil {
-		t.Fatal(err)
-	}
-	return append(hdr, body...)
-}
+// serverName (empty: none).
+func goClientHello(t testing.TB, serverName string) []byte { return labtest.ClientHello(t, serverName) }
 
 // synthHello builds a ClientHello with the given extensions (type, data)
 // in one record, or split over records of at most frag bytes.
