@@ -242,9 +242,47 @@ func TestVerifyCraftedSegments(t *testing.T) {
 		if got := sink.from(port); len(got) != 0 {
 			t.Errorf("the server got %d bytes of a flow reset", len(got))
 		}
-		e := tp.flowDrop(t, monitor.SNIMismatch, "www.other.example", false)
-		if e.Port != "tcp/9443" {
+		// Judged on neither start: the SYNs disagree on where the bytes
+		// begin.
+		e := tp.flowDrop(t, monitor.NotTLS, "cdn.example.com", false)
+		if e.Port != "tcp/9443" || !strings.Contains(e.Message, "two first sequence numbers") {
 			t.Errorf("explained as %+v", e)
+		}
+	})
+
+	t.Run("a SYN with another first sequence number before the handshake", func(t *testing.T) {
+		// The first SYN never reaches the server (a hop after the
+		// gateway drops it; here the server's own table), the second,
+		// with another sequence number, makes the connection. The
+		// answered name's ClientHello at the first SYN's start would be
+		// judged and thrown away by the server; the other name's at the
+		// second's would pass unjudged.
+		const port, isnA, isnB = 41003, 4_000_000, 4_020_000
+		table := "dropsyn"
+		rules := fmt.Sprintf("add table inet %[1]s; add chain inet %[1]s in { type filter hook input priority 0; }; "+
+			"add rule inet %[1]s in tcp dport 9443 tcp sequence %[2]d drop", table, isnA)
+		if out, err := tp.inet.Run("nft", rules); err != nil {
+			t.Fatalf("nft: %v: %s", err, out)
+		}
+		t.Cleanup(func() { _, _ = tp.inet.Run("nft", "delete", "table", "inet", table) })
+		r := newRawTCP(t, tp.devA, devAAddr4, cdnAddr, port, 9443, isnA)
+		r.send(tcpSYN, isnA, nil)
+		// The second SYN once the first has its conntrack entry: one
+		// that comes while the first waits for its verdict makes an
+		// entry of its own, which the kernel drops as a clash.
+		waitCond(t, "the gateway's conntrack entry of the first SYN", 5*time.Second, func() bool {
+			out, err := tp.gw.Run("conntrack", "-L", "-p", "tcp", "--sport", fmt.Sprint(port))
+			return err == nil && strings.Contains(out, "SYN_SENT")
+		})
+		r.isn = isnB
+		r.handshake()
+		r.send(tcpPSH|tcpACK, isnA+1, good)
+		if _, _, err := r.recv(tcpRST); err != nil {
+			t.Fatalf("the answered name at the first SYN's start: no reset: %v", err)
+		}
+		r.send(tcpPSH|tcpACK, isnB+1, evil)
+		if got := sink.from(port); len(got) != 0 {
+			t.Errorf("the server got %d bytes, the other name first: %v", len(got), bytes.HasPrefix(got, evil))
 		}
 	})
 

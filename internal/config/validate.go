@@ -167,6 +167,12 @@ func (c *Config) validateEnforcer(col *collector) {
 		col.add(p.with("gc_interval"), "%s is outside 1s..1h", e.GCInterval)
 	}
 	oneOf(col, p.with("verify"), e.Verify, "off", "observe", "enforce")
+	// Flow verification owns these bits of packet and conntrack marks
+	// (enforce.CtMask): with them in fqdngate's own mark, its upstream
+	// traffic would lose its mark in the table and be dropped.
+	if e.Verify != "off" && e.Mark&0x03000000 != 0 {
+		col.add(p.with("mark"), "0x%x uses bits 0x03000000, which verify owns; pick a mark without them", e.Mark)
+	}
 	if e.StaticMaxAddresses > 1<<32 {
 		col.add(p.with("static_max_addresses"), "%d is more than 4294967296 (all of IPv4)", e.StaticMaxAddresses)
 	}

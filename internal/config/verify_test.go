@@ -32,6 +32,8 @@ func TestVerify(t *testing.T) {
 		{"enforce", "enforcer:\n  verify: enforce\n", "enforce", "", `verify:\s+enforce: .*udp/443 \(QUIC\) dropped in enforce`},
 		{"bad mode", "enforcer:\n  verify: on\n", "", `enforcer.verify: "on" is not one of off, observe, enforce`, ""},
 		{"bad port", "enforcer:\n  verify: enforce\n" + strings.Replace(rules, "[9443]", "[9443, 70000]", 1), "", "clients[0].rules[0].tls_ports[1]: 70000 is not a TCP port (1..65535)", ""},
+		{"mark with verify's bits", "enforcer:\n  verify: observe\n  mark: 0x1000053\n", "", "enforcer.mark: 0x1000053 uses bits 0x03000000, which verify owns", ""},
+		{"mark with those bits, verify off", "enforcer:\n  mark: 0x1000053\n", "off", "", `verify:\s+off\n`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -308,6 +308,12 @@ func buildVerifyCheck(cc *nftables.Conn, t *nftables.Table, check *nftables.Chai
 			counterRef(ctrInvalid), &expr.Verdict{Kind: expr.VerdictDrop})...)
 	}
 	for _, v6 := range []bool{false, true} {
+		// A SYN too is judged by where it goes on: one that ends between
+		// the gateway and the server would leave fqdngate with a start
+		// the server never saw (raiseTTL, as in the filter chain).
+		rule(append(append(append(nfproto(v6), l4proto(unix.IPPROTO_TCP)...),
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Lookup{SourceRegister: 1, SetName: setVerifyPorts}), raiseTTL(v6)...)...)
 		for _, set := range []string{pick(v6, setAllow6, setAllow4), pick(v6, setAllow6R, setAllow4R)} {
 			exprs := append(lookupKey(v6, s.Global, set), l4proto(unix.IPPROTO_TCP)...)
 			exprs = append(exprs,

@@ -26,7 +26,11 @@ const (
 	MaxFlowsPerClient = 64
 	// StartWait bounds how long a flow's start (its SYN) is remembered
 	// before its first byte comes; MaxStarts and MaxStartsPerClient
-	// bound the starts remembered. A SYN beyond them is dropped.
+	// bound the starts remembered. A SYN beyond a client's bound is
+	// dropped; beyond MaxStarts the oldest start is forgotten (its flow
+	// is reset if it ever sends), so that a flood of handshakes that
+	// never send does not keep the others' new flows out. A client is
+	// an IPv4 address or an IPv6 /64.
 	StartWait          = 2 * time.Minute
 	MaxStarts          = 65536
 	MaxStartsPerClient = 4096
@@ -41,6 +45,9 @@ var (
 	// ErrSegmentsDisagree: two segments carry different bytes for the
 	// same place in the stream; the server may keep either.
 	ErrSegmentsDisagree = errors.New("overlapping segments carry different bytes")
+	// ErrTwoStarts: the flow sent SYNs with two first sequence numbers;
+	// which one the server follows is not known.
+	ErrTwoStarts = errors.New("the flow sent SYNs with two first sequence numbers")
 )
 
 // FlowKey is a TCP flow in the client's direction.
@@ -67,6 +74,9 @@ type held struct {
 type flowStart struct {
 	seq uint32
 	at  time.Time
+	n   uint64 // which Start made it, to tell it from a later one in the ring
+	// twice: a SYN with another first sequence number came (ErrTwoStarts)
+	twice bool
 }
 
 // perClient counts what one client has in the assembler.
@@ -78,9 +88,16 @@ type perClient struct{ starts, held int }
 // pass for the first. It is not safe for concurrent use: one queue
 // reader owns it.
 type Assembler struct {
-	flows   map[FlowKey]*held
-	starts  map[FlowKey]flowStart
-	clients map[netip.Addr]*perClient
+	flows  map[FlowKey]*held
+	starts map[FlowKey]flowStart
+	// order holds the starts oldest first (a ring), for the one to
+	// forget when MaxStarts is reached. It has room for twice as many,
+	// so that a compaction (of the slots of starts forgotten since)
+	// frees at least half of it.
+	order      []orderSlot
+	head, size int
+	startN     uint64
+	clients    map[netip.Addr]*perClient
 	// inspect parses a flow's stream so far; ErrIncomplete asks for more.
 	inspect func(k FlowKey, b []byte) error
 }
@@ -88,7 +105,23 @@ type Assembler struct {
 // NewAssembler makes an assembler over inspect.
 func NewAssembler(inspect func(k FlowKey, b []byte) error) *Assembler {
 	return &Assembler{flows: make(map[FlowKey]*held), starts: make(map[FlowKey]flowStart),
-		clients: make(map[netip.Addr]*perClient), inspect: inspect}
+		order: make([]orderSlot, 2*MaxStarts), clients: make(map[netip.Addr]*perClient), inspect: inspect}
+}
+
+type orderSlot struct {
+	key FlowKey
+	n   uint64
+}
+
+// clientOf is whom a flow's bounds count against: its IPv4 address, or
+// the /64 of its IPv6 address (one host has a whole /64).
+func clientOf(k FlowKey) netip.Addr {
+	a := k.Src.Addr()
+	if a.Is6() && !a.Is4In6() {
+		p, _ := a.Prefix(64)
+		return p.Addr()
+	}
+	return a.Unmap()
 }
 
 // Ready is a flow whose bytes are ready for a verdict: the held packet
@@ -119,11 +152,16 @@ func (a *Assembler) Add(now time.Time, k FlowKey, id packetID, seq uint32, data 
 	h := a.flows[k]
 	if h == nil {
 		st, ok := a.starts[k]
-		if !ok {
+		if !ok || st.twice {
+			err := ErrNoStart
+			if ok {
+				err = ErrTwoStarts
+				a.Forget(k)
+			}
 			stream := clone(data)
-			return Ready{Key: k, IDs: []packetID{id}, Stream: stream, Err: ErrNoStart}, Judged
+			return Ready{Key: k, IDs: []packetID{id}, Stream: stream, Err: err}, Judged
 		}
-		c := a.clients[k.Src.Addr()]
+		c := a.clients[clientOf(k)]
 		if len(a.flows) >= MaxFlows || c.held >= MaxFlowsPerClient {
 			return Ready{}, NoRoom
 		}
@@ -155,21 +193,61 @@ func (a *Assembler) Add(now time.Time, k FlowKey, id packetID, seq uint32, data 
 // false when there is no room (MaxStarts, MaxStartsPerClient).
 func (a *Assembler) Start(now time.Time, k FlowKey, seq uint32) (dropped []packetID, ok bool) {
 	dropped = a.Forget(k)
-	c := a.client(k.Src.Addr())
-	if len(a.starts) >= MaxStarts || c.starts >= MaxStartsPerClient {
-		a.release(k.Src.Addr())
+	who := clientOf(k)
+	c := a.client(who)
+	if c.starts >= MaxStartsPerClient {
+		a.release(who)
 		return dropped, false
 	}
-	a.starts[k] = flowStart{seq: seq, at: now}
-	c.starts++
+	for len(a.starts) >= MaxStarts {
+		dropped = append(dropped, a.forgetOldest()...)
+	}
+	if a.size == len(a.order) {
+		a.compact()
+	}
+	a.startN++
+	a.starts[k] = flowStart{seq: seq, at: now, n: a.startN}
+	a.order[(a.head+a.size)%len(a.order)] = orderSlot{k, a.startN}
+	a.size++
+	// Looked up again: forgetting the oldest may have released it.
+	a.client(who).starts++
 	return dropped, true
+}
+
+// forgetOldest forgets the oldest start that is still remembered, and
+// what its flow holds.
+func (a *Assembler) forgetOldest() []packetID {
+	for a.size > 0 {
+		o := a.order[a.head]
+		a.head = (a.head + 1) % len(a.order)
+		a.size--
+		if st, ok := a.starts[o.key]; ok && st.n == o.n {
+			return a.Forget(o.key)
+		}
+	}
+	return nil
+}
+
+// compact drops from the ring the slots of starts already forgotten,
+// so that it never fills with them.
+func (a *Assembler) compact() {
+	live := make([]orderSlot, 0, len(a.starts))
+	for i := range a.size {
+		o := a.order[(a.head+i)%len(a.order)]
+		if st, ok := a.starts[o.key]; ok && st.n == o.n {
+			live = append(live, o)
+		}
+	}
+	clear(a.order)
+	a.head, a.size = 0, copy(a.order, live)
 }
 
 // Forget drops what is known of k and returns the ids of its held
 // packets.
 func (a *Assembler) Forget(k FlowKey) []packetID {
 	var ids []packetID
-	c := a.clients[k.Src.Addr()]
+	who := clientOf(k)
+	c := a.clients[who]
 	if h, ok := a.flows[k]; ok {
 		ids = h.ids()
 		delete(a.flows, k)
@@ -179,7 +257,7 @@ func (a *Assembler) Forget(k FlowKey) []packetID {
 		delete(a.starts, k)
 		c.starts--
 	}
-	a.release(k.Src.Addr())
+	a.release(who)
 	return ids
 }
 
@@ -220,7 +298,30 @@ func (a *Assembler) Expire(now time.Time) []Ready {
 			a.Forget(k)
 		}
 	}
+	a.compact()
 	return out
+}
+
+// AnotherSYN notes a SYN of flow k that is not the one that made it,
+// with sequence number seq. One with another first sequence number than
+// the flow's start (conntrack takes it before the server has answered,
+// and the first may never have reached the server) leaves the flow
+// without a start the server is known to follow: its bytes are judged
+// on ErrTwoStarts, at once when some are held (ok).
+func (a *Assembler) AnotherSYN(k FlowKey, seq uint32) (Ready, bool) {
+	st, known := a.starts[k]
+	if !known || st.seq == seq+1 || st.twice {
+		return Ready{}, false
+	}
+	if h := a.flows[k]; h != nil {
+		ids := h.ids()
+		stream := h.stream()
+		a.Forget(k)
+		return Ready{Key: k, IDs: ids, Stream: stream, Err: ErrTwoStarts}, true
+	}
+	st.twice = true
+	a.starts[k] = st
+	return Ready{}, false
 }
 
 // Held is the number of flows waiting.

@@ -93,7 +93,7 @@ func (j *Judge) Decide(now time.Time, client, addr netip.Addr, port uint16, name
 	}
 	http := j.IsHTTP(port)
 	switch {
-	case errors.Is(parseErr, ErrNoStart) || errors.Is(parseErr, ErrSegmentsDisagree):
+	case errors.Is(parseErr, ErrNoStart) || errors.Is(parseErr, ErrSegmentsDisagree) || errors.Is(parseErr, ErrTwoStarts):
 		v.Reason = monitor.NotTLS
 		if http {
 			v.Reason = monitor.HostMismatch

@@ -254,3 +254,82 @@ func TestAssemblerBounds(t *testing.T) {
 		t.Fatalf("a flow beyond MaxFlows: %v, held %d", out, a.Held())
 	}
 }
+
+// TestAssemblerStartsBound: past MaxStarts the oldest start is
+// forgotten (its flow is judged on ErrNoStart when it sends), not the
+// new one refused; an IPv6 client's bound is its /64's; a SYN with
+// another first sequence number leaves the flow judged on ErrTwoStarts.
+func TestAssemblerStartsBound(t *testing.T) {
+	incomplete := func(FlowKey, []byte) error { return ErrIncomplete }
+	dst := netip.MustParseAddrPort("203.0.113.80:443")
+	flow := func(c netip.Addr, i int) FlowKey { return FlowKey{netip.AddrPortFrom(c, uint16(1024+i)), dst} }
+
+	a := NewAssembler(incomplete)
+	var first FlowKey
+	for n, c := 0, 0; n < MaxStarts; c++ {
+		addr := netip.AddrFrom4([4]byte{198, 51, 100, byte(c)})
+		for i := 0; i < MaxStartsPerClient && n < MaxStarts; i, n = i+1, n+1 {
+			k := flow(addr, i)
+			if n == 0 {
+				first = k
+			}
+			if _, ok := a.Start(t0, k, 0); !ok {
+				t.Fatalf("start %d refused", n)
+			}
+		}
+	}
+	if _, ok := a.Start(t0, flow(client, 0), 0); !ok || a.Starts() != MaxStarts {
+		t.Fatalf("a start beyond MaxStarts: ok %v, %d starts", ok, a.Starts())
+	}
+	if r, out := a.Add(t0, first, packetID{id: 1}, 0, []byte{1}); out != Judged || r.Err != ErrNoStart {
+		t.Fatalf("the oldest flow after it was forgotten: %v %v", out, r.Err)
+	}
+	// Starts judged and forgotten leave slots in the ring; it never
+	// fills with them.
+	for i := range 3 * MaxStarts {
+		k := flow(other, i%1000)
+		a.Start(t0, k, 0)
+		a.Forget(k)
+	}
+	if a.size > len(a.order) || a.Starts() != MaxStarts-1 {
+		t.Fatalf("ring %d of %d, %d starts", a.size, len(a.order), a.Starts())
+	}
+
+	a = NewAssembler(incomplete)
+	for i := range MaxStartsPerClient {
+		host := netip.MustParseAddr("2001:db8:1::a")
+		if i%2 == 1 {
+			host = netip.MustParseAddr("2001:db8:1::b")
+		}
+		if _, ok := a.Start(t0, flow(host, i), 0); !ok {
+			t.Fatalf("start %d refused", i)
+		}
+	}
+	if _, ok := a.Start(t0, flow(netip.MustParseAddr("2001:db8:1::c"), 0), 0); ok {
+		t.Fatal("a third address of the same /64 beyond the bound was taken")
+	}
+	if _, ok := a.Start(t0, flow(netip.MustParseAddr("2001:db8:2::a"), 0), 0); !ok {
+		t.Fatal("another /64 refused")
+	}
+
+	a = NewAssembler(incomplete)
+	k := flow(client, 0)
+	a.Start(t0, k, 1001)
+	if _, ok := a.AnotherSYN(k, 1000); ok {
+		t.Fatal("the SYN sent again (the same sequence number) judged the flow")
+	}
+	if _, out := a.Add(t0, k, packetID{id: 1}, 1001, []byte{1}); out != Holding {
+		t.Fatalf("after the SYN sent again: %v, want held", out)
+	}
+	if r, ok := a.AnotherSYN(k, 5000); !ok || r.Err != ErrTwoStarts || len(r.IDs) != 1 {
+		t.Fatalf("a SYN with another sequence number while bytes are held: %v %+v", ok, r)
+	}
+	a.Start(t0, k, 1001)
+	a.AnotherSYN(k, 5000)
+	if r, out := a.Add(t0, k, packetID{id: 2}, 1001, []byte{1}); out != Judged || r.Err != ErrTwoStarts {
+		t.Fatalf("bytes after a SYN with another sequence number: %v %v", out, r.Err)
+	}
+	if a.Starts() != 0 || a.Held() != 0 || len(a.clients) != 0 {
+		t.Fatalf("left: %d starts, %d held, %d clients", a.Starts(), a.Held(), len(a.clients))
+	}
+}

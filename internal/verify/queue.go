@@ -210,6 +210,9 @@ func (q *Queue) packet(a nfqueue.Attribute) int {
 func (q *Queue) syn(id, mark uint32, t tcpPacket) {
 	creating := !t.ack && mark&enforce.CtMask == enforce.CtPending
 	if !creating {
+		if !t.ack {
+			q.anotherSYN(t)
+		}
 		if len(t.data) > 0 {
 			q.unjudged(id, mark)
 			return
@@ -233,6 +236,16 @@ func (q *Queue) syn(id, mark uint32, t tcpPacket) {
 	}
 	// The tag is taken off the packet; its flow keeps CtPending.
 	q.pass(id, mark)
+}
+
+// anotherSYN: a SYN of a pending flow that did not make it (Assembler's
+// AnotherSYN).
+func (q *Queue) anotherSYN(t tcpPacket) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if r, ok := q.asm.AnotherSYN(t.key, t.seq); ok {
+		q.decide(r)
+	}
 }
 
 // unjudged is the verdict of a packet that is not judged: enforcing, it
