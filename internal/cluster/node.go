@@ -455,17 +455,23 @@ func (n *Node) publishBatch(batch []Record, fresh *freshness) {
 	// published, so the next answer for it is published again.
 	timeout := time.NewTimer(publishAckWait)
 	defer timeout.Stop()
+	stored := func(p pending) {
+		n.m.published.Add(float64(len(p.chunk)))
+		n.m.messages.Inc()
+	}
+	lost := func(p pending, why string) {
+		n.m.publishDropped.WithLabelValues(why).Add(float64(len(p.chunk)))
+		fresh.unpublished(p.chunk)
+	}
 	expired := false
 	for _, p := range futs {
 		if !expired {
 			select {
 			case <-p.f.Ok():
-				n.m.published.Add(float64(len(p.chunk)))
-				n.m.messages.Inc()
+				stored(p)
 				continue
 			case <-p.f.Err():
-				n.m.publishDropped.WithLabelValues("error").Add(float64(len(p.chunk)))
-				fresh.unpublished(p.chunk)
+				lost(p, "error")
 				continue
 			case <-timeout.C:
 				expired = true
@@ -475,11 +481,9 @@ func (n *Node) publishBatch(batch []Record, fresh *freshness) {
 		}
 		select {
 		case <-p.f.Ok():
-			n.m.published.Add(float64(len(p.chunk)))
-			n.m.messages.Inc()
+			stored(p)
 		default:
-			n.m.publishDropped.WithLabelValues("timeout").Add(float64(len(p.chunk)))
-			fresh.unpublished(p.chunk)
+			lost(p, "timeout")
 		}
 	}
 }
