@@ -446,6 +446,13 @@ func startAuth(t *testing.T, ns *lab.NS) *authServer {
 // startEcho runs a line echo server on every address of the fake
 // internet at port.
 func startEcho(t *testing.T, ns *lab.NS, port int) {
+	go serveEcho(listenIn(t, ns, port))
+}
+
+// listenIn listens on TCP port of every address of ns until the test
+// ends.
+func listenIn(t *testing.T, ns *lab.NS, port int) net.Listener {
+	t.Helper()
 	var ln net.Listener
 	if err := ns.Do(func() error {
 		var err error
@@ -455,7 +462,7 @@ func startEcho(t *testing.T, ns *lab.NS, port int) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go serveEcho(ln)
+	return ln
 }
 
 // serveEcho echoes every line of every connection ln accepts, until ln

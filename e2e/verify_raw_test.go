@@ -172,15 +172,7 @@ type byteSink struct {
 
 func startByteSink(t *testing.T, ns *lab.NS, port int) *byteSink {
 	t.Helper()
-	var ln net.Listener
-	if err := ns.Do(func() error {
-		var err error
-		ln, err = net.Listen("tcp", fmt.Sprintf("[::]:%d", port))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
+	ln := listenIn(t, ns, port)
 	b := &byteSink{got: make(map[int][]byte)}
 	go func() {
 		for {
