@@ -109,7 +109,7 @@ func TestPlaceholdersDocumented(t *testing.T) {
 func TestNotifyScriptParses(t *testing.T) {
 	sh, err := exec.LookPath("sh")
 	if err != nil {
-		t.Skip("no sh")
+		t.Fatalf("no sh to check the notify script with: %v", err)
 	}
 	cmd := exec.Command(sh, "-n", "/dev/stdin")
 	b, _ := File(Notify)
