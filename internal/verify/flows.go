@@ -228,8 +228,9 @@ func (a *Assembler) forgetOldest() []packetID {
 	return nil
 }
 
-// compact drops from the ring the slots of starts already forgotten,
-// so that it never fills with them.
+// compact drops from the ring the slots of starts already forgotten;
+// Start calls it when the ring is full, which, with room for twice
+// MaxStarts, is at most once every MaxStarts starts.
 func (a *Assembler) compact() {
 	live := make([]orderSlot, 0, len(a.starts))
 	for i := range a.size {
@@ -298,7 +299,6 @@ func (a *Assembler) Expire(now time.Time) []Ready {
 			a.Forget(k)
 		}
 	}
-	a.compact()
 	return out
 }
 
